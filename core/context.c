@@ -1,0 +1,153 @@
+/*
+ * core/context.c — the context: a device, a step arena, a tape and the grad mode.
+ * Step tensors (struct and data) come from the arena and die at tg_step_end.
+ */
+#include "../autograd/tape.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+tg_ctx *tg_ctx_new(tg_device device) {
+    if (device != TG_DEVICE_CPU && device != TG_DEVICE_CUDA) {
+        tg_fail(TG_ERR_ARG, "tg_ctx_new: unknown device %d", (int)device);
+        return NULL;
+    }
+    if (device == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) return NULL;
+    tg_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        tg_fail(TG_ERR_NOMEM, "tg_ctx_new: out of memory");
+        return NULL;
+    }
+    ctx->device = device;
+    ctx->grad_enabled = true;
+    tg_arena_init(&ctx->arena, device);
+    return ctx;
+}
+
+void tg_ctx_free(tg_ctx *ctx) {
+    if (!ctx) return;
+    tg_arena_release(&ctx->arena);
+    free(ctx->tape.records);
+    free(ctx);
+}
+
+tg_device tg_ctx_device(const tg_ctx *ctx) { return ctx ? ctx->device : TG_DEVICE_CPU; }
+
+/* Tensor structs live on the host even for CUDA contexts; a CPU context keeps struct
+ * and data in one arena, a CUDA one keeps structs in a small host arena. */
+static tg_tensor *alloc_struct(tg_ctx *ctx) {
+    tg_tensor *t;
+    if (ctx->device == TG_DEVICE_CPU) {
+        t = tg_arena_alloc(&ctx->arena, sizeof *t);
+    } else {
+        if (!ctx->host_arena_ready) {
+            tg_arena_init(&ctx->host_arena, TG_DEVICE_CPU);
+            ctx->host_arena_ready = true;
+        }
+        t = tg_arena_alloc(&ctx->host_arena, sizeof *t);
+    }
+    if (t) memset(t, 0, sizeof *t);
+    return t;
+}
+
+static bool valid_shape(const char *fn, tg_shape shape) {
+    char s[80];
+    if (shape.ndim < 0 || shape.ndim > TG_MAX_DIMS) {
+        tg_fail(TG_ERR_SHAPE, "%s: %d dims; tensors have 0 to %d", fn, shape.ndim, TG_MAX_DIMS);
+        return false;
+    }
+    for (int i = 0; i < shape.ndim; i++) {
+        if (shape.dim[i] <= 0) {
+            tg_fail(TG_ERR_SHAPE, "%s: shape %s has a dim <= 0", fn,
+                    tg_shape_str(shape, s, sizeof s));
+            return false;
+        }
+    }
+    return true;
+}
+
+tg_tensor *tg_ctx_tensor_view(tg_ctx *ctx, tg_shape shape, float *data) {
+    tg_tensor *t = alloc_struct(ctx);
+    if (!t) return NULL;
+    t->shape = shape;
+    t->numel = tg_shape_numel(shape);
+    t->device = ctx->device;
+    t->id = ctx->next_id++;
+    t->data = data;
+    return t;
+}
+
+tg_tensor *tg_ctx_tensor(tg_ctx *ctx, tg_shape shape) {
+    int64_t n = tg_shape_numel(shape);
+    float *data = tg_arena_alloc(&ctx->arena, (size_t)n * sizeof(float));
+    if (!data) return NULL;
+    return tg_ctx_tensor_view(ctx, shape, data);
+}
+
+void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes) { return tg_arena_alloc(&ctx->arena, bytes); }
+
+tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t) {
+    if (t->grad) return TG_OK;
+    t->grad = tg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
+    if (!t->grad) return tg_error();
+    return tg_device_zero(t->device, t->grad, (size_t)t->numel * sizeof(float));
+}
+
+tg_tensor *tg_tensor_new(tg_ctx *ctx, tg_shape shape) {
+    if (tg_check_not_null("tg_tensor_new", "ctx", ctx)) return NULL;
+    if (!valid_shape("tg_tensor_new", shape)) return NULL;
+    return tg_ctx_tensor(ctx, shape);
+}
+
+tg_tensor *tg_tensor_zeros(tg_ctx *ctx, tg_shape shape) {
+    if (tg_check_not_null("tg_tensor_zeros", "ctx", ctx)) return NULL;
+    if (!valid_shape("tg_tensor_zeros", shape)) return NULL;
+    tg_tensor *t = tg_ctx_tensor(ctx, shape);
+    if (t && tg_device_zero(t->device, t->data, (size_t)t->numel * sizeof(float))) return NULL;
+    return t;
+}
+
+tg_tensor *tg_tensor_from(tg_ctx *ctx, tg_shape shape, const float *host) {
+    if (tg_check_not_null("tg_tensor_from", "ctx", ctx)) return NULL;
+    if (tg_check_not_null("tg_tensor_from", "host", host)) return NULL;
+    if (!valid_shape("tg_tensor_from", shape)) return NULL;
+    tg_tensor *t = tg_ctx_tensor(ctx, shape);
+    if (t && tg_device_copy(t->device, t->data, TG_DEVICE_CPU, host,
+                            (size_t)t->numel * sizeof(float)))
+        return NULL;
+    return t;
+}
+
+tg_status tg_tensor_to_host(const tg_tensor *t, float *host, bool grad) {
+    if (!t || !host) return tg_fail(TG_ERR_ARG, "tg_tensor_to_host: %s is NULL",
+                                    t ? "host" : "tensor");
+    const float *src = grad ? t->grad : t->data;
+    if (!src) return tg_fail(TG_ERR_STATE, "tg_tensor_to_host: the tensor has no gradient "
+                             "(run tg_backward first, or it does not require grad)");
+    return tg_device_copy(TG_DEVICE_CPU, host, t->device, src, (size_t)t->numel * sizeof(float));
+}
+
+void tg_tensor_set_requires_grad(tg_tensor *t, bool requires_grad) {
+    if (t && !t->is_param) t->requires_grad = requires_grad;
+}
+
+void tg_step_end(tg_ctx *ctx) {
+    if (!ctx) return;
+    tg_arena_reset(&ctx->arena);
+    if (ctx->host_arena_ready) tg_arena_reset(&ctx->host_arena);
+    ctx->tape.len = 0;
+    ctx->tape.consumed = false;
+    ctx->next_id = 0;
+}
+
+size_t tg_ctx_arena_used(const tg_ctx *ctx) { return ctx ? ctx->arena.used : 0; }
+size_t tg_ctx_arena_peak(const tg_ctx *ctx) { return ctx ? ctx->arena.peak : 0; }
+
+bool tg_set_grad_enabled(tg_ctx *ctx, bool enabled) {
+    if (!ctx) return false;
+    bool was = ctx->grad_enabled;
+    ctx->grad_enabled = enabled;
+    return was;
+}
+
+bool tg_is_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }

@@ -1,0 +1,243 @@
+/*
+ * core/params.c — the parameter store (DESIGN §2). Trainable values, their gradients and
+ * optimizer state are each one flat buffer; every parameter is a view at an offset.
+ * Buffers (running statistics) live in a second flat area. Tensor structs are allocated
+ * one by one so user pointers stay valid when a later add grows the flat buffers.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct tg_params {
+    tg_device device;
+    tg_tensor **tensors; /* in insertion order */
+    int64_t *offsets;    /* into values/grads (trainable) or buffers */
+    int count, cap;
+    float *values, *grads, *buffers, *state;
+    int64_t numel, numel_cap;            /* trainable */
+    int64_t buffer_numel, buffer_cap;
+    int state_slots;
+};
+
+tg_params *tg_params_new(tg_device device) {
+    if (device != TG_DEVICE_CPU && device != TG_DEVICE_CUDA) {
+        tg_fail(TG_ERR_ARG, "tg_params_new: unknown device %d", (int)device);
+        return NULL;
+    }
+    if (device == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) return NULL;
+    tg_params *ps = calloc(1, sizeof *ps);
+    if (!ps) tg_fail(TG_ERR_NOMEM, "tg_params_new: out of memory");
+    else ps->device = device;
+    return ps;
+}
+
+void tg_params_free(tg_params *ps) {
+    if (!ps) return;
+    for (int i = 0; i < ps->count; i++) {
+        free((char *)ps->tensors[i]->name);
+        free(ps->tensors[i]);
+    }
+    free(ps->tensors);
+    free(ps->offsets);
+    tg_device_free(ps->device, ps->values);
+    tg_device_free(ps->device, ps->grads);
+    tg_device_free(ps->device, ps->buffers);
+    tg_device_free(ps->device, ps->state);
+    free(ps);
+}
+
+/* Grow a flat device buffer from `used` to at least `need` floats, keeping contents;
+ * new space is zeroed. */
+static bool grow(tg_device device, float **buf, int64_t used, int64_t need, int64_t cap) {
+    float *fresh = tg_device_alloc(device, (size_t)cap * sizeof(float));
+    if (!fresh) return false;
+    if (used && tg_device_copy(device, fresh, device, *buf, (size_t)used * sizeof(float)))
+        goto fail;
+    if (tg_device_zero(device, fresh + used, (size_t)(cap - used) * sizeof(float))) goto fail;
+    (void)need;
+    tg_device_free(device, *buf);
+    *buf = fresh;
+    return true;
+fail:
+    tg_device_free(device, fresh);
+    return false;
+}
+
+/* Re-point every tensor view after a flat buffer moved. */
+static void repoint(tg_params *ps) {
+    for (int i = 0; i < ps->count; i++) {
+        tg_tensor *t = ps->tensors[i];
+        if (t->requires_grad) {
+            t->data = ps->values + ps->offsets[i];
+            t->grad = ps->grads + ps->offsets[i];
+        } else {
+            t->data = ps->buffers + ps->offsets[i];
+        }
+    }
+}
+
+static tg_tensor *params_add(tg_params *ps, const char *name, tg_shape shape, bool trainable,
+                             float fill) {
+    const char *fn = trainable ? "tg_params_add" : "tg_params_add_buffer";
+    if (!ps) {
+        tg_fail(TG_ERR_ARG, "%s: store is NULL", fn);
+        return NULL;
+    }
+    if (!name || !*name) {
+        tg_fail(TG_ERR_ARG, "%s: a parameter needs a non-empty name", fn);
+        return NULL;
+    }
+    if (tg_params_find(ps, name)) {
+        tg_fail(TG_ERR_ARG, "%s: a parameter named '%s' already exists", fn, name);
+        return NULL;
+    }
+    if (ps->state) {
+        tg_fail(TG_ERR_STATE, "%s('%s'): an optimizer already holds state for this store; "
+                "add every parameter before creating the optimizer", fn, name);
+        return NULL;
+    }
+    if (shape.ndim < 0 || shape.ndim > TG_MAX_DIMS) {
+        tg_fail(TG_ERR_SHAPE, "%s('%s'): %d dims; at most %d", fn, name, shape.ndim,
+                TG_MAX_DIMS);
+        return NULL;
+    }
+    for (int i = 0; i < shape.ndim; i++) {
+        if (shape.dim[i] <= 0) {
+            char s[80];
+            tg_fail(TG_ERR_SHAPE, "%s('%s'): shape %s has a dim <= 0", fn, name,
+                    tg_shape_str(shape, s, sizeof s));
+            return NULL;
+        }
+    }
+    int64_t n = tg_shape_numel(shape);
+    int64_t padded = (n + 15) & ~(int64_t)15; /* keep each view 64-byte aligned */
+    if (ps->count == ps->cap) {
+        int cap = ps->cap ? 2 * ps->cap : 16;
+        tg_tensor **tensors = realloc(ps->tensors, (size_t)cap * sizeof *tensors);
+        if (tensors) ps->tensors = tensors;
+        int64_t *offsets = realloc(ps->offsets, (size_t)cap * sizeof *offsets);
+        if (offsets) ps->offsets = offsets;
+        if (!tensors || !offsets) {
+            tg_fail(TG_ERR_NOMEM, "%s: out of memory", fn);
+            return NULL;
+        }
+        ps->cap = cap;
+    }
+    tg_tensor *t = calloc(1, sizeof *t);
+    char *copy = malloc(strlen(name) + 1);
+    if (!t || !copy) {
+        free(t);
+        free(copy);
+        tg_fail(TG_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    strcpy(copy, name);
+    int64_t *used = trainable ? &ps->numel : &ps->buffer_numel;
+    int64_t *cap = trainable ? &ps->numel_cap : &ps->buffer_cap;
+    if (*used + padded > *cap) {
+        int64_t newcap = *cap ? 2 * *cap : 1024;
+        while (newcap < *used + padded) newcap *= 2;
+        bool ok = trainable ? grow(ps->device, &ps->values, *used, *used + padded, newcap) &&
+                                  grow(ps->device, &ps->grads, *used, *used + padded, newcap)
+                            : grow(ps->device, &ps->buffers, *used, *used + padded, newcap);
+        if (!ok) {
+            free(t);
+            free(copy);
+            return NULL;
+        }
+        *cap = newcap;
+    }
+    t->shape = shape;
+    t->numel = n;
+    t->device = ps->device;
+    t->requires_grad = trainable;
+    t->is_param = true;
+    t->name = copy;
+    t->id = -1;
+    ps->offsets[ps->count] = *used;
+    ps->tensors[ps->count++] = t;
+    *used += padded;
+    repoint(ps);
+    if (!trainable && fill != 0.0f) {
+        float *host = malloc((size_t)n * sizeof *host);
+        if (!host) {
+            tg_fail(TG_ERR_NOMEM, "%s: out of memory", fn);
+            return NULL;
+        }
+        for (int64_t i = 0; i < n; i++) host[i] = fill;
+        tg_device_copy(ps->device, t->data, TG_DEVICE_CPU, host, (size_t)n * sizeof *host);
+        free(host);
+    }
+    return t;
+}
+
+tg_tensor *tg_params_add(tg_params *ps, const char *name, tg_shape shape) {
+    return params_add(ps, name, shape, true, 0.0f);
+}
+
+tg_tensor *tg_params_add_buffer(tg_params *ps, const char *name, tg_shape shape, float fill) {
+    return params_add(ps, name, shape, false, fill);
+}
+
+int tg_params_count(const tg_params *ps) { return ps ? ps->count : 0; }
+
+tg_tensor *tg_params_at(const tg_params *ps, int i) {
+    return ps && i >= 0 && i < ps->count ? ps->tensors[i] : NULL;
+}
+
+tg_tensor *tg_params_find(const tg_params *ps, const char *name) {
+    if (!ps || !name) return NULL;
+    for (int i = 0; i < ps->count; i++)
+        if (strcmp(ps->tensors[i]->name, name) == 0) return ps->tensors[i];
+    return NULL;
+}
+
+int64_t tg_params_numel(const tg_params *ps) {
+    if (!ps) return 0;
+    int64_t n = 0; /* the true count, without alignment padding */
+    for (int i = 0; i < ps->count; i++)
+        if (ps->tensors[i]->requires_grad) n += ps->tensors[i]->numel;
+    return n;
+}
+
+int64_t tg_params_buffer_numel(const tg_params *ps) {
+    if (!ps) return 0;
+    int64_t n = 0;
+    for (int i = 0; i < ps->count; i++)
+        if (!ps->tensors[i]->requires_grad) n += ps->tensors[i]->numel;
+    return n;
+}
+
+/* Length of the flat trainable buffers, padding included (what optimizers loop over;
+ * padding holds zeros in values, grads and state, so it stays zero). */
+int64_t tg_params_flat_numel(const tg_params *ps) { return ps ? ps->numel : 0; }
+
+tg_device tg_params_device(const tg_params *ps) { return ps ? ps->device : TG_DEVICE_CPU; }
+float *tg_params_data(tg_params *ps) { return ps ? ps->values : NULL; }
+float *tg_params_grad(tg_params *ps) { return ps ? ps->grads : NULL; }
+float *tg_params_buffers(tg_params *ps) { return ps ? ps->buffers : NULL; }
+
+void tg_params_zero_grad(tg_params *ps) {
+    if (ps && ps->grads) tg_device_zero(ps->device, ps->grads, (size_t)ps->numel * sizeof(float));
+}
+
+float *tg_params_state(tg_params *ps, int slots) {
+    if (!ps || slots <= 0) return NULL;
+    if (ps->state) {
+        if (ps->state_slots != slots) {
+            tg_fail(TG_ERR_STATE, "parameter store already holds state for another optimizer "
+                    "(%d slots, asked for %d)", ps->state_slots, slots);
+            return NULL;
+        }
+        return ps->state;
+    }
+    size_t bytes = (size_t)slots * (size_t)(ps->numel ? ps->numel : 1) * sizeof(float);
+    ps->state = tg_device_alloc(ps->device, bytes);
+    if (!ps->state) return NULL;
+    tg_device_zero(ps->device, ps->state, bytes);
+    ps->state_slots = slots;
+    return ps->state;
+}
+
+int tg_params_state_slots(const tg_params *ps) { return ps ? ps->state_slots : 0; }

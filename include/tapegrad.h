@@ -1,0 +1,371 @@
+/*
+ * tapegrad.h — a small, fast, readable training framework in C11.
+ *
+ * OVERVIEW
+ * --------
+ * Tensors are float32, NCHW, contiguous, up to 4-D. Every op you call on a context
+ * (`tg_ctx`) runs immediately and, when one of its inputs requires a gradient, appends
+ * one record to the context's tape. `tg_backward(ctx, loss)` walks the tape in reverse
+ * (reverse recording order is a valid topological order) and ADDS dL/dx into the
+ * `grad` buffer of every tensor that requires it.
+ *
+ * Memory comes from two kinds of arena, never from per-tensor malloc/free:
+ *   - a parameter store (`tg_params`) holds parameters, their gradients and optimizer
+ *     state as flat buffers; each parameter is a view at an offset. zero_grad is one
+ *     memset, an optimizer step one loop.
+ *   - the context's step arena holds inputs, activations, saved tensors, activation
+ *     gradients, scratch and the tape. `tg_step_end(ctx)` rewinds it after each step;
+ *     its pages are kept, so a training loop allocates nothing after the first step.
+ *
+ * Errors never abort: an op given bad input returns NULL and records one message
+ * (op, argument, shapes, hint) readable with `tg_error_message()`. Ops given NULL
+ * return NULL without overwriting the first message, so a whole forward pass can be
+ * written without checks and tested once at the end. `tg_backward` and
+ * `tg_optim_step` return a status and change nothing while an error is pending.
+ *
+ * WORKED EXAMPLE (tests/test_example.c compiles and runs exactly this)
+ * ---------------------------------------------------------------------
+ *   // Fit y = 3x - 1 with a 1→16→1 MLP.
+ *   #include <tapegrad.h>
+ *   #include <stdio.h>
+ *
+ *   int main(void) {
+ *       tg_rng rng;
+ *       tg_rng_seed(&rng, 42);
+ *       tg_params *ps = tg_params_new(TG_DEVICE_CPU);
+ *       tg_tensor *w1 = tg_params_add(ps, "fc1.weight", tg_shape2(16, 1));
+ *       tg_tensor *b1 = tg_params_add(ps, "fc1.bias", tg_shape1(16));
+ *       tg_tensor *w2 = tg_params_add(ps, "fc2.weight", tg_shape2(1, 16));
+ *       tg_tensor *b2 = tg_params_add(ps, "fc2.bias", tg_shape1(1));
+ *       tg_init_linear(&rng, w1, b1);
+ *       tg_init_linear(&rng, w2, b2);
+ *       tg_optim *opt = tg_sgd_new(ps, (tg_sgd_opts){.lr = 0.05f, .momentum = 0.9f});
+ *       tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+ *
+ *       float xs[32], ys[32];
+ *       for (int i = 0; i < 32; i++) { xs[i] = i / 16.0f - 1; ys[i] = 3 * xs[i] - 1; }
+ *       for (int step = 0; step < 200; step++) {
+ *           tg_tensor *x = tg_tensor_from(ctx, tg_shape2(32, 1), xs);
+ *           tg_tensor *y = tg_tensor_from(ctx, tg_shape2(32, 1), ys);
+ *           tg_tensor *h = tg_relu(ctx, tg_linear(ctx, x, w1, b1));
+ *           tg_tensor *loss = tg_mse_loss(ctx, tg_linear(ctx, h, w2, b2), y);
+ *           tg_optim_zero_grad(opt);
+ *           if (tg_backward(ctx, loss) != TG_OK || tg_optim_step(opt) != TG_OK) {
+ *               fprintf(stderr, "%s\n", tg_error_message());
+ *               return 1;
+ *           }
+ *           if (step % 50 == 0) printf("step %3d  loss %.5f\n", step, loss->data[0]);
+ *           tg_step_end(ctx);  // rewind the step arena and the tape
+ *       }
+ *       tg_ctx_free(ctx);
+ *       tg_optim_free(opt);
+ *       tg_params_free(ps);
+ *       return 0;
+ *   }
+ *
+ * CONVENTIONS
+ *   - Names: tg_<object>_<verb> (tg_tape_print), ops as tg_<op> (tg_conv2d).
+ *   - Every _free accepts NULL.
+ *   - Semantics follow PyTorch (verified by golden tests): losses reduce by mean,
+ *     batchnorm's running variance is unbiased, ReLU's gradient at exactly 0 is 0.
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum tg_status {
+    TG_OK = 0,
+    TG_ERR_ARG,         /* an argument has a bad value (NULL, out of range, ...) */
+    TG_ERR_SHAPE,       /* tensor shapes do not fit together */
+    TG_ERR_STATE,       /* the call is not valid now (tape consumed, error pending) */
+    TG_ERR_NOMEM,       /* out of memory */
+    TG_ERR_IO,          /* a file could not be read or written */
+    TG_ERR_FORMAT,      /* a file is truncated, corrupted or of another model */
+    TG_ERR_DEVICE,      /* no such device, or a device call failed */
+    TG_ERR_UNSUPPORTED, /* no implementation for this device/op combination */
+} tg_status;
+
+/* The first error recorded since the last tg_error_clear() (thread-local). */
+tg_status tg_error(void);
+/* Its message ("" when none). The pointer stays valid until the next clear. */
+const char *tg_error_message(void);
+void tg_error_clear(void);
+const char *tg_status_name(tg_status status);
+
+/* ---------------------------------------------------------------- devices, threads */
+
+typedef enum tg_device { TG_DEVICE_CPU = 0, TG_DEVICE_CUDA = 1, TG_DEVICE_COUNT } tg_device;
+
+const char *tg_device_name(tg_device device);
+/* TG_OK when a CUDA device can be used; otherwise a status and a message saying why
+ * ("no CUDA device available: built without CUDA", "... cudaGetDeviceCount: ..."). */
+tg_status tg_cuda_check(void);
+
+/* One knob for all CPU parallelism: our OpenMP loops and OpenBLAS. n <= 0 means all
+ * cores. */
+void tg_set_num_threads(int n);
+int tg_get_num_threads(void);
+
+/* ---------------------------------------------------------------- shapes, tensors */
+
+#define TG_MAX_DIMS 4
+
+typedef struct tg_shape {
+    int ndim;               /* 0 (a scalar) .. TG_MAX_DIMS */
+    int64_t dim[TG_MAX_DIMS];
+} tg_shape;
+
+tg_shape tg_shape0(void);
+tg_shape tg_shape1(int64_t d0);
+tg_shape tg_shape2(int64_t d0, int64_t d1);
+tg_shape tg_shape3(int64_t d0, int64_t d1, int64_t d2);
+tg_shape tg_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+int64_t tg_shape_numel(tg_shape shape);
+bool tg_shape_equal(tg_shape a, tg_shape b);
+/* Writes "(1, 3, 32, 32)" into buf; returns buf. */
+char *tg_shape_str(tg_shape shape, char *buf, size_t size);
+
+/* A tensor. The struct is public so learners can look inside; treat the fields as
+ * read-only. `data` and `grad` point into an arena (the step arena of a context, or a
+ * parameter store) on `device`. `grad` is NULL until a backward pass needs it. */
+typedef struct tg_tensor {
+    tg_shape shape;
+    int64_t numel;
+    tg_device device;
+    float *data;
+    float *grad;
+    bool requires_grad;
+    bool is_param;       /* lives in a parameter store */
+    const char *name;    /* parameters: their name; others: NULL */
+    int id;              /* creation order within the step (tape printing) */
+} tg_tensor;
+
+/* ---------------------------------------------------------------- rng, initialisation */
+
+typedef struct tg_rng {
+    uint64_t s[4]; /* xoshiro256** state */
+} tg_rng;
+
+void tg_rng_seed(tg_rng *rng, uint64_t seed);
+uint64_t tg_rng_next(tg_rng *rng);
+double tg_rng_uniform(tg_rng *rng);           /* [0, 1) */
+double tg_rng_normal(tg_rng *rng);            /* N(0, 1) */
+int64_t tg_rng_below(tg_rng *rng, int64_t n); /* uniform integer in [0, n) */
+void tg_rng_fill_uniform(tg_rng *rng, float *x, int64_t n, float lo, float hi);
+void tg_rng_fill_normal(tg_rng *rng, float *x, int64_t n, float mean, float std);
+
+/* PyTorch's default initialisation of nn.Conv2d / nn.Linear: weight and bias uniform in
+ * ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)). bias may be NULL. Works on
+ * parameters of either device. */
+tg_status tg_init_conv2d(tg_rng *rng, tg_tensor *weight, tg_tensor *bias);
+tg_status tg_init_linear(tg_rng *rng, tg_tensor *weight, tg_tensor *bias);
+
+/* ---------------------------------------------------------------- parameter store */
+
+typedef struct tg_params tg_params;
+
+tg_params *tg_params_new(tg_device device);
+void tg_params_free(tg_params *ps);
+/* A trainable parameter, zero-initialised, with a gradient buffer. The returned pointer
+ * stays valid for the life of the store, even when later adds grow its buffers. */
+tg_tensor *tg_params_add(tg_params *ps, const char *name, tg_shape shape);
+/* A non-trainable buffer (batchnorm running statistics): saved in checkpoints, never
+ * touched by optimizers, not counted as a trainable parameter. */
+tg_tensor *tg_params_add_buffer(tg_params *ps, const char *name, tg_shape shape, float fill);
+int tg_params_count(const tg_params *ps);          /* parameters + buffers */
+tg_tensor *tg_params_at(const tg_params *ps, int i);
+tg_tensor *tg_params_find(const tg_params *ps, const char *name);
+int64_t tg_params_numel(const tg_params *ps);      /* trainable elements */
+int64_t tg_params_buffer_numel(const tg_params *ps);
+tg_device tg_params_device(const tg_params *ps);
+/* Flat views: all trainable values, their gradients (tg_params_numel floats each). */
+float *tg_params_data(tg_params *ps);
+float *tg_params_grad(tg_params *ps);
+void tg_params_zero_grad(tg_params *ps);
+
+/* ---------------------------------------------------------------- context, step arena */
+
+typedef struct tg_ctx tg_ctx;
+
+tg_ctx *tg_ctx_new(tg_device device);
+void tg_ctx_free(tg_ctx *ctx);
+tg_device tg_ctx_device(const tg_ctx *ctx);
+
+/* Step-arena tensors. _new leaves data uninitialised; _zeros clears it; _from copies
+ * numel floats from host memory (to the device when the context is on CUDA). */
+tg_tensor *tg_tensor_new(tg_ctx *ctx, tg_shape shape);
+tg_tensor *tg_tensor_zeros(tg_ctx *ctx, tg_shape shape);
+tg_tensor *tg_tensor_from(tg_ctx *ctx, tg_shape shape, const float *host);
+/* Copy a tensor's values (or its grad when grad is true) to host memory. */
+tg_status tg_tensor_to_host(const tg_tensor *t, float *host, bool grad);
+/* Mark a step tensor as needing a gradient (for inputs you want dL/dx of). */
+void tg_tensor_set_requires_grad(tg_tensor *t, bool requires_grad);
+
+/* Ends a step: rewinds the step arena and clears the tape. Every step tensor is
+ * invalid afterwards; parameters are untouched. */
+void tg_step_end(tg_ctx *ctx);
+size_t tg_ctx_arena_used(const tg_ctx *ctx);  /* bytes in use in this step */
+size_t tg_ctx_arena_peak(const tg_ctx *ctx);  /* high-water mark since creation */
+
+/* ---------------------------------------------------------------- tape, autograd */
+
+/* Grad mode: while disabled, ops record nothing (evaluation, optimizer math).
+ * Returns the previous mode so scopes nest:  bool was = tg_set_grad_enabled(ctx, false);
+ * ...; tg_set_grad_enabled(ctx, was); */
+bool tg_set_grad_enabled(tg_ctx *ctx, bool enabled);
+bool tg_is_grad_enabled(const tg_ctx *ctx);
+
+/* Seeds dL/dloss = 1 (loss must have one element) and replays the tape in reverse,
+ * adding into the grad of every tensor that requires it. A tape can be replayed once;
+ * a second call before tg_step_end is TG_ERR_STATE. */
+tg_status tg_backward(tg_ctx *ctx, tg_tensor *loss);
+/* The same, seeding dL/dout with `dout` (out->numel floats on out's device). */
+tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout);
+
+int tg_tape_length(const tg_ctx *ctx);
+/* A table: index, op, input shapes -> output shape, saved bytes, forward/backward ms. */
+void tg_tape_print(const tg_ctx *ctx, FILE *f);
+/* Graphviz DOT: tensors as boxes, ops as ellipses (render with `dot -Tpng`). */
+tg_status tg_tape_write_dot(const tg_ctx *ctx, FILE *f);
+/* While set, tg_backward logs each step: the op, its incoming gradient's shape and L2
+ * norm, and one line on what its backward computes. NULL turns it off. */
+void tg_tape_set_explain(tg_ctx *ctx, FILE *f);
+
+/* ---------------------------------------------------------------- ops */
+
+typedef struct tg_conv2d_opts {
+    int stride_h, stride_w;     /* 0 means 1 */
+    int pad_h, pad_w;           /* zero padding on each side */
+    int dilation_h, dilation_w; /* 0 means 1 */
+    int groups;                 /* 0 means 1; = C_in gives a depthwise conv */
+} tg_conv2d_opts;
+
+/* Square stride/padding/dilation, as PyTorch's int arguments. */
+tg_conv2d_opts tg_conv2d_opts_make(int stride, int padding, int dilation, int groups);
+
+/* x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW), bias (C_out) or NULL
+ * -> (N, C_out, OH, OW), OH = (H + 2 pad_h - dilation_h (KH - 1) - 1) / stride_h + 1. */
+tg_tensor *tg_conv2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
+                     tg_conv2d_opts opts);
+/* x (N, C_in, L), weight (C_out, C_in/groups, K), bias (C_out) or NULL -> (N, C_out, OL).
+ * conv2d with H = 1; uses opts' _w fields. */
+tg_tensor *tg_conv1d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
+                     tg_conv2d_opts opts);
+
+/* x (N, C, H, W); weight, bias (C) or both NULL; running_mean, running_var (C) buffers.
+ * training: normalise with batch statistics (biased variance) and update the running
+ * ones with momentum (unbiased variance); eval: use the running statistics. PyTorch's
+ * defaults are momentum 0.1, eps 1e-5. */
+tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
+                          tg_tensor *running_mean, tg_tensor *running_var, bool training,
+                          float momentum, float eps);
+
+tg_tensor *tg_relu(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_relu6(tg_ctx *ctx, tg_tensor *x);
+/* a + b, same shapes (residual connections). */
+tg_tensor *tg_add(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* A view with another shape of the same numel; one dim may be -1 (inferred). */
+tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
+/* (N, ...) -> (N, rest). */
+tg_tensor *tg_flatten(tg_ctx *ctx, tg_tensor *x);
+/* x (N, in), weight (out, in), bias (out) or NULL -> (N, out). */
+tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias);
+/* (N, C, H, W) -> (N, C, 1, 1), the mean over H and W. */
+tg_tensor *tg_global_avg_pool(tg_ctx *ctx, tg_tensor *x);
+
+typedef struct tg_pool2d_opts {
+    int kernel_h, kernel_w;
+    int stride_h, stride_w; /* 0 means the kernel size (PyTorch's default) */
+    int pad_h, pad_w;       /* implicit padding: -inf for max, zeros counted for avg */
+} tg_pool2d_opts;
+tg_pool2d_opts tg_pool2d_opts_make(int kernel, int stride, int padding);
+tg_tensor *tg_max_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
+/* count_include_pad = true, as PyTorch's default. */
+tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
+
+/* Cross entropy with integer class targets, mean over all targets (fused log-softmax +
+ * NLL). logits (N, C) with target[N], or per pixel: logits (N, C, H, W) with
+ * target[N*H*W] laid out (N, H, W). target is host memory; it is copied. -> scalar. */
+tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
+/* mean((pred - target)^2) over all elements -> scalar. */
+tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
+
+/* ---------------------------------------------------------------- optimizers */
+
+typedef struct tg_optim tg_optim;
+
+typedef struct tg_sgd_opts {
+    float lr;
+    float momentum;     /* 0: plain SGD */
+    float dampening;
+    float weight_decay; /* L2, added to the gradient */
+    bool nesterov;      /* needs momentum > 0 and dampening = 0 */
+} tg_sgd_opts;
+
+typedef struct tg_adam_opts {
+    float lr;           /* 0 means 1e-3 */
+    float beta1, beta2; /* 0 means 0.9, 0.999 */
+    float eps;          /* 0 means 1e-8 */
+    float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
+} tg_adam_opts;
+
+/* The optimizer keeps its state (momentum, moments) in the parameter store, so add
+ * every parameter before creating it. Bad options give NULL and a message. */
+tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts);
+tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts);
+tg_optim *tg_adamw_new(tg_params *ps, tg_adam_opts opts);
+void tg_optim_free(tg_optim *opt);
+void tg_optim_zero_grad(tg_optim *opt);
+/* One update over the whole flat store. Refuses (TG_ERR_STATE, nothing changed) while
+ * an error is pending. */
+tg_status tg_optim_step(tg_optim *opt);
+void tg_optim_set_lr(tg_optim *opt, float lr);
+float tg_optim_lr(const tg_optim *opt);
+int64_t tg_optim_steps(const tg_optim *opt);
+const char *tg_optim_name(const tg_optim *opt);
+
+/* ---------------------------------------------------------------- gradient checks */
+
+/* Builds a graph from the inputs and returns its output (any shape). */
+typedef tg_tensor *(*tg_graph_fn)(tg_ctx *ctx, tg_tensor *const *inputs, void *user);
+
+typedef struct tg_gradcheck_result {
+    double max_abs_err;  /* over all checked elements */
+    double max_rel_err;  /* |a - n| / max(|a|, |n|, atol_floor) */
+    int64_t checked;     /* elements compared */
+    int64_t failed;      /* elements outside tolerance */
+    char worst[160];     /* description of the worst element */
+} tg_gradcheck_result;
+
+/* Central differences on L = sum(out * R), R a fixed random projection, accumulated in
+ * double, against the tape's gradients for every element of every input that requires
+ * grad (at most max_per_input elements each, spread evenly; 0 = all). Inputs are CPU
+ * tensors (parameters or step tensors). An element passes when
+ * |analytic - numeric| <= atol + rtol * |numeric|. */
+tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
+                       int ninputs, double eps, double atol, double rtol,
+                       int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result);
+
+/* Whole-model check along one random direction d over every trainable parameter of ps:
+ * (L(p + eps d) - L(p - eps d)) / 2 eps against grad . d. fn must return a scalar loss.
+ * Parameters are restored afterwards. */
+tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, void *user,
+                                 double eps, uint64_t seed, double *analytic,
+                                 double *numeric);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TAPEGRAD_H */

@@ -1,0 +1,2 @@
+/* optim/adam.c: in progress. */
+typedef int tg_placeholder_adam;

@@ -1,0 +1,2 @@
+/* optim/optim.c: in progress. */
+typedef int tg_placeholder_optim;

@@ -1,0 +1,2 @@
+/* optim/sgd.c: in progress. */
+typedef int tg_placeholder_sgd;

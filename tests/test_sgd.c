@@ -1,0 +1,3 @@
+/* tests/test_sgd.c: in progress (placeholder). */
+#include "testutil.h"
+Suite *sgd_suite(void) { return suite_create("sgd"); }
