@@ -19,6 +19,8 @@
 static tg_status eval_projected(tg_ctx *ctx, tg_graph_fn fn, void *user,
                                 tg_tensor *const *inputs, double **R, int64_t *rn,
                                 uint64_t seed, double *value) {
+    tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
+    int next_id = ctx->next_id;
     bool was = tg_set_grad_enabled(ctx, false);
     tg_tensor *out = fn(ctx, inputs, user);
     tg_set_grad_enabled(ctx, was);
@@ -35,14 +37,15 @@ static tg_status eval_projected(tg_ctx *ctx, tg_graph_fn fn, void *user,
     double s = 0;
     for (int64_t i = 0; i < out->numel; i++) s += (double)out->data[i] * (*R)[i];
     *value = s;
+    tg_arena_rewind(&ctx->arena, mark); /* the evaluation's tensors are dead now */
+    ctx->next_id = next_id;
     return TG_OK;
 }
 
-/* Step tensors of an earlier forward die at tg_step_end, but gradcheck's inputs must
- * survive many forwards: copy step inputs aside and restore them into fresh tensors.
- * To keep it simple, gradcheck requires inputs that outlive the steps: parameters, or
- * step tensors that the caller created — we never call tg_step_end on the caller's ctx
- * here; each evaluation only appends to the arena, which the caller rewinds. */
+/* The inputs may be step tensors of the caller's current step: gradcheck never calls
+ * tg_step_end. It records its analytic pass on top of the caller's tape and afterwards
+ * truncates the tape back and restores its consumed flag, so the caller's step is left
+ * as it was; numeric evaluations are rewound out of the arena one by one. */
 tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
                        int ninputs, double eps, double atol, double rtol,
                        int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result) {
@@ -64,17 +67,25 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
         st = tg_fail(TG_ERR_NOMEM, "gradcheck: out of memory");
         goto done;
     }
+    bool *had_grad = calloc((size_t)ninputs, sizeof *had_grad);
+    if (!had_grad) {
+        free(saved_grads);
+        st = tg_fail(TG_ERR_NOMEM, "gradcheck: out of memory");
+        goto done;
+    }
     for (int k = 0; k < ninputs; k++) {
         tg_tensor *t = inputs[k];
         if (!t || !t->requires_grad) continue;
+        had_grad[k] = t->grad != NULL;
         if (t->grad) {
             saved_grads[k] = malloc((size_t)t->numel * sizeof(float));
             if (saved_grads[k]) memcpy(saved_grads[k], t->grad, (size_t)t->numel * sizeof(float));
             memset(t->grad, 0, (size_t)t->numel * sizeof(float));
         }
     }
-    int tape_start = ctx->tape.len;
-    (void)tape_start;
+    int tape_len = ctx->tape.len;
+    bool tape_consumed = ctx->tape.consumed;
+    ctx->tape.consumed = false;
     tg_tensor *out = fn(ctx, inputs, user);
     float *seedf = out ? tg_ctx_scratch(ctx, (size_t)out->numel * sizeof(float)) : NULL;
     if (!out || !seedf) {
@@ -121,13 +132,18 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
         }
     }
 restore:
+    ctx->tape.len = tape_len;
+    ctx->tape.consumed = tape_consumed;
     for (int k = 0; k < ninputs; k++) {
         if (saved_grads[k]) {
             memcpy(inputs[k]->grad, saved_grads[k], (size_t)inputs[k]->numel * sizeof(float));
             free(saved_grads[k]);
+        } else if (inputs[k] && !had_grad[k] && !inputs[k]->is_param) {
+            inputs[k]->grad = NULL; /* as before the check */
         }
     }
     free(saved_grads);
+    free(had_grad);
 done:
     free(R);
     return st;

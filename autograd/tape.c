@@ -92,8 +92,10 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
     rec->out = out;
     if (params) memcpy(rec->params, params, size);
 
+    if (ctx->sync_timing) tg_device_sync(ctx->device);
     double t0 = tg_now();
     tg_status st = forward(ctx, rec);
+    if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
     rec->fwd_seconds = tg_now() - t0;
     if (st != TG_OK) {
         if (needs_grad) ctx->tape.len--;
@@ -193,8 +195,10 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
                     grad_norm(rec->out, rec->out->grad),
                     rec->op->backward_doc ? rec->op->backward_doc : "");
         }
+        if (ctx->sync_timing) tg_device_sync(ctx->device);
         double t0 = tg_now();
         st = rec->op->backward[ctx->device](ctx, rec, dinputs, rec->out->grad);
+        if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
         rec->bwd_seconds = tg_now() - t0;
         if (st != TG_OK) return tg_fail(st, "%s: backward failed", rec->op->name);
     }
@@ -276,4 +280,26 @@ tg_status tg_tape_write_dot(const tg_ctx *ctx, FILE *f) {
     }
     fprintf(f, "}\n");
     return ferror(f) ? tg_fail(TG_ERR_IO, "tg_tape_write_dot: write failed") : TG_OK;
+}
+
+int tg_tape_profile(const tg_ctx *ctx, tg_op_profile *rows, int max_rows) {
+    if (!ctx) return 0;
+    for (int r = 0; r < ctx->tape.len && r < max_rows && rows; r++) {
+        const tg_record *rec = &ctx->tape.records[r];
+        tg_op_profile *row = &rows[r];
+        memset(row, 0, sizeof *row);
+        row->op = rec->op->name;
+        if (rec->op->describe) rec->op->describe(rec, row->detail, sizeof row->detail);
+        row->ninputs = rec->ninputs;
+        for (int i = 0; i < rec->ninputs && i < 4; i++)
+            row->in_shape[i] = rec->inputs[i] ? rec->inputs[i]->shape : (tg_shape){.ndim = -1};
+        row->out_shape = rec->out->shape;
+        row->fwd_seconds = rec->fwd_seconds;
+        row->bwd_seconds = rec->bwd_seconds;
+        row->saved_bytes = rec->saved_bytes;
+        if (rec->op->cost)
+            rec->op->cost(rec, &row->fwd_flops, &row->fwd_bytes, &row->bwd_flops,
+                          &row->bwd_bytes);
+    }
+    return ctx->tape.len;
 }

@@ -48,6 +48,8 @@ typedef struct tg_op {
     tg_forward_fn forward[TG_DEVICE_COUNT];
     tg_backward_fn backward[TG_DEVICE_COUNT];
     tg_cost_fn cost;
+    /* Optional: the variant this record ran ("depthwise 3x3"), for profiles. */
+    void (*describe)(const tg_record *rec, char *buf, size_t size);
     /* One line for `--explain`: what the backward computes. */
     const char *backward_doc;
 } tg_op;

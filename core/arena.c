@@ -81,3 +81,13 @@ void tg_arena_reset(tg_arena *a) {
     a->off = 0;
     a->used = 0;
 }
+
+tg_arena_mark tg_arena_get_mark(const tg_arena *a) {
+    return (tg_arena_mark){.cur = a->cur, .off = a->off, .used = a->used};
+}
+
+void tg_arena_rewind(tg_arena *a, tg_arena_mark mark) {
+    a->cur = mark.cur;
+    a->off = mark.off;
+    a->used = mark.used;
+}

@@ -151,3 +151,12 @@ bool tg_set_grad_enabled(tg_ctx *ctx, bool enabled) {
 }
 
 bool tg_is_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }
+
+void tg_ctx_set_sync_timing(tg_ctx *ctx, bool on) {
+    if (ctx) ctx->sync_timing = on;
+}
+
+tg_status tg_ctx_sync(tg_ctx *ctx) {
+    if (!ctx) return tg_fail(TG_ERR_ARG, "tg_ctx_sync: ctx is NULL");
+    return tg_device_sync(ctx->device);
+}

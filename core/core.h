@@ -67,6 +67,14 @@ void tg_arena_release(tg_arena *a);
 /* 64-byte aligned; NULL and TG_ERR_NOMEM recorded on failure. */
 void *tg_arena_alloc(tg_arena *a, size_t bytes);
 void tg_arena_reset(tg_arena *a);
+/* A position to come back to: everything allocated after the mark is released by
+ * rewind (used by gradcheck, which evaluates a graph many times within one step). */
+typedef struct tg_arena_mark {
+    int cur;
+    size_t off, used;
+} tg_arena_mark;
+tg_arena_mark tg_arena_get_mark(const tg_arena *a);
+void tg_arena_rewind(tg_arena *a, tg_arena_mark mark);
 
 /* ------------------------------------------------------------ the context (core/context.c) */
 
@@ -86,6 +94,7 @@ struct tg_ctx {
     bool host_arena_ready;
     tg_tape tape;
     bool grad_enabled;
+    bool sync_timing; /* tg_ctx_set_sync_timing */
     int next_id;
 };
 

@@ -243,6 +243,26 @@ tg_status tg_tape_write_dot(const tg_ctx *ctx, FILE *f);
  * norm, and one line on what its backward computes. NULL turns it off. */
 void tg_tape_set_explain(tg_ctx *ctx, FILE *f);
 
+/* Per-op profile of the current tape (after a forward and, for backward times, a
+ * backward). FLOPs and bytes moved are the op's own model of its work. */
+typedef struct tg_op_profile {
+    const char *op;          /* "conv2d", "batchnorm2d", ... */
+    char detail[48];         /* variant, e.g. "dense 3x3", "depthwise 3x3", "pointwise" */
+    int ninputs;
+    tg_shape in_shape[4];    /* ndim -1 where an optional input is absent */
+    tg_shape out_shape;
+    double fwd_seconds, bwd_seconds;
+    double fwd_flops, fwd_bytes, bwd_flops, bwd_bytes;
+    size_t saved_bytes;
+} tg_op_profile;
+/* Fills up to max_rows rows in recording order; returns the tape length. */
+int tg_tape_profile(const tg_ctx *ctx, tg_op_profile *rows, int max_rows);
+/* Timing mode: when on, every op waits for the device before and after it runs so the
+ * per-op times are real on asynchronous devices (CUDA). Off by default; no effect on CPU. */
+void tg_ctx_set_sync_timing(tg_ctx *ctx, bool on);
+/* Waits until all queued work of the context's device has finished. */
+tg_status tg_ctx_sync(tg_ctx *ctx);
+
 /* ---------------------------------------------------------------- ops */
 
 typedef struct tg_conv2d_opts {
@@ -335,6 +355,42 @@ void tg_optim_set_lr(tg_optim *opt, float lr);
 float tg_optim_lr(const tg_optim *opt);
 int64_t tg_optim_steps(const tg_optim *opt);
 const char *tg_optim_name(const tg_optim *opt);
+
+/* ---------------------------------------------------------------- models */
+
+/* A model owns a parameter store (parameters + buffers) and knows its forward pass. */
+typedef struct tg_model tg_model;
+
+typedef enum tg_loss_kind { TG_LOSS_CE = 0, TG_LOSS_MSE } tg_loss_kind;
+
+/* The forum's 50-layer stack (DESIGN §7): conv(3->C, 3x3, pad 1); layers 2..L-1 dense
+ * conv(C->C, 3x3, pad 1) or separable = depthwise 3x3 (groups C) + pointwise 1x1; a last
+ * conv(C->10) for per-pixel cross entropy or conv(C->3) for MSE. Every conv has a bias.
+ * relu / bn insert ReLU / batchnorm after every conv but the last. */
+typedef struct tg_forum50_opts {
+    bool separable;
+    tg_loss_kind loss;
+    int channels; /* 0 means 256 */
+    int layers;   /* 0 means 50 (counting the first and last conv) */
+    bool relu, bn;
+} tg_forum50_opts;
+
+/* MobileNet v1 (224x224): conv 3->32 3x3 stride 2, 13 depthwise-separable blocks, every
+ * conv without bias and followed by batchnorm + ReLU, global average pool, linear. */
+typedef struct tg_mobilenet_opts {
+    int groups;       /* groups of the 3x3 "depthwise" convs: 0 = C (true depthwise), 1, 4 */
+    float width;      /* width multiplier; 0 means 1.0 */
+    int num_classes;  /* 0 means 1000 */
+} tg_mobilenet_opts;
+
+tg_model *tg_forum50_new(tg_forum50_opts opts, tg_device device, uint64_t seed);
+tg_model *tg_mobilenet_new(tg_mobilenet_opts opts, tg_device device, uint64_t seed);
+void tg_model_free(tg_model *m);
+const char *tg_model_name(const tg_model *m);
+tg_params *tg_model_params(tg_model *m);
+/* The model's output (logits or prediction) for input x; training selects batchnorm's
+ * mode. Returns NULL with a message on bad input (wrong channels, too small). */
+tg_tensor *tg_model_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool training);
 
 /* ---------------------------------------------------------------- gradient checks */
 

@@ -1,2 +1,145 @@
-/* ops/linear.c: in progress (placeholder so the build configures). */
-typedef int tg_placeholder_linear;
+/*
+ * ops/linear.c — the fully connected layer (PyTorch's F.linear).
+ *
+ *   y[n, o] = sum_i x[n, i] W[o, i] + b[o]        i.e.  y = x W^T + b
+ *
+ * Layouts (row-major, contiguous): x (N, in), W (out, in) as nn.Linear stores it,
+ * b (out) or none, y (N, out). A 4-D activation must be flattened first (tg_flatten).
+ *
+ * Backward. With dy = dL/dy (N, out), the chain rule on y[n, o] gives
+ *   dL/dx[n, i] = sum_o dy[n, o] W[o, i]   ->  dx = dy W          (N, out)(out, in)
+ *   dL/dW[o, i] = sum_n dy[n, o] x[n, i]   ->  dW = dy^T x        (out, N)(N, in)
+ *   dL/db[o]    = sum_n dy[n, o]           ->  the column sums of dy
+ * All three are one SGEMM or one pass over dy; the GEMMs use beta = 1 so they ADD into
+ * the gradients (the tape's contract), and a NULL gradient skips its GEMM. Nothing is
+ * saved: x and W are the op's inputs and stay alive until the step ends.
+ */
+#include "linear.h"
+
+#include "../autograd/tape.h"
+
+#include <cblas.h>
+#include <limits.h>
+
+void linear_forward_cpu(float *y, const float *x, const float *weight, const float *bias,
+                        int64_t N, int64_t in, int64_t out) {
+    /* With a bias, start y at b in every row and let the GEMM add x W^T (beta = 1). */
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel for schedule(static) if (N * out > 65536)
+        for (int64_t n = 0; n < N; n++) {
+            float *row = y + n * out;
+#pragma omp simd
+            for (int64_t o = 0; o < out; o++) row[o] = bias[o];
+        }
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
+                (int)in, weight, (int)in, beta, y, (int)out);
+}
+
+void linear_backward_cpu(float *dx, float *dweight, float *dbias, const float *dy,
+                         const float *x, const float *weight, int64_t N, int64_t in,
+                         int64_t out) {
+    if (dx) {
+        /* dx (N, in) += dy (N, out) · W (out, in) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f,
+                    dy, (int)out, weight, (int)in, 1.0f, dx, (int)in);
+    }
+    if (dweight) {
+        /* dW (out, in) += dy^T (out, N) · x (N, in) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f,
+                    dy, (int)out, x, (int)in, 1.0f, dweight, (int)in);
+    }
+    if (dbias) {
+        /* Column sums of dy, row by row so the inner loop is contiguous. */
+        for (int64_t n = 0; n < N; n++) {
+            const float *row = dy + n * out;
+#pragma omp simd
+            for (int64_t o = 0; o < out; o++) dbias[o] += row[o];
+        }
+    }
+}
+
+typedef struct linear_params {
+    int64_t N, in, out;
+} linear_params;
+
+static tg_status linear_forward(tg_ctx *ctx, tg_record *rec) {
+    (void)ctx;
+    const linear_params *p = TG_PARAMS(rec, linear_params);
+    const tg_tensor *bias = rec->inputs[2];
+    linear_forward_cpu(rec->out->data, rec->inputs[0]->data, rec->inputs[1]->data,
+                       bias ? bias->data : NULL, p->N, p->in, p->out);
+    return TG_OK;
+}
+
+static tg_status linear_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                 const float *dout) {
+    (void)ctx;
+    const linear_params *p = TG_PARAMS(rec, linear_params);
+    linear_backward_cpu(dinputs[0], dinputs[1], dinputs[2], dout, rec->inputs[0]->data,
+                        rec->inputs[1]->data, p->N, p->in, p->out);
+    return TG_OK;
+}
+
+static void linear_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
+                        double *bwd_flops, double *bwd_bytes) {
+    const linear_params *p = TG_PARAMS(rec, linear_params);
+    double N = (double)p->N, in = (double)p->in, out = (double)p->out;
+    bool has_bias = rec->inputs[2] != NULL;
+    double xs = N * in, ws = out * in, ys = N * out, bs = has_bias ? out : 0;
+    *fwd_flops = 2 * N * in * out + (has_bias ? ys : 0);
+    *fwd_bytes = 4 * (xs + ws + bs + ys);
+    /* Two GEMMs of the forward's size, plus the column sums of dy for the bias. */
+    *bwd_flops = 4 * N * in * out + (has_bias ? ys : 0);
+    /* Read dy, x, W; read and write dx and dW (and db). */
+    *bwd_bytes = 4 * (ys + xs + ws + 2 * xs + 2 * ws + 2 * bs);
+}
+
+static const tg_op linear_op = {
+    .name = "linear",
+    .forward = {[TG_DEVICE_CPU] = linear_forward},
+    .backward = {[TG_DEVICE_CPU] = linear_backward},
+    .cost = linear_cost,
+    .backward_doc = "dx += dy W, dW += dy^T x (two SGEMMs, beta = 1), db += column sums of dy",
+};
+
+tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias) {
+    char s1[80], s2[80];
+    if (tg_check_not_null("tg_linear", "ctx", ctx)) return NULL;
+    if (!tg_check_tensor("tg_linear", "x", x, -1)) return NULL;
+    if (!tg_check_tensor("tg_linear", "weight", weight, 2)) return NULL;
+    int64_t out = weight->shape.dim[0], in = weight->shape.dim[1];
+    if (x->shape.ndim != 2) {
+        tg_fail(TG_ERR_SHAPE, "tg_linear: argument 'x' has shape %s (%d dims); expected "
+                "(N, in) = (N, %lld); hint: flatten the input first with tg_flatten",
+                tg_shape_str(x->shape, s1, sizeof s1), x->shape.ndim, (long long)in);
+        return NULL;
+    }
+    int64_t N = x->shape.dim[0];
+    if (x->shape.dim[1] != in) {
+        tg_fail(TG_ERR_SHAPE, "tg_linear: argument 'x' has shape %s but 'weight' has shape "
+                "%s: x needs %lld features per row; hint: flatten the input first with "
+                "tg_flatten, and check the layer's in_features",
+                tg_shape_str(x->shape, s1, sizeof s1),
+                tg_shape_str(weight->shape, s2, sizeof s2), (long long)in);
+        return NULL;
+    }
+    if (bias && (bias->shape.ndim != 1 || bias->shape.dim[0] != out)) {
+        tg_fail(TG_ERR_SHAPE, "tg_linear: argument 'bias' has shape %s; expected (%lld), "
+                "one value per output feature of 'weight' %s",
+                tg_shape_str(bias->shape, s1, sizeof s1), (long long)out,
+                tg_shape_str(weight->shape, s2, sizeof s2));
+        return NULL;
+    }
+    if (N > INT_MAX || in > INT_MAX || out > INT_MAX) {
+        tg_fail(TG_ERR_ARG, "tg_linear: argument 'x' %s with 'weight' %s has a dimension "
+                "above 2^31 - 1, more than a BLAS call takes", tg_shape_str(x->shape, s1, sizeof s1),
+                tg_shape_str(weight->shape, s2, sizeof s2));
+        return NULL;
+    }
+    linear_params p = {.N = N, .in = in, .out = out};
+    tg_tensor *inputs[3] = {x, weight, bias};
+    return tg_op_apply(ctx, &linear_op, inputs, 3, tg_shape2(N, out), &p, sizeof p, NULL);
+}

@@ -1,0 +1,2 @@
+/* io/dataset.c: in progress. */
+typedef int tg_placeholder_dataset;

@@ -1,0 +1,2 @@
+/* io/idx.c: in progress. */
+typedef int tg_placeholder_idx;

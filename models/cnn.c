@@ -1,0 +1,2 @@
+/* models/cnn.c: in progress. */
+typedef int tg_placeholder_cnn;

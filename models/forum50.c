@@ -1,0 +1,2 @@
+/* models/forum50.c: in progress. */
+typedef int tg_placeholder_forum50;

@@ -1,0 +1,2 @@
+/* models/mlp.c: in progress. */
+typedef int tg_placeholder_mlp;

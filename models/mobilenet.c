@@ -1,0 +1,2 @@
+/* models/mobilenet.c: in progress. */
+typedef int tg_placeholder_mobilenet;

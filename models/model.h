@@ -1,0 +1,24 @@
+/*
+ * models/model.h — the model interface behind tg_model: a parameter store plus a
+ * forward function. Each model file (forum50.c, mobilenet.c, mlp.c, cnn.c) builds its
+ * layers in a constructor and fills one of these.
+ */
+#ifndef TG_MODEL_H
+#define TG_MODEL_H
+
+#include "../core/core.h"
+
+typedef tg_tensor *(*tg_model_forward_fn)(tg_ctx *ctx, tg_model *m, tg_tensor *x,
+                                          bool training);
+
+struct tg_model {
+    char name[64];
+    tg_params *params;
+    tg_model_forward_fn forward;
+    void *impl;                  /* the model's own layer table, freed with free() */
+};
+
+/* A model with an empty parameter store on `device`; NULL + message on failure. */
+tg_model *tg_model_alloc(const char *name, tg_device device, tg_model_forward_fn forward);
+
+#endif

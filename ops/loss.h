@@ -1,0 +1,44 @@
+/*
+ * ops/loss.h — CPU kernels of ops/loss.c (callable from tests/benchmarks).
+ *
+ * Cross entropy sees logits as (N, C, inner): inner = H*W for per-pixel logits
+ * (N, C, H, W) and 1 for (N, C). Class c of position p in image n is at
+ * logits[(n C + c) inner + p]; targets and log-sum-exps are laid out (N, inner).
+ */
+#ifndef TG_OPS_LOSS_H
+#define TG_OPS_LOSS_H
+
+#include <stdint.h>
+
+/* Entries of the `partial` workspace cross_entropy_forward_cpu needs. */
+int64_t cross_entropy_partials(int64_t N, int64_t inner);
+
+/* loss[0] = mean over the N*inner positions of lse - logits[target]; lse written.
+ * loss: 1 float written; lse (N, inner) written; partial: cross_entropy_partials(N, inner)
+ * doubles, scratch; logits (N, C, inner) read; target (N, inner) read, each in [0, C). */
+void cross_entropy_forward_cpu(float *loss, float *lse, double *partial, const float *logits,
+                               const int32_t *target, int64_t N, int64_t C, int64_t inner);
+
+/* dlogits += (exp(logits - lse) - onehot(target)) * scale, scale = dloss / (N*inner).
+ * dlogits (N, C, inner) accumulated; logits (N, C, inner), lse (N, inner) and target
+ * (N, inner) read. */
+void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *lse,
+                                const int32_t *target, float scale, int64_t N, int64_t C,
+                                int64_t inner);
+
+/* Entries of the `partial` workspace mse_forward_cpu needs. */
+int64_t mse_partials(int64_t n);
+
+/* loss[0] = mean((pred - target)^2), summed in double in fixed chunks (the same value
+ * whatever the thread count). loss: 1 float written; partial: mse_partials(n) doubles,
+ * scratch; pred, target: n floats read. */
+void mse_forward_cpu(float *loss, double *partial, const float *pred, const float *target,
+                     int64_t n);
+
+/* dpred += scale (pred - target), dtarget -= scale (pred - target), scale = 2 dloss / n;
+ * either gradient may be NULL (skipped). dpred, dtarget: n floats accumulated; pred,
+ * target: n floats read. */
+void mse_backward_cpu(float *dpred, float *dtarget, const float *pred, const float *target,
+                      float scale, int64_t n);
+
+#endif
