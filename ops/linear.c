@@ -135,8 +135,8 @@ tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bi
     }
     if (N > INT_MAX || in > INT_MAX || out > INT_MAX) {
         tg_fail(TG_ERR_ARG, "tg_linear: argument 'x' %s with 'weight' %s has a dimension "
-                "above 2^31 - 1, more than a BLAS call takes", tg_shape_str(x->shape, s1, sizeof s1),
-                tg_shape_str(weight->shape, s2, sizeof s2));
+                "above 2^31 - 1, more than a BLAS call takes",
+                tg_shape_str(x->shape, s1, sizeof s1), tg_shape_str(weight->shape, s2, sizeof s2));
         return NULL;
     }
     linear_params p = {.N = N, .in = in, .out = out};

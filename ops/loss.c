@@ -42,7 +42,6 @@
 #include "../autograd/tape.h"
 
 #include <math.h>
-#include <string.h>
 
 /* Positions per cross-entropy tile: the running max and sum of a tile (2 KB) stay in L1. */
 #define CE_TILE 256

@@ -1,7 +1,7 @@
 """Golden values for ops/loss.c: F.cross_entropy on (N, C) and per-pixel (N, C, H, W)
-logits (plus large logits, where an unstable softmax overflows), and F.mse_loss with a
-target that requires grad too. Each loss is seeded with dloss != 1 so the scaling by the
-incoming gradient is checked."""
+logits (plus large logits, where a softmax that does not subtract the max overflows), and
+F.mse_loss with a target that requires grad too. Each loss is seeded with dloss != 1 so the
+scaling by the incoming gradient is checked."""
 import pathlib
 
 import torch
@@ -19,7 +19,10 @@ for name, shape, scale, offset in (("ce2d", (5, 7), 2.0, 0.0),
                                    ("ce4d", (2, 3, 4, 5), 2.0, 0.0),
                                    ("ce4d_b1", (1, 5, 3, 7), 2.0, 0.0),
                                    ("ce_big", (4, 6), 40.0, 1000.0)):
-    logits = f32(torch.randn(*shape) * scale + offset).requires_grad_(True)
+    logits = torch.randn(*shape) * scale + offset
+    if offset:
+        logits[:, 0] = offset - 150  # exp(x - x_0) overflows: only subtracting the max works
+    logits = f32(logits).requires_grad_(True)
     target_shape = (shape[0],) + tuple(shape[2:])
     target = torch.randint(0, shape[1], target_shape)
     dloss = f32(torch.tensor(0.7))
