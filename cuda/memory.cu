@@ -3,22 +3,10 @@
  * core/arena.c sit on top, so nothing is allocated in a training step), copies and the
  * library's one stream. Every CUDA call is checked.
  */
-#include "tg_cuda.h"
-
-#include <cuda_runtime.h>
-
-extern "C" tg_status tg_fail(tg_status status, const char *fmt, ...);
+#include "common.cuh"
 
 static int probed = 0; /* 0 unknown, 1 ok, -1 unavailable */
 static char probe_reason[256];
-
-#define CUDA_CHECK(call, what)                                                              \
-    do {                                                                                    \
-        cudaError_t err_ = (call);                                                          \
-        if (err_ != cudaSuccess)                                                            \
-            return tg_fail(TG_ERR_DEVICE, "%s: %s (%s)", what, cudaGetErrorString(err_),     \
-                           cudaGetErrorName(err_));                                         \
-    } while (0)
 
 extern "C" tg_status tg_cuda_probe(void) {
     if (probed == 0) {
@@ -31,8 +19,17 @@ extern "C" tg_status tg_cuda_probe(void) {
         } else if (count == 0) {
             snprintf(probe_reason, sizeof probe_reason, "the driver reports no GPU");
             probed = -1;
+        } else if ((err = cudaSetDevice(0)) != cudaSuccess) {
+            snprintf(probe_reason, sizeof probe_reason, "cudaSetDevice(0): %s",
+                     cudaGetErrorString(err));
+            probed = -1;
         } else {
             probed = 1;
+        }
+        if (probed == 1 && (err = tg_cuda_stream_init()) != cudaSuccess) {
+            snprintf(probe_reason, sizeof probe_reason, "cudaStreamCreate: %s",
+                     cudaGetErrorString(err));
+            probed = -1;
         }
     }
     if (probed < 0)
@@ -61,16 +58,16 @@ extern "C" tg_status tg_cuda_copy(void *dst, bool dst_on_device, const void *src
                                                          : cudaMemcpyHostToDevice)
                                         : (src_on_device ? cudaMemcpyDeviceToHost
                                                          : cudaMemcpyHostToHost);
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
+    TG_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind), "cudaMemcpy");
     return TG_OK;
 }
 
 extern "C" tg_status tg_cuda_zero(void *ptr, size_t bytes) {
-    CUDA_CHECK(cudaMemset(ptr, 0, bytes), "cudaMemset");
+    TG_CUDA_CHECK(cudaMemset(ptr, 0, bytes), "cudaMemset");
     return TG_OK;
 }
 
 extern "C" tg_status tg_cuda_sync(void) {
-    CUDA_CHECK(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    TG_CUDA_CHECK(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     return TG_OK;
 }

@@ -1,7 +1,17 @@
 /*
  * cuda/tg_cuda.h — the C-callable surface of the CUDA backend. Everything that touches
- * the CUDA runtime or cuBLAS lives in the cuda/ .cu files behind these extern "C" functions; every
- * CUDA call is checked and turned into a tapegrad status with a message.
+ * the CUDA runtime or cuBLAS lives in the cuda/ .cu files behind these extern "C"
+ * functions; every CUDA and cuBLAS call and every kernel launch is checked and turned
+ * into a tapegrad status with a message (tg_fail).
+ *
+ * The kernels mirror the CPU kernels of ops/<op>.h and optim/kernels.h: same names with
+ * _cuda for _cpu, same argument shapes, same contract (backward ADDS into every gradient
+ * it is given; NULL skips it). Every pointer below is DEVICE memory unless it says host.
+ * They queue work on the library's one stream (cuda/blas.cu) and return without waiting;
+ * errors a kernel hits while running surface at the next synchronising call.
+ *
+ * Without TG_HAVE_CUDA this header only declares; the op files include it for
+ * TG_CUDA_ENTRY, which then expands to nothing.
  */
 #ifndef TG_CUDA_H
 #define TG_CUDA_H
@@ -12,6 +22,19 @@
 extern "C" {
 #endif
 
+#include "../ops/conv2d.h"
+#include "../ops/pool.h"
+#include "../optim/kernels.h"
+
+/* A descriptor's CUDA table entry:  .forward = {[TG_DEVICE_CPU] = f, TG_CUDA_ENTRY(g)}. */
+#ifdef TG_HAVE_CUDA
+#define TG_CUDA_ENTRY(fn) [TG_DEVICE_CUDA] = fn
+#else
+#define TG_CUDA_ENTRY(fn)
+#endif
+
+/* ---------------------------------------------------------------- memory (memory.cu) */
+
 /* TG_OK when a device is present and usable; else TG_ERR_DEVICE and a message
  * "no CUDA device available: ...". Cached after the first call. */
 tg_status tg_cuda_probe(void);
@@ -21,6 +44,155 @@ tg_status tg_cuda_copy(void *dst, bool dst_on_device, const void *src, bool src_
                        size_t bytes);
 tg_status tg_cuda_zero(void *ptr, size_t bytes);
 tg_status tg_cuda_sync(void);
+
+/* ---------------------------------------------------------------- GEMM (blas.cu) */
+
+/* Row-major C (M x N) = alpha op(A) op(B) + beta C, op(A) (M x K), op(B) (K x N); lda,
+ * ldb, ldc are row strides of A, B, C as stored. The one place that maps our row-major
+ * GEMMs onto column-major cublasSgemm. TF32 is off unless built with -Dtf32=true. */
+tg_status tg_cuda_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta,
+                        float *C, int ldc);
+/* The same for `batch` independent products; matrix i of A, B, C starts stride_a * i,
+ * stride_b * i, stride_c * i floats after the first (stride 0 reuses one matrix). The
+ * C matrices must not overlap. */
+tg_status tg_cuda_sgemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                                const float *A, int lda, int64_t stride_a, const float *B,
+                                int ldb, int64_t stride_b, float beta, float *C, int ldc,
+                                int64_t stride_c, int batch);
+
+/* ---------------------------------------------------------------- peaks (bench.cu) */
+
+/* For `tapegrad peaks --device cuda`: seconds per call, timed with CUDA events on the
+ * library's stream after one warm-up call, averaged over reps (>= 1). Device buffers are
+ * allocated for the measurement and freed after it. */
+/* cuBLAS SGEMM, row-major (M x K)(K x N) -> (M x N), beta 0; FLOPs = 2 M N K. */
+tg_status tg_cuda_bench_sgemm(int M, int N, int K, int reps, double *seconds);
+/* A device-to-device copy of `bytes` (cudaMemcpyAsync); it moves 2 * bytes. */
+tg_status tg_cuda_bench_copy(size_t bytes, int reps, double *seconds);
+/* The device's name, for reports ("NVIDIA H100 80GB HBM3"); "" (and the probe's error
+ * recorded) when no device is available. */
+const char *tg_cuda_device_name(void);
+
+/* ---------------------------------------------------------------- activation.cu */
+
+/* out[n] = clamp(inp[n], 0, cap) (cap = INFINITY for relu). */
+tg_status relu_forward_cuda(float *out, const float *inp, int64_t n, float cap);
+/* dinp[n] += dout[n] where 0 < out < cap. */
+tg_status relu_backward_cuda(float *dinp, const float *dout, const float *out, int64_t n,
+                             float cap);
+
+/* ---------------------------------------------------------------- elementwise.cu */
+
+/* out[n] = a[n] + b[n]. */
+tg_status add_forward_cuda(float *out, const float *a, const float *b, int64_t n);
+/* dst[n] += src[n] (add's backward, reshape's backward). */
+tg_status accumulate_cuda(float *dst, const float *src, int64_t n);
+
+/* ---------------------------------------------------------------- linear.cu */
+
+/* y (N, out) = x (N, in) W^T + b; weight (out, in); bias (out) or NULL. */
+tg_status linear_forward_cuda(float *y, const float *x, const float *weight, const float *bias,
+                              int64_t N, int64_t in, int64_t out);
+/* dx (N, in) += dy W, dweight (out, in) += dy^T x, dbias (out) += column sums of dy;
+ * each skipped when NULL. dy (N, out), x (N, in), weight (out, in) read. */
+tg_status linear_backward_cuda(float *dx, float *dweight, float *dbias, const float *dy,
+                               const float *x, const float *weight, int64_t N, int64_t in,
+                               int64_t out);
+
+/* ---------------------------------------------------------------- loss.cu */
+
+/* Doubles of the `partial` workspace cross_entropy_forward_cuda needs. */
+int64_t cross_entropy_partials_cuda(int64_t N, int64_t inner);
+/* loss[0] (1 float, device) = mean over the N*inner positions of lse - logits[target];
+ * lse (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
+ * int32 on the device, each in [0, C). */
+tg_status cross_entropy_forward_cuda(float *loss, float *lse, double *partial,
+                                     const float *logits, const int32_t *target, int64_t N,
+                                     int64_t C, int64_t inner);
+/* dlogits (N, C, inner) += (exp(logits - lse) - onehot(target)) dloss[0] / (N inner).
+ * dloss: the incoming gradient of the loss, 1 float ON THE DEVICE (where the tape keeps
+ * it), so the backward never waits for the GPU. */
+tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *lse,
+                                      const int32_t *target, const float *dloss, int64_t N,
+                                      int64_t C, int64_t inner);
+/* Doubles of the `partial` workspace mse_forward_cuda needs. */
+int64_t mse_partials_cuda(int64_t n);
+/* loss[0] (device) = mean((pred - target)^2) over n, summed in double in a fixed order. */
+tg_status mse_forward_cuda(float *loss, double *partial, const float *pred,
+                           const float *target, int64_t n);
+/* dpred += s (pred - target), dtarget -= s (pred - target), s = 2 dloss[0] / n; dloss on
+ * the device; either gradient may be NULL. */
+tg_status mse_backward_cuda(float *dpred, float *dtarget, const float *pred,
+                            const float *target, const float *dloss, int64_t n);
+
+/* ---------------------------------------------------------------- batchnorm.cu */
+
+/* The statistics step of the forward, per channel. training: mean (C) and the biased var
+ * of x (N, C, HW) (double accumulation, two passes), rstd (C) = 1 / sqrt(var + eps), and
+ * when running_mean is not NULL the running update with momentum and the unbiased var
+ * (n / (n - 1)). eval: mean = running_mean, rstd = 1 / sqrt(running_var + eps).
+ * mean, rstd written; running_mean, running_var read (and written in training). */
+tg_status batchnorm_stats_cuda(float *mean, float *rstd, float *running_mean,
+                               float *running_var, const float *x, int64_t N, int64_t C,
+                               int64_t HW, bool training, float momentum, float eps);
+/* y = (x - mean[c]) rstd[c] weight[c] + bias[c]; weight, bias (C) may be NULL. */
+tg_status batchnorm_forward_cuda(float *y, const float *x, const float *mean,
+                                 const float *rstd, const float *weight, const float *bias,
+                                 int64_t N, int64_t C, int64_t HW);
+/* As batchnorm_backward_cpu: dx (N, C, HW), dweight, dbias (C) accumulated (NULL skips);
+ * dy, x (N, C, HW), mean, rstd (C), weight (C) or NULL read. One block per channel. */
+tg_status batchnorm_backward_cuda(float *dx, float *dweight, float *dbias, const float *dy,
+                                  const float *x, const float *mean, const float *rstd,
+                                  const float *weight, int64_t N, int64_t C, int64_t HW,
+                                  bool training);
+
+/* ---------------------------------------------------------------- pool.cu */
+
+/* y (planes) = mean of x (planes, HW). */
+tg_status global_avg_pool_forward_cuda(float *y, const float *x, int64_t planes, int64_t HW);
+/* dx (planes, HW) += dy (planes) / HW. */
+tg_status global_avg_pool_backward_cuda(float *dx, const float *dy, int64_t planes,
+                                        int64_t HW);
+/* y, argmax (planes, OH, OW) written (argmax: h W + w of the first maximum, NaN wins);
+ * x (planes, H, W) read. g: host struct. */
+tg_status max_pool2d_forward_cuda(float *y, int32_t *argmax, const float *x,
+                                  const pool2d_geom *g);
+/* dx (planes, H, W) += dy at argmax, as a gather per input pixel (no atomics). */
+tg_status max_pool2d_backward_cuda(float *dx, const float *dy, const int32_t *argmax,
+                                   const pool2d_geom *g);
+/* Average pool, count_include_pad (divisor kernel_h kernel_w). */
+tg_status avg_pool2d_forward_cuda(float *y, const float *x, const pool2d_geom *g);
+tg_status avg_pool2d_backward_cuda(float *dx, const float *dy, const pool2d_geom *g);
+
+/* ---------------------------------------------------------------- conv2d.cu */
+
+/* Floats of workspace conv2d_forward_cuda (backward false) or conv2d_backward_cuda
+ * (backward true) needs with a tile of tile_cols output columns (0: the default, sized
+ * for GEMM efficiency): the im2col tile of the dense and grouped paths, the per-block
+ * partial sums of the depthwise weight gradient; 0 for the pointwise path. */
+size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t tile_cols, bool backward);
+/* Shapes as ops/conv2d.h; g is a host struct; dispatch on conv2d_choose_path(g):
+ * dense/grouped: tiled im2col + cuBLAS (im2col recomputed in backward); pointwise: cuBLAS
+ * on the NCHW tensors; depthwise: direct shared-memory tiled kernels, a gather for dx
+ * and a two-stage reduction for dweight and dbias (no atomics). workspace:
+ * conv2d_workspace_floats_cuda(g, tile_cols, ...) floats (may be NULL when that is 0). */
+tg_status conv2d_forward_cuda(float *out, const float *inp, const float *weight,
+                              const float *bias, const conv2d_geom *g, float *workspace,
+                              int64_t tile_cols);
+tg_status conv2d_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const conv2d_geom *g,
+                               float *workspace, int64_t tile_cols);
+
+/* ---------------------------------------------------------------- optim.cu */
+
+/* One fused launch over the flat store each; arguments as sgd_step_cpu / adam_step_cpu
+ * (args: host structs). The arithmetic is rounded step by step as on the CPU (no fused
+ * multiply-adds), so results match the CPU kernels. */
+tg_status sgd_step_cuda(float *param, const float *grad, float *momentum_buf, int64_t n,
+                        const sgd_step_args *args);
+tg_status adam_step_cuda(float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
+                         int64_t n, const adam_step_args *args);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #include "activation.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 #include <math.h>
 
@@ -46,6 +47,21 @@ static tg_status relu_backward(tg_ctx *ctx, tg_record *rec, float *const *dinput
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_relu_forward(tg_ctx *ctx, tg_record *rec) {
+    (void)ctx;
+    return relu_forward_cuda(rec->out->data, rec->inputs[0]->data, rec->out->numel,
+                             TG_PARAMS(rec, relu_params)->cap);
+}
+
+static tg_status cuda_relu_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                    const float *dout) {
+    (void)ctx;
+    return relu_backward_cuda(dinputs[0], dout, rec->out->data, rec->out->numel,
+                              TG_PARAMS(rec, relu_params)->cap);
+}
+#endif
+
 static void relu_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                       double *bwd_flops, double *bwd_bytes) {
     double n = (double)rec->out->numel;
@@ -57,8 +73,8 @@ static void relu_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes
 
 static const tg_op relu_op = {
     .name = "relu",
-    .forward = {[TG_DEVICE_CPU] = relu_forward},
-    .backward = {[TG_DEVICE_CPU] = relu_backward},
+    .forward = {[TG_DEVICE_CPU] = relu_forward, TG_CUDA_ENTRY(cuda_relu_forward)},
+    .backward = {[TG_DEVICE_CPU] = relu_backward, TG_CUDA_ENTRY(cuda_relu_backward)},
     .cost = relu_cost,
     .backward_doc = "dx += dy where 0 < y (< 6 for relu6); the gradient at exactly 0 is 0",
 };

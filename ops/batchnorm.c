@@ -42,6 +42,7 @@
 #include "batchnorm.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 #include <math.h>
 
@@ -180,6 +181,36 @@ static tg_status batchnorm_backward(tg_ctx *ctx, tg_record *rec, float *const *d
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+/* The statistics (and the running update) stay on the device: one kernel, no copy. */
+static tg_status cuda_batchnorm_forward(tg_ctx *ctx, tg_record *rec) {
+    const batchnorm_params *p = TG_PARAMS(rec, batchnorm_params);
+    tg_tensor *x = rec->inputs[0], *weight = rec->inputs[1], *bias = rec->inputs[2];
+    tg_tensor *mean = tg_record_save(ctx, rec, 0, tg_shape1(p->C));
+    tg_tensor *rstd = tg_record_save(ctx, rec, 1, tg_shape1(p->C));
+    if (!mean || !rstd) return tg_error();
+    tg_status st = batchnorm_stats_cuda(
+        mean->data, rstd->data, p->running_mean ? p->running_mean->data : NULL,
+        p->running_var ? p->running_var->data : NULL, x->data, p->N, p->C, p->HW, p->training,
+        p->momentum, p->eps);
+    if (st) return st;
+    return batchnorm_forward_cuda(rec->out->data, x->data, mean->data, rstd->data,
+                                  weight ? weight->data : NULL, bias ? bias->data : NULL, p->N,
+                                  p->C, p->HW);
+}
+
+static tg_status cuda_batchnorm_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                         const float *dout) {
+    (void)ctx;
+    const batchnorm_params *p = TG_PARAMS(rec, batchnorm_params);
+    tg_tensor *weight = rec->inputs[1];
+    return batchnorm_backward_cuda(dinputs[0], dinputs[1], dinputs[2], dout,
+                                   rec->inputs[0]->data, rec->saved[0]->data,
+                                   rec->saved[1]->data, weight ? weight->data : NULL, p->N,
+                                   p->C, p->HW, p->training);
+}
+#endif
+
 static void batchnorm_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                            double *bwd_flops, double *bwd_bytes) {
     const batchnorm_params *p = TG_PARAMS(rec, batchnorm_params);
@@ -200,8 +231,8 @@ static void batchnorm_describe(const tg_record *rec, char *buf, size_t size) {
 
 static const tg_op batchnorm_op = {
     .name = "batchnorm2d",
-    .forward = {[TG_DEVICE_CPU] = batchnorm_forward},
-    .backward = {[TG_DEVICE_CPU] = batchnorm_backward},
+    .forward = {[TG_DEVICE_CPU] = batchnorm_forward, TG_CUDA_ENTRY(cuda_batchnorm_forward)},
+    .backward = {[TG_DEVICE_CPU] = batchnorm_backward, TG_CUDA_ENTRY(cuda_batchnorm_backward)},
     .cost = batchnorm_cost,
     .describe = batchnorm_describe,
     .backward_doc = "dx += w rstd (dy - mean(dy) - xhat mean(dy xhat)) (eval: w rstd dy), "

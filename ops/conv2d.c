@@ -51,6 +51,7 @@
 #include "conv2d.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -483,6 +484,36 @@ static tg_status conv2d_backward(tg_ctx *ctx, tg_record *rec, float *const *dinp
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+/* As on the CPU, the workspace (im2col tile, depthwise dW partials) is rewound when the
+ * kernels are queued: later work on the one stream runs after them. */
+static tg_status cuda_conv2d_forward(tg_ctx *ctx, tg_record *rec) {
+    const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
+    tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
+    size_t ws_floats = conv2d_workspace_floats_cuda(g, 0, false);
+    float *ws = ws_floats ? tg_ctx_scratch(ctx, ws_floats * sizeof(float)) : NULL;
+    if (ws_floats && !ws) return tg_error();
+    const tg_tensor *bias = rec->inputs[2];
+    tg_status st = conv2d_forward_cuda(rec->out->data, rec->inputs[0]->data,
+                                       rec->inputs[1]->data, bias ? bias->data : NULL, g, ws, 0);
+    tg_arena_rewind(&ctx->arena, mark);
+    return st;
+}
+
+static tg_status cuda_conv2d_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                      const float *dout) {
+    const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
+    tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
+    size_t ws_floats = conv2d_workspace_floats_cuda(g, 0, true);
+    float *ws = ws_floats ? tg_ctx_scratch(ctx, ws_floats * sizeof(float)) : NULL;
+    if (ws_floats && !ws) return tg_error();
+    tg_status st = conv2d_backward_cuda(dinputs[0], dinputs[1], dinputs[2], dout,
+                                        rec->inputs[0]->data, rec->inputs[1]->data, g, ws, 0);
+    tg_arena_rewind(&ctx->arena, mark);
+    return st;
+}
+#endif
+
 static void conv2d_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                         double *bwd_flops, double *bwd_bytes) {
     const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
@@ -519,8 +550,8 @@ static void conv2d_describe(const tg_record *rec, char *buf, size_t size) {
 
 static const tg_op conv2d_op = {
     .name = "conv2d",
-    .forward = {[TG_DEVICE_CPU] = conv2d_forward},
-    .backward = {[TG_DEVICE_CPU] = conv2d_backward},
+    .forward = {[TG_DEVICE_CPU] = conv2d_forward, TG_CUDA_ENTRY(cuda_conv2d_forward)},
+    .backward = {[TG_DEVICE_CPU] = conv2d_backward, TG_CUDA_ENTRY(cuda_conv2d_backward)},
     .cost = conv2d_cost,
     .describe = conv2d_describe,
     .backward_doc = CONV2D_BACKWARD_DOC,
@@ -528,8 +559,8 @@ static const tg_op conv2d_op = {
 
 static const tg_op conv1d_op = {
     .name = "conv1d",
-    .forward = {[TG_DEVICE_CPU] = conv2d_forward},
-    .backward = {[TG_DEVICE_CPU] = conv2d_backward},
+    .forward = {[TG_DEVICE_CPU] = conv2d_forward, TG_CUDA_ENTRY(cuda_conv2d_forward)},
+    .backward = {[TG_DEVICE_CPU] = conv2d_backward, TG_CUDA_ENTRY(cuda_conv2d_backward)},
     .cost = conv2d_cost,
     .describe = conv2d_describe,
     .backward_doc = CONV2D_BACKWARD_DOC,

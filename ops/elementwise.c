@@ -10,6 +10,7 @@
 #include "elementwise.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 void add_forward_cpu(float *out, const float *a, const float *b, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -36,6 +37,24 @@ static tg_status add_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_add_forward(tg_ctx *ctx, tg_record *rec) {
+    (void)ctx;
+    return add_forward_cuda(rec->out->data, rec->inputs[0]->data, rec->inputs[1]->data,
+                            rec->out->numel);
+}
+
+static tg_status cuda_add_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                   const float *dout) {
+    (void)ctx;
+    for (int i = 0; i < 2; i++) {
+        tg_status st = dinputs[i] ? accumulate_cuda(dinputs[i], dout, rec->out->numel) : TG_OK;
+        if (st != TG_OK) return st;
+    }
+    return TG_OK;
+}
+#endif
+
 static void add_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                      double *bwd_flops, double *bwd_bytes) {
     double n = (double)rec->out->numel;
@@ -47,8 +66,8 @@ static void add_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
 
 static const tg_op add_op = {
     .name = "add",
-    .forward = {[TG_DEVICE_CPU] = add_forward},
-    .backward = {[TG_DEVICE_CPU] = add_backward},
+    .forward = {[TG_DEVICE_CPU] = add_forward, TG_CUDA_ENTRY(cuda_add_forward)},
+    .backward = {[TG_DEVICE_CPU] = add_backward, TG_CUDA_ENTRY(cuda_add_backward)},
     .cost = add_cost,
     .backward_doc = "da += dy and db += dy (the sum passes the gradient through unchanged)",
 };

@@ -17,6 +17,7 @@
 #include "linear.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -83,6 +84,24 @@ static tg_status linear_backward(tg_ctx *ctx, tg_record *rec, float *const *dinp
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_linear_forward(tg_ctx *ctx, tg_record *rec) {
+    (void)ctx;
+    const linear_params *p = TG_PARAMS(rec, linear_params);
+    const tg_tensor *bias = rec->inputs[2];
+    return linear_forward_cuda(rec->out->data, rec->inputs[0]->data, rec->inputs[1]->data,
+                               bias ? bias->data : NULL, p->N, p->in, p->out);
+}
+
+static tg_status cuda_linear_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                      const float *dout) {
+    (void)ctx;
+    const linear_params *p = TG_PARAMS(rec, linear_params);
+    return linear_backward_cuda(dinputs[0], dinputs[1], dinputs[2], dout, rec->inputs[0]->data,
+                                rec->inputs[1]->data, p->N, p->in, p->out);
+}
+#endif
+
 static void linear_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                         double *bwd_flops, double *bwd_bytes) {
     const linear_params *p = TG_PARAMS(rec, linear_params);
@@ -99,8 +118,8 @@ static void linear_cost(const tg_record *rec, double *fwd_flops, double *fwd_byt
 
 static const tg_op linear_op = {
     .name = "linear",
-    .forward = {[TG_DEVICE_CPU] = linear_forward},
-    .backward = {[TG_DEVICE_CPU] = linear_backward},
+    .forward = {[TG_DEVICE_CPU] = linear_forward, TG_CUDA_ENTRY(cuda_linear_forward)},
+    .backward = {[TG_DEVICE_CPU] = linear_backward, TG_CUDA_ENTRY(cuda_linear_backward)},
     .cost = linear_cost,
     .backward_doc = "dx += dy W, dW += dy^T x (two SGEMMs, beta = 1), db += column sums of dy",
 };

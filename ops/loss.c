@@ -40,6 +40,7 @@
 #include "loss.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 #include <math.h>
 
@@ -159,21 +160,32 @@ typedef struct cross_entropy_params {
     const int32_t *target;
 } cross_entropy_params;
 
-static tg_status cross_entropy_forward(tg_ctx *ctx, tg_record *rec) {
+/* The forward's memory on ctx's device: the saved lse (saved[0]), the targets copied
+ * from the caller's host array (rec->aux) and `partials` doubles of scratch. */
+static tg_status cross_entropy_prepare(tg_ctx *ctx, tg_record *rec, int64_t partials,
+                                       double **partial) {
     cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
     int64_t count = p->N * p->inner;
     size_t target_bytes = (size_t)count * sizeof(int32_t);
     tg_tensor *lse = tg_record_save(ctx, rec, 0, tg_shape2(p->N, p->inner));
     int32_t *target = tg_record_save_bytes(ctx, rec, target_bytes);
-    double *partial = tg_ctx_scratch(ctx, (size_t)cross_entropy_partials(p->N, p->inner) *
-                                              sizeof(double));
-    if (!lse || !target || !partial) return tg_error();
+    *partial = tg_ctx_scratch(ctx, (size_t)partials * sizeof(double));
+    if (!lse || !target || !*partial) return tg_error();
     tg_status st = tg_device_copy(ctx->device, target, TG_DEVICE_CPU, p->target, target_bytes);
     if (st) return st;
     rec->aux = target;
     p->target = NULL;
-    cross_entropy_forward_cpu(rec->out->data, lse->data, partial, rec->inputs[0]->data, target,
-                              p->N, p->C, p->inner);
+    return TG_OK;
+}
+
+static tg_status cross_entropy_forward(tg_ctx *ctx, tg_record *rec) {
+    const cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
+    double *partial;
+    tg_status st = cross_entropy_prepare(ctx, rec, cross_entropy_partials(p->N, p->inner),
+                                         &partial);
+    if (st) return st;
+    cross_entropy_forward_cpu(rec->out->data, rec->saved[0]->data, partial,
+                              rec->inputs[0]->data, rec->aux, p->N, p->C, p->inner);
     return TG_OK;
 }
 
@@ -186,6 +198,27 @@ static tg_status cross_entropy_backward(tg_ctx *ctx, tg_record *rec, float *cons
                                rec->aux, scale, p->N, p->C, p->inner);
     return TG_OK;
 }
+
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_cross_entropy_forward(tg_ctx *ctx, tg_record *rec) {
+    const cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
+    double *partial;
+    tg_status st = cross_entropy_prepare(ctx, rec, cross_entropy_partials_cuda(p->N, p->inner),
+                                         &partial);
+    if (st) return st;
+    return cross_entropy_forward_cuda(rec->out->data, rec->saved[0]->data, partial,
+                                      rec->inputs[0]->data, rec->aux, p->N, p->C, p->inner);
+}
+
+/* dout stays on the device: the kernel reads dL itself. */
+static tg_status cuda_cross_entropy_backward(tg_ctx *ctx, tg_record *rec,
+                                             float *const *dinputs, const float *dout) {
+    (void)ctx;
+    const cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
+    return cross_entropy_backward_cuda(dinputs[0], rec->inputs[0]->data, rec->saved[0]->data,
+                                       rec->aux, dout, p->N, p->C, p->inner);
+}
+#endif
 
 static void cross_entropy_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                                double *bwd_flops, double *bwd_bytes) {
@@ -201,8 +234,10 @@ static void cross_entropy_cost(const tg_record *rec, double *fwd_flops, double *
 
 static const tg_op cross_entropy_op = {
     .name = "cross_entropy",
-    .forward = {[TG_DEVICE_CPU] = cross_entropy_forward},
-    .backward = {[TG_DEVICE_CPU] = cross_entropy_backward},
+    .forward = {[TG_DEVICE_CPU] = cross_entropy_forward,
+                TG_CUDA_ENTRY(cuda_cross_entropy_forward)},
+    .backward = {[TG_DEVICE_CPU] = cross_entropy_backward,
+                 TG_CUDA_ENTRY(cuda_cross_entropy_backward)},
     .cost = cross_entropy_cost,
     .backward_doc = "dlogits += (softmax - onehot(target)) * dL / count, softmax recomputed "
                     "as exp(logits - saved logsumexp)",
@@ -260,6 +295,23 @@ static tg_status mse_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_mse_forward(tg_ctx *ctx, tg_record *rec) {
+    int64_t n = rec->inputs[0]->numel;
+    double *partial = tg_ctx_scratch(ctx, (size_t)mse_partials_cuda(n) * sizeof(double));
+    if (!partial) return tg_error();
+    return mse_forward_cuda(rec->out->data, partial, rec->inputs[0]->data,
+                            rec->inputs[1]->data, n);
+}
+
+static tg_status cuda_mse_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                   const float *dout) {
+    (void)ctx;
+    return mse_backward_cuda(dinputs[0], dinputs[1], rec->inputs[0]->data,
+                             rec->inputs[1]->data, dout, rec->inputs[0]->numel);
+}
+#endif
+
 static void mse_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                      double *bwd_flops, double *bwd_bytes) {
     double n = (double)rec->inputs[0]->numel;
@@ -272,8 +324,8 @@ static void mse_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
 
 static const tg_op mse_op = {
     .name = "mse_loss",
-    .forward = {[TG_DEVICE_CPU] = mse_forward},
-    .backward = {[TG_DEVICE_CPU] = mse_backward},
+    .forward = {[TG_DEVICE_CPU] = mse_forward, TG_CUDA_ENTRY(cuda_mse_forward)},
+    .backward = {[TG_DEVICE_CPU] = mse_backward, TG_CUDA_ENTRY(cuda_mse_backward)},
     .cost = mse_cost,
     .backward_doc = "dpred += 2 (pred - target) / n * dL; dtarget -= the same",
 };

@@ -34,6 +34,7 @@
 #include "pool.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 #include <math.h>
 
@@ -175,6 +176,23 @@ static tg_status gap_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_gap_forward(tg_ctx *ctx, tg_record *rec) {
+    (void)ctx;
+    const tg_tensor *x = rec->inputs[0];
+    return global_avg_pool_forward_cuda(rec->out->data, x->data, rec->out->numel,
+                                        x->shape.dim[2] * x->shape.dim[3]);
+}
+
+static tg_status cuda_gap_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                   const float *dout) {
+    (void)ctx;
+    const tg_tensor *x = rec->inputs[0];
+    return global_avg_pool_backward_cuda(dinputs[0], dout, rec->out->numel,
+                                         x->shape.dim[2] * x->shape.dim[3]);
+}
+#endif
+
 static void gap_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                      double *bwd_flops, double *bwd_bytes) {
     double n = (double)rec->inputs[0]->numel;
@@ -186,8 +204,8 @@ static void gap_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
 
 static const tg_op global_avg_pool_op = {
     .name = "global_avg_pool",
-    .forward = {[TG_DEVICE_CPU] = gap_forward},
-    .backward = {[TG_DEVICE_CPU] = gap_backward},
+    .forward = {[TG_DEVICE_CPU] = gap_forward, TG_CUDA_ENTRY(cuda_gap_forward)},
+    .backward = {[TG_DEVICE_CPU] = gap_backward, TG_CUDA_ENTRY(cuda_gap_backward)},
     .cost = gap_cost,
     .backward_doc = "dx[n, c, :, :] += dy[n, c] / (H W)",
 };
@@ -250,6 +268,35 @@ static tg_status avg_pool_backward(tg_ctx *ctx, tg_record *rec, float *const *di
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_max_pool_forward(tg_ctx *ctx, tg_record *rec) {
+    size_t n = (size_t)(rec->out->numel ? rec->out->numel : 1);
+    int32_t *argmax = tg_record_save_bytes(ctx, rec, n * sizeof(int32_t));
+    if (!argmax) return tg_error();
+    rec->aux = argmax;
+    return max_pool2d_forward_cuda(rec->out->data, argmax, rec->inputs[0]->data,
+                                   TG_PARAMS(rec, pool2d_geom));
+}
+
+static tg_status cuda_max_pool_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                        const float *dout) {
+    (void)ctx;
+    return max_pool2d_backward_cuda(dinputs[0], dout, rec->aux, TG_PARAMS(rec, pool2d_geom));
+}
+
+static tg_status cuda_avg_pool_forward(tg_ctx *ctx, tg_record *rec) {
+    (void)ctx;
+    return avg_pool2d_forward_cuda(rec->out->data, rec->inputs[0]->data,
+                                   TG_PARAMS(rec, pool2d_geom));
+}
+
+static tg_status cuda_avg_pool_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                        const float *dout) {
+    (void)ctx;
+    return avg_pool2d_backward_cuda(dinputs[0], dout, TG_PARAMS(rec, pool2d_geom));
+}
+#endif
+
 static void pool_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                       double *bwd_flops, double *bwd_bytes) {
     const pool2d_geom *g = TG_PARAMS(rec, pool2d_geom);
@@ -271,8 +318,8 @@ static void pool_describe(const tg_record *rec, char *buf, size_t size) {
 
 static const tg_op max_pool2d_op = {
     .name = "max_pool2d",
-    .forward = {[TG_DEVICE_CPU] = max_pool_forward},
-    .backward = {[TG_DEVICE_CPU] = max_pool_backward},
+    .forward = {[TG_DEVICE_CPU] = max_pool_forward, TG_CUDA_ENTRY(cuda_max_pool_forward)},
+    .backward = {[TG_DEVICE_CPU] = max_pool_backward, TG_CUDA_ENTRY(cuda_max_pool_backward)},
     .cost = pool_cost,
     .describe = pool_describe,
     .backward_doc = "dx[argmax of each window] += dy (the saved int32 argmax)",
@@ -280,8 +327,8 @@ static const tg_op max_pool2d_op = {
 
 static const tg_op avg_pool2d_op = {
     .name = "avg_pool2d",
-    .forward = {[TG_DEVICE_CPU] = avg_pool_forward},
-    .backward = {[TG_DEVICE_CPU] = avg_pool_backward},
+    .forward = {[TG_DEVICE_CPU] = avg_pool_forward, TG_CUDA_ENTRY(cuda_avg_pool_forward)},
+    .backward = {[TG_DEVICE_CPU] = avg_pool_backward, TG_CUDA_ENTRY(cuda_avg_pool_backward)},
     .cost = pool_cost,
     .describe = pool_describe,
     .backward_doc = "dx[every pixel of each window] += dy / (kernel_h kernel_w)",

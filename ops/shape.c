@@ -9,6 +9,7 @@
 #include "elementwise.h"
 
 #include "../autograd/tape.h"
+#include "../cuda/tg_cuda.h"
 
 static tg_status reshape_forward(tg_ctx *ctx, tg_record *rec) {
     (void)ctx;
@@ -23,6 +24,14 @@ static tg_status reshape_backward(tg_ctx *ctx, tg_record *rec, float *const *din
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_reshape_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                       const float *dout) {
+    (void)ctx;
+    return accumulate_cuda(dinputs[0], dout, rec->out->numel);
+}
+#endif
+
 static void reshape_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                          double *bwd_flops, double *bwd_bytes) {
     double n = (double)rec->out->numel;
@@ -34,8 +43,8 @@ static void reshape_cost(const tg_record *rec, double *fwd_flops, double *fwd_by
 
 static const tg_op reshape_op = {
     .name = "reshape",
-    .forward = {[TG_DEVICE_CPU] = reshape_forward},
-    .backward = {[TG_DEVICE_CPU] = reshape_backward},
+    .forward = {[TG_DEVICE_CPU] = reshape_forward, TG_CUDA_ENTRY(reshape_forward)},
+    .backward = {[TG_DEVICE_CPU] = reshape_backward, TG_CUDA_ENTRY(cuda_reshape_backward)},
     .cost = reshape_cost,
     .backward_doc = "dx += dy read in x's shape (same elements, same order)",
 };

@@ -31,6 +31,8 @@
  */
 #include "optim.h"
 
+#include "../cuda/tg_cuda.h"
+
 #include <math.h>
 
 /* PyTorch's defaults (torch.optim.Adam), used for zero fields of tg_adam_opts. */
@@ -101,16 +103,35 @@ static tg_status adamw_step(tg_optim *opt, int64_t t) {
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_adam_step_common(tg_optim *opt, int64_t t, bool decoupled) {
+    const tg_optim_hyper *h = &opt->hyper;
+    int64_t n = tg_params_flat_numel(opt->ps);
+    adam_step_args args = adam_step_args_make(opt->lr, h->beta1, h->beta2, h->eps,
+                                              h->weight_decay, decoupled, t);
+    return adam_step_cuda(tg_params_data(opt->ps), tg_params_grad(opt->ps), opt->state,
+                          opt->state + n, n, &args);
+}
+
+static tg_status cuda_adam_step(tg_optim *opt, int64_t t) {
+    return cuda_adam_step_common(opt, t, false);
+}
+
+static tg_status cuda_adamw_step(tg_optim *opt, int64_t t) {
+    return cuda_adam_step_common(opt, t, true);
+}
+#endif
+
 static const tg_optim_kind adam_kind = {
     .name = "adam",
     .ctor = "tg_adam_new",
-    .step = {[TG_DEVICE_CPU] = adam_step},
+    .step = {[TG_DEVICE_CPU] = adam_step, TG_CUDA_ENTRY(cuda_adam_step)},
 };
 
 static const tg_optim_kind adamw_kind = {
     .name = "adamw",
     .ctor = "tg_adamw_new",
-    .step = {[TG_DEVICE_CPU] = adamw_step},
+    .step = {[TG_DEVICE_CPU] = adamw_step, TG_CUDA_ENTRY(cuda_adamw_step)},
 };
 
 /* A zero field takes its default; anything else is checked against its range. */

@@ -23,6 +23,8 @@
  */
 #include "optim.h"
 
+#include "../cuda/tg_cuda.h"
+
 #include <math.h>
 
 void sgd_step_cpu(float *param, const float *grad, float *momentum_buf, int64_t n,
@@ -51,9 +53,9 @@ void sgd_step_cpu(float *param, const float *grad, float *momentum_buf, int64_t 
     }
 }
 
-static tg_status sgd_step(tg_optim *opt, int64_t t) {
+static sgd_step_args sgd_args(const tg_optim *opt, int64_t t) {
     const tg_optim_hyper *h = &opt->hyper;
-    sgd_step_args args = {
+    return (sgd_step_args){
         .lr = (float)opt->lr,
         .momentum = (float)h->momentum,
         .one_minus_dampening = (float)(1.0 - h->dampening),
@@ -61,15 +63,27 @@ static tg_status sgd_step(tg_optim *opt, int64_t t) {
         .nesterov = h->nesterov,
         .first_step = t == 1,
     };
+}
+
+static tg_status sgd_step(tg_optim *opt, int64_t t) {
+    sgd_step_args args = sgd_args(opt, t);
     sgd_step_cpu(tg_params_data(opt->ps), tg_params_grad(opt->ps), opt->state,
                  tg_params_flat_numel(opt->ps), &args);
     return TG_OK;
 }
 
+#ifdef TG_HAVE_CUDA
+static tg_status cuda_sgd_step(tg_optim *opt, int64_t t) {
+    sgd_step_args args = sgd_args(opt, t);
+    return sgd_step_cuda(tg_params_data(opt->ps), tg_params_grad(opt->ps), opt->state,
+                         tg_params_flat_numel(opt->ps), &args);
+}
+#endif
+
 static const tg_optim_kind sgd_kind = {
     .name = "sgd",
     .ctor = "tg_sgd_new",
-    .step = {[TG_DEVICE_CPU] = sgd_step},
+    .step = {[TG_DEVICE_CPU] = sgd_step, TG_CUDA_ENTRY(cuda_sgd_step)},
 };
 
 tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts) {

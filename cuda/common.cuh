@@ -1,0 +1,74 @@
+/*
+ * cuda/common.cuh — what every .cu file of the backend shares: the checking macros that
+ * turn a CUDA or cuBLAS failure into a tapegrad status with a message, the library's
+ * stream (owned by blas.cu), launch-size helpers and block reductions.
+ *
+ * Conventions: kernels index with int64_t where a tensor may exceed 2^31 elements; 1-D
+ * element-wise kernels are grid-stride loops of TG_CUDA_THREADS threads per block; every
+ * launch is followed by TG_CUDA_LAUNCHED("<function>").
+ */
+#ifndef TG_CUDA_COMMON_CUH
+#define TG_CUDA_COMMON_CUH
+
+#include "tg_cuda.h"
+
+#include <cuda_runtime.h>
+
+extern "C" tg_status tg_fail(tg_status status, const char *fmt, ...);
+
+/* The stream every kernel and cuBLAS call of the library is queued on (blas.cu). It is a
+ * blocking stream, so the synchronous cudaMemcpy/cudaMemset of memory.cu (legacy default
+ * stream) are ordered with it. tg_cuda_probe creates it (tg_cuda_stream_init) when it
+ * finds a device, so every context and parameter store on CUDA has it. */
+cudaError_t tg_cuda_stream_init(void);
+cudaStream_t tg_cuda_stream(void);
+
+#define TG_CUDA_THREADS 256
+
+/* Returns a TG_ERR_DEVICE status from the enclosing function when `call` fails. */
+#define TG_CUDA_CHECK(call, what)                                                          \
+    do {                                                                                   \
+        cudaError_t err_ = (call);                                                         \
+        if (err_ != cudaSuccess)                                                           \
+            return tg_fail(TG_ERR_DEVICE, "%s: %s (%s)", what, cudaGetErrorString(err_),    \
+                           cudaGetErrorName(err_));                                        \
+    } while (0)
+
+/* After a kernel launch: a bad launch configuration (or an earlier asynchronous fault)
+ * becomes a status naming the launching function. */
+#define TG_CUDA_LAUNCHED(what) TG_CUDA_CHECK(cudaGetLastError(), what " (kernel launch)")
+
+/* Blocks for a grid-stride loop over n elements (n > 0). */
+static inline unsigned tg_cuda_blocks(int64_t n) {
+    int64_t b = (n + TG_CUDA_THREADS - 1) / TG_CUDA_THREADS;
+    const int64_t cap = (int64_t)1 << 20; /* plenty of blocks to fill any GPU */
+    return (unsigned)(b < cap ? b : cap);
+}
+
+static inline int64_t tg_cuda_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+#define TG_GRID_STRIDE(i, n)                                                              \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);             \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* Sum of v over a warp (every lane gets it). */
+template <typename T> __device__ inline T tg_warp_sum(T v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+/* Sum of v over the block (blockDim.x a multiple of 32, at most 1024 threads); every
+ * thread gets the result. scratch: 32 T of shared memory; the function synchronises, so
+ * it may be called repeatedly with the same scratch. The order of the additions is fixed
+ * by the launch shape, so results are reproducible run to run. */
+template <typename T> __device__ inline T tg_block_sum(T v, T *scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = tg_warp_sum(v);
+    __syncthreads(); /* scratch may still be read by a previous call */
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : T(0);
+    return tg_warp_sum(v);
+}
+
+#endif /* TG_CUDA_COMMON_CUH */
