@@ -342,14 +342,16 @@ typedef struct tg_adam_opts {
 } tg_adam_opts;
 
 /* The optimizer keeps its state (momentum, moments) in the parameter store, so add
- * every parameter before creating it. Bad options give NULL and a message. */
+ * every parameter before creating it. One optimizer with state per store: creating a
+ * second one on the same store restarts that state from zero (free the first one). Free
+ * the optimizer before its store. Bad options give NULL and a message. */
 tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts);
 tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts);
 tg_optim *tg_adamw_new(tg_params *ps, tg_adam_opts opts);
 void tg_optim_free(tg_optim *opt);
 void tg_optim_zero_grad(tg_optim *opt);
-/* One update over the whole flat store. Refuses (TG_ERR_STATE, nothing changed) while
- * an error is pending. */
+/* One update over the whole flat store. While an error is pending it returns that
+ * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
 void tg_optim_set_lr(tg_optim *opt, float lr);
 float tg_optim_lr(const tg_optim *opt);
@@ -391,6 +393,124 @@ tg_params *tg_model_params(tg_model *m);
 /* The model's output (logits or prediction) for input x; training selects batchnorm's
  * mode. Returns NULL with a message on bad input (wrong channels, too small). */
 tg_tensor *tg_model_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool training);
+
+/* ---------------------------------------------------------------- data, mlp/cnn, checkpoints */
+
+/* An IDX file (the MNIST format): big-endian header (0, 0, type, ndim, then ndim u32
+ * dims) followed by the elements. Only unsigned bytes (type 0x08) and 1..4 dims are
+ * accepted. Files may be gzip-compressed (detected from their first bytes, not their
+ * name). Headers and sizes are validated: a bad magic, an unsupported type, a zero dim,
+ * a truncated file or trailing bytes give NULL and a TG_ERR_FORMAT message naming the
+ * file. */
+typedef struct tg_idx {
+    int ndim;
+    int64_t dim[TG_MAX_DIMS];
+    int64_t numel;
+    uint8_t *data;   /* numel bytes, row-major */
+} tg_idx;
+
+tg_idx *tg_idx_load(const char *path);
+/* The same from memory (raw or gzip); `what` names the source in messages. */
+tg_idx *tg_idx_parse(const void *bytes, size_t size, const char *what);
+void tg_idx_free(tg_idx *idx);
+
+/* A labelled dataset in host memory: n examples of one shape (float32) with int32 class
+ * labels in [0, num_classes). */
+typedef struct tg_dataset tg_dataset;
+
+/* Copies x (n * numel(example) floats) and y (n labels). */
+tg_dataset *tg_dataset_new(int64_t n, tg_shape example, const float *x, const int32_t *y,
+                           int num_classes);
+/* Images (n, H, W) or (n, C, H, W) and labels (n) from IDX files, pixels mapped to
+ * (p / 255 - mean) / std (std 0 means 1). Labels must be < num_classes. */
+tg_dataset *tg_dataset_from_idx(const tg_idx *images, const tg_idx *labels, int num_classes,
+                                float mean, float std);
+/* MNIST from a directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte (train)
+ * or t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (held out), each possibly with .gz.
+ * Examples are (1, 28, 28), normalised with MNIST's mean 0.1307 and std 0.3081. */
+tg_dataset *tg_mnist_load(const char *dir, bool train);
+void tg_dataset_free(tg_dataset *ds);
+int64_t tg_dataset_size(const tg_dataset *ds);
+tg_shape tg_dataset_example_shape(const tg_dataset *ds);
+int tg_dataset_num_classes(const tg_dataset *ds);
+const float *tg_dataset_x(const tg_dataset *ds);   /* n * numel(example) floats */
+const int32_t *tg_dataset_y(const tg_dataset *ds); /* n labels */
+
+/* Where a minibatch iterator stands. Epoch e visits the examples in a permutation drawn
+ * from (seed, e) alone, so (seed, epoch, cursor) is the whole state: saving it and
+ * seeking back resumes the exact batch sequence. */
+typedef struct tg_loader_pos {
+    uint64_t seed;
+    int64_t epoch;   /* epochs started so far, counting from 0 */
+    int64_t cursor;  /* next position in this epoch's permutation */
+} tg_loader_pos;
+
+typedef struct tg_loader tg_loader;
+
+/* Batches of `batch` examples; shuffle draws a new permutation per epoch, otherwise the
+ * order is the dataset's. The last batch of an epoch may be smaller. The dataset must
+ * outlive the loader. */
+tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t seed);
+void tg_loader_free(tg_loader *ld);
+/* The next batch of this epoch as a step tensor x (B, example...) in ctx and labels y
+ * (B, host memory valid until the next call). Returns false (x, y NULL) once the epoch
+ * is done, and moves to the next epoch, so `while (tg_loader_next(...))` is one epoch. */
+bool tg_loader_next(tg_loader *ld, tg_ctx *ctx, tg_tensor **x, const int32_t **y);
+int64_t tg_loader_batches(const tg_loader *ld); /* per epoch */
+tg_loader_pos tg_loader_position(const tg_loader *ld);
+/* Continues from pos (its seed included); TG_ERR_ARG when the cursor is past the end. */
+tg_status tg_loader_seek(tg_loader *ld, tg_loader_pos pos);
+
+/* A multilayer perceptron: flatten, then linear + ReLU for each hidden size, then a
+ * linear layer to num_classes logits. Parameters fc1.weight, fc1.bias, ... */
+typedef struct tg_mlp_opts {
+    int in_features;    /* 0 means 784 (28x28) */
+    int hidden[4];      /* hidden sizes, ended by the first 0; all 0 means {128} */
+    int num_classes;    /* 0 means 10 */
+} tg_mlp_opts;
+
+/* The small MNIST CNN: conv(C->c1, 3x3, pad 1) + ReLU + maxpool 2, conv(c1->c2, 3x3,
+ * pad 1) + ReLU + maxpool 2, flatten, linear(c2*H/4*W/4 -> hidden) + ReLU, linear ->
+ * num_classes. */
+typedef struct tg_cnn_opts {
+    int in_channels;    /* 0 means 1 */
+    int height, width;  /* 0 means 28; multiples of 4 */
+    int channels1;      /* 0 means 16 */
+    int channels2;      /* 0 means 32 */
+    int hidden;         /* 0 means 128 */
+    int num_classes;    /* 0 means 10 */
+} tg_cnn_opts;
+
+tg_model *tg_mlp_new(tg_mlp_opts opts, tg_device device, uint64_t seed);
+tg_model *tg_cnn_new(tg_cnn_opts opts, tg_device device, uint64_t seed);
+
+/* What a training loop needs besides parameters and optimizer state to resume exactly. */
+typedef struct tg_train_state {
+    int64_t epoch;       /* completed epochs */
+    int64_t step;        /* optimizer steps taken */
+    tg_rng rng;          /* the loop's own RNG (augmentation, dropout, ...) */
+    tg_loader_pos data;  /* the minibatch iterator's position */
+} tg_train_state;
+
+/* One file: magic, format version, model name, every parameter's and buffer's name and
+ * shape, their values, the optimizer's kind, step count, learning rate and state, the
+ * train state, and a CRC-32; no timestamps (the same state gives the same bytes).
+ * Written to a temporary file in the same directory, flushed and fsynced, then renamed
+ * over `path` (and the directory fsynced): a crash at any moment leaves either the old
+ * or the new checkpoint. opt and state may be NULL. Refused (nothing written) while an
+ * error is pending: state an error may have touched is never saved. */
+tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
+                             const tg_train_state *state);
+/* Validates everything (magic, version, sizes, checksum, the model's parameter names and
+ * shapes, the optimizer's kind) before changing anything: on failure (TG_ERR_IO,
+ * TG_ERR_FORMAT) the model, optimizer and state are untouched. opt NULL skips the
+ * optimizer state; state NULL skips the train state. The optimizer's step count, state
+ * and learning rate are restored; its other hyperparameters stay as constructed. */
+tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
+                             tg_train_state *state);
+/* The same from memory; `what` names the source in messages. */
+tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
+                              tg_optim *opt, tg_train_state *state);
 
 /* ---------------------------------------------------------------- gradient checks */
 

@@ -1,0 +1,243 @@
+/*
+ * io/io.c — see io.h.
+ */
+#include "io.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
+                       size_t *size) {
+    *bytes = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        fclose(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op, path,
+                       (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (err || got != n) {
+        free(buf);
+        return tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)", op, path, got,
+                       n);
+    }
+    *bytes = buf;
+    *size = n;
+    return TG_OK;
+}
+
+bool tg_is_gzip(const void *bytes, size_t size) {
+    const uint8_t *b = bytes;
+    return size >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+}
+
+tg_status tg_gunzip(const char *op, const char *what, const uint8_t *in, size_t in_size,
+                    size_t max_out, bool prefix, uint8_t **out, size_t *out_size) {
+    *out = NULL;
+    *out_size = 0;
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    /* 16 + MAX_WBITS: expect a gzip wrapper (header and CRC-32 trailer). */
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+        return tg_fail(TG_ERR_NOMEM, "%s: cannot start zlib for '%s'", op, what);
+    size_t cap = max_out < (1 << 16) ? (max_out ? max_out : 1) : (1 << 16), used = 0;
+    uint8_t *buf = malloc(cap);
+    tg_status st = TG_OK;
+    if (!buf) {
+        st = tg_fail(TG_ERR_NOMEM, "%s: out of memory inflating '%s'", op, what);
+        goto done;
+    }
+    zs.next_in = (Bytef *)in;
+    size_t in_left = in_size;
+    for (;;) {
+        if (zs.avail_in == 0 && in_left > 0) {
+            /* avail_in is a uInt: feed huge inputs in pieces. */
+            uInt chunk = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+            zs.avail_in = chunk;
+            in_left -= chunk;
+        }
+        if (prefix && used >= max_out) break;
+        if (used == cap) {
+            if (cap >= max_out) {
+                st = tg_fail(TG_ERR_FORMAT, "%s: '%s' inflates to more than %zu bytes", op,
+                             what, max_out);
+                goto done;
+            }
+            size_t ncap = cap * 2 > max_out ? max_out : cap * 2;
+            uint8_t *grown = realloc(buf, ncap);
+            if (!grown) {
+                st = tg_fail(TG_ERR_NOMEM, "%s: out of memory inflating '%s'", op, what);
+                goto done;
+            }
+            buf = grown;
+            cap = ncap;
+        }
+        size_t room = cap - used;
+        zs.next_out = buf + used;
+        zs.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
+        uInt before = zs.avail_out;
+        int rc = inflate(&zs, Z_NO_FLUSH);
+        used += before - zs.avail_out;
+        if (rc == Z_STREAM_END) break;
+        if (rc == Z_BUF_ERROR && zs.avail_in == 0 && in_left == 0) {
+            st = tg_fail(TG_ERR_FORMAT, "%s: '%s' is a truncated gzip stream", op, what);
+            goto done;
+        }
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            st = tg_fail(TG_ERR_FORMAT, "%s: '%s' is a corrupted gzip stream (%s)", op, what,
+                         zs.msg ? zs.msg : "zlib error");
+            goto done;
+        }
+    }
+    *out = buf;
+    *out_size = used;
+    buf = NULL;
+done:
+    free(buf);
+    inflateEnd(&zs);
+    return st;
+}
+
+bool tg_reader_take(tg_reader *r, size_t n, const uint8_t **out) {
+    if (n > r->size - r->off) return false;
+    *out = r->p + r->off;
+    r->off += n;
+    return true;
+}
+
+size_t tg_reader_left(const tg_reader *r) { return r->size - r->off; }
+
+bool tg_reader_u8(tg_reader *r, uint8_t *v) {
+    const uint8_t *b;
+    if (!tg_reader_take(r, 1, &b)) return false;
+    *v = b[0];
+    return true;
+}
+
+bool tg_reader_u32(tg_reader *r, uint32_t *v) {
+    const uint8_t *b;
+    if (!tg_reader_take(r, 4, &b)) return false;
+    *v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return true;
+}
+
+bool tg_reader_u64(tg_reader *r, uint64_t *v) {
+    uint32_t lo, hi;
+    if (!tg_reader_u32(r, &lo) || !tg_reader_u32(r, &hi)) return false;
+    *v = (uint64_t)hi << 32 | lo;
+    return true;
+}
+
+bool tg_reader_i64(tg_reader *r, int64_t *v) {
+    uint64_t u;
+    if (!tg_reader_u64(r, &u)) return false;
+    memcpy(v, &u, sizeof u);
+    return true;
+}
+
+bool tg_reader_f32(tg_reader *r, float *v) {
+    uint32_t u;
+    if (!tg_reader_u32(r, &u)) return false;
+    memcpy(v, &u, sizeof u);
+    return true;
+}
+
+void tg_writer_bytes(tg_writer *w, const void *bytes, size_t n) {
+    if (w->failed) return;
+    if (n > w->cap - w->size) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap - w->size < n) cap *= 2;
+        uint8_t *grown = realloc(w->p, cap);
+        if (!grown) {
+            w->failed = true;
+            return;
+        }
+        w->p = grown;
+        w->cap = cap;
+    }
+    if (n) memcpy(w->p + w->size, bytes, n);
+    w->size += n;
+}
+
+void tg_writer_u8(tg_writer *w, uint8_t v) { tg_writer_bytes(w, &v, 1); }
+
+void tg_writer_u32(tg_writer *w, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    tg_writer_bytes(w, b, 4);
+}
+
+void tg_writer_u64(tg_writer *w, uint64_t v) {
+    tg_writer_u32(w, (uint32_t)v);
+    tg_writer_u32(w, (uint32_t)(v >> 32));
+}
+
+void tg_writer_i64(tg_writer *w, int64_t v) {
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    tg_writer_u64(w, u);
+}
+
+void tg_writer_f32(tg_writer *w, float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    tg_writer_u32(w, u);
+}
+
+void tg_writer_floats(tg_writer *w, const float *x, int64_t n) {
+    if (w->failed) return;
+    size_t start = w->size;
+    /* Reserve all n floats at once, then store each little-endian in place. */
+    size_t bytes = (size_t)n * 4;
+    if (bytes > w->cap - w->size) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap - w->size < bytes) cap *= 2;
+        uint8_t *grown = realloc(w->p, cap);
+        if (!grown) {
+            w->failed = true;
+            return;
+        }
+        w->p = grown;
+        w->cap = cap;
+    }
+    uint8_t *b = w->p + start;
+    for (int64_t i = 0; i < n; i++, b += 4) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        b[0] = (uint8_t)u;
+        b[1] = (uint8_t)(u >> 8);
+        b[2] = (uint8_t)(u >> 16);
+        b[3] = (uint8_t)(u >> 24);
+    }
+    w->size += bytes;
+}
+
+void tg_writer_free(tg_writer *w) {
+    free(w->p);
+    memset(w, 0, sizeof *w);
+}
+
+void tg_floats_from_le(float *x, const uint8_t *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++, b += 4) {
+        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24;
+        memcpy(&x[i], &u, sizeof u);
+    }
+}

@@ -1,0 +1,59 @@
+/*
+ * io/io.h — internals shared by the loaders and the checkpoint writer: whole-file reads
+ * with a size cap, gzip inflation with a size cap, and a bounds-checked little-endian
+ * byte reader / growable writer. Every length read from a file is checked against the
+ * bytes that remain before anything is allocated from it.
+ */
+#ifndef TG_IO_H
+#define TG_IO_H
+
+#include "../core/core.h"
+
+/* Reads all of `path` into a malloc'ed buffer (*size bytes). Files over max_bytes are
+ * refused. TG_ERR_IO with a message naming `op` and the path on failure. */
+tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
+                       size_t *size);
+
+/* True when the bytes start with the gzip magic (1f 8b). */
+bool tg_is_gzip(const void *bytes, size_t size);
+/* Inflates a gzip stream into a malloc'ed buffer, refusing output over max_out bytes
+ * (a decompression bomb) and truncated or corrupted streams (TG_ERR_FORMAT). With
+ * prefix, stops quietly after the first max_out bytes (to read a header). */
+tg_status tg_gunzip(const char *op, const char *what, const uint8_t *in, size_t in_size,
+                    size_t max_out, bool prefix, uint8_t **out, size_t *out_size);
+
+/* A cursor over bytes; every take checks what remains. */
+typedef struct tg_reader {
+    const uint8_t *p;
+    size_t size, off;
+} tg_reader;
+
+bool tg_reader_take(tg_reader *r, size_t n, const uint8_t **out);
+bool tg_reader_u8(tg_reader *r, uint8_t *v);
+bool tg_reader_u32(tg_reader *r, uint32_t *v);   /* little-endian */
+bool tg_reader_u64(tg_reader *r, uint64_t *v);   /* little-endian */
+bool tg_reader_i64(tg_reader *r, int64_t *v);
+bool tg_reader_f32(tg_reader *r, float *v);
+size_t tg_reader_left(const tg_reader *r);
+
+/* A growable byte buffer; `failed` sticks after the first allocation failure. */
+typedef struct tg_writer {
+    uint8_t *p;
+    size_t size, cap;
+    bool failed;
+} tg_writer;
+
+void tg_writer_bytes(tg_writer *w, const void *bytes, size_t n);
+void tg_writer_u8(tg_writer *w, uint8_t v);
+void tg_writer_u32(tg_writer *w, uint32_t v);
+void tg_writer_u64(tg_writer *w, uint64_t v);
+void tg_writer_i64(tg_writer *w, int64_t v);
+void tg_writer_f32(tg_writer *w, float v);
+/* n floats, little-endian. */
+void tg_writer_floats(tg_writer *w, const float *x, int64_t n);
+void tg_writer_free(tg_writer *w);
+
+/* n little-endian floats from bytes into x. */
+void tg_floats_from_le(float *x, const uint8_t *bytes, int64_t n);
+
+#endif
