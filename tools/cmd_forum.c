@@ -1,11 +1,277 @@
-/* tools/cmd_forum.c: in progress (placeholder). */
+/*
+ * tools/cmd_forum.c — `tapegrad forum`: the forum thread's first experiment (DESIGN §7).
+ * Trains the 50-layer dense or depthwise-separable stack for a few timed steps and prints
+ * the thread's own lines (Trainable Parameters, Time cost) with what the thread lacked:
+ * synchronised median/min/max times, achieved GFLOP/s, memory, and this machine's
+ * roofline lower bound, all from ceilings measured in the same run. `--compare` runs
+ * dense and separable side by side; `--profile` shows where the time goes, op by op.
+ */
 #include "commands.h"
+#include "profile.h"
 
-#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const models[] = {"dense", "separable", NULL};
+static const char *const losses[] = {"ce", "mse", NULL};
+static const char *const optims[] = {"sgd", "adam", "all", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+
+typedef struct forum_args {
+    const char *model, *loss, *optim, *device;
+    int size, channels, batch, layers, steps, warmup, threads;
+    uint64_t seed;
+    bool relu, bn, profile, json, compare;
+} forum_args;
+
+/* One configuration to run and what it measured. */
+typedef struct forum_run {
+    bool separable;
+    const char *optim;
+    char label[32];
+    int64_t params;
+    bench_result res;
+} forum_run;
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: tapegrad forum [options]\n\n"
+        "The forum's 50-layer experiment: conv(3->C) + 48 dense 3x3 convs or depthwise 3x3 +\n"
+        "pointwise 1x1 pairs + conv(C->10) with per-pixel cross entropy (or conv(C->3) + MSE),\n"
+        "trained for a few timed steps after warm-up. Times are synchronised; the machine's\n"
+        "SGEMM and copy ceilings are measured in the same run for the roofline bound.\n\n"
+        "  --model dense|separable   middle layers (default dense)\n"
+        "  --loss ce|mse             head and loss (default ce)\n"
+        "  --optim sgd|adam|all      optimizer; all runs both (default sgd: lr 1e-3,\n"
+        "                            momentum 0.9; adam: lr 1e-3)\n"
+        "  --compare                 run dense and separable side by side\n"
+        "  --size N                  input N x N (default 256)\n"
+        "  --channels C              width of the middle layers (default 256)\n"
+        "  --batch N                 batch size (default 1)\n"
+        "  --layers L                conv layers counting the first and last (default 50)\n"
+        "  --relu, --bn              ReLU / batchnorm after every conv but the last\n"
+        "  --device cpu|cuda         (default cpu)\n"
+        "  --steps N, --warmup N     timed and untimed steps (default 5 and 1)\n"
+        "  --threads N               CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --seed N                  parameters, input and targets (default 0)\n"
+        "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
+        "  --json                    one JSON object per result on stdout; the human\n"
+        "                            output goes to stderr\n\n"
+        "example: tapegrad forum --compare --size 32 --steps 3\n");
+}
+
+static tg_status run_one(const forum_args *a, forum_run *run, const float *input,
+                         const int32_t *labels, const float *target) {
+    tg_device dev = strcmp(a->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
+    tg_loss_kind loss = strcmp(a->loss, "ce") ? TG_LOSS_MSE : TG_LOSS_CE;
+    tg_forum50_opts mo = {.separable = run->separable, .loss = loss, .channels = a->channels,
+                          .layers = a->layers, .relu = a->relu, .bn = a->bn};
+    tg_model *m = tg_forum50_new(mo, dev, a->seed);
+    if (!m) return tg_error();
+    tg_params *ps = tg_model_params(m);
+    run->params = tg_params_numel(ps);
+    tg_optim *opt = strcmp(run->optim, "adam")
+                        ? tg_sgd_new(ps, (tg_sgd_opts){.lr = 1e-3f, .momentum = 0.9f})
+                        : tg_adam_new(ps, (tg_adam_opts){.lr = 1e-3f});
+    tg_status st = TG_OK;
+    if (!opt) {
+        st = tg_error();
+    } else {
+        int outc = loss == TG_LOSS_CE ? 10 : 3;
+        bench_spec spec = {
+            .label = run->label, .model = m, .device = dev, .opt = opt, .train = true,
+            .in_shape = tg_shape4(a->batch, 3, a->size, a->size), .input = input,
+            .loss = loss, .labels = labels, .target = target,
+            .target_shape = tg_shape4(a->batch, outc, a->size, a->size),
+            .steps = a->steps, .warmup = a->warmup, .profile = a->profile};
+        st = bench_run(&spec, &run->res);
+    }
+    tg_optim_free(opt);
+    tg_model_free(m);
+    return st;
+}
+
+static void print_compare(const forum_run *runs, int nruns, const peaks *pk, FILE *f) {
+    fprintf(f, "\n%-28s", "");
+    for (int i = 0; i < nruns; i++) fprintf(f, " %16s", runs[i].label);
+    fprintf(f, "\n%-28s", "Trainable Parameters");
+    for (int i = 0; i < nruns; i++) fprintf(f, " %16lld", (long long)runs[i].params);
+#define ROW(title, fmt, ...)                                                                  \
+    do {                                                                                     \
+        fprintf(f, "\n%-28s", title);                                                        \
+        for (int i = 0; i < nruns; i++) {                                                    \
+            const bench_result *r = &runs[i].res;                                            \
+            (void)r;                                                                         \
+            fprintf(f, " " fmt, __VA_ARGS__);                                                \
+        }                                                                                    \
+    } while (0)
+    ROW("Time cost (step median, s)", "%16.4f", r->step.median);
+    ROW("  step min / max (s)", "%7.3f /%7.3f", r->step.min, r->step.max);
+    ROW("  forward (median, s)", "%16.4f", r->fwd.median);
+    ROW("  forward+backward (s)", "%16.4f", r->fwdbwd.median);
+    ROW("work per step (GFLOP)", "%16.1f", r->flops * 1e-9);
+    ROW("bytes moved (GB)", "%16.2f", r->bytes * 1e-9);
+    ROW("achieved GFLOP/s", "%16.1f", r->flops / r->step.median * 1e-9);
+    ROW("roofline bound (s)", "%16.4f", r->roofline_s);
+    ROW("measured / bound", "%15.2fx", r->step.median / r->roofline_s);
+    ROW("peak memory (MiB)", "%16.1f",
+        ((double)r->arena_peak + (double)r->store_bytes) / (1024.0 * 1024.0));
+#undef ROW
+    fprintf(f, "\n\n");
+    /* each separable run against the dense run with the same optimizer */
+    for (int i = 0; i < nruns; i++) {
+        if (!runs[i].separable) continue;
+        for (int j = 0; j < nruns; j++) {
+            if (runs[j].separable || strcmp(runs[j].optim, runs[i].optim)) continue;
+            const bench_result *d = &runs[j].res, *s = &runs[i].res;
+            fprintf(f, "separable/dense (%s): measured speedup %.2fx   FLOP ratio %.2fx   "
+                    "roofline ratio %.2fx\n", runs[i].optim, d->step.median / s->step.median,
+                    d->flops / s->flops, d->roofline_s / s->roofline_s);
+        }
+    }
+    fprintf(f, "(speedup = dense step / separable step; FLOP ratio = the most separable could "
+            "gain; roofline ratio = what this machine's SGEMM and copy ceilings allow. "
+            "Ceilings: SGEMM %.1f GFLOP/s, copy %.1f GB/s.)\n", pk->sgemm_gflops, pk->copy_gbps);
+}
+
+static void print_json(const forum_args *a, const forum_run *run, const peaks *pk) {
+    json_writer w;
+    json_begin(&w, stdout);
+    json_str(&w, "command", "forum");
+    json_str(&w, "model", run->separable ? "separable" : "dense");
+    json_str(&w, "loss", a->loss);
+    json_str(&w, "optim", run->optim);
+    json_int(&w, "size", a->size);
+    json_int(&w, "channels", a->channels);
+    json_int(&w, "batch", a->batch);
+    json_int(&w, "layers", a->layers);
+    json_bool(&w, "relu", a->relu);
+    json_bool(&w, "bn", a->bn);
+    json_str(&w, "device", a->device);
+    json_int(&w, "threads", tg_get_num_threads());
+    json_int(&w, "steps", a->steps);
+    json_int(&w, "warmup", a->warmup);
+    json_int(&w, "seed", (int64_t)a->seed);
+    bench_json_fields(&w, &run->res, pk, run->params, true);
+    json_end(&w);
+}
 
 int cmd_forum(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "tapegrad forum: in progress\n");
-    return 1;
+    forum_args a = {.model = "dense", .loss = "ce", .optim = "sgd", .device = "cpu",
+                    .size = 256, .channels = 256, .batch = 1, .layers = 50, .steps = 5,
+                    .warmup = 1};
+    const tool_opt opts[] = {
+        {"--model", OPT_CHOICE, &a.model, 0, 0, models},
+        {"--loss", OPT_CHOICE, &a.loss, 0, 0, losses},
+        {"--optim", OPT_CHOICE, &a.optim, 0, 0, optims},
+        {"--device", OPT_CHOICE, &a.device, 0, 0, devices},
+        {"--size", OPT_INT, &a.size, 1, 16384, NULL},
+        {"--channels", OPT_INT, &a.channels, 1, 65536, NULL},
+        {"--batch", OPT_INT, &a.batch, 1, 1 << 20, NULL},
+        {"--layers", OPT_INT, &a.layers, 2, 10000, NULL},
+        {"--steps", OPT_INT, &a.steps, 1, 1 << 20, NULL},
+        {"--warmup", OPT_INT, &a.warmup, 0, 1 << 20, NULL},
+        {"--threads", OPT_INT, &a.threads, 1, 4096, NULL},
+        {"--seed", OPT_UINT64, &a.seed, 0, 0, NULL},
+        {"--relu", OPT_FLAG, &a.relu, 0, 0, NULL},
+        {"--bn", OPT_FLAG, &a.bn, 0, 0, NULL},
+        {"--profile", OPT_FLAG, &a.profile, 0, 0, NULL},
+        {"--json", OPT_FLAG, &a.json, 0, 0, NULL},
+        {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
+    };
+    bool help;
+    int rc = parse_options("forum", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &help);
+    if (rc) return rc;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (a.threads) tg_set_num_threads(a.threads);
+    tg_device dev = strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
+    if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
+        fprintf(stderr, "tapegrad forum: %s\n", tg_error_message());
+        return 1;
+    }
+    FILE *out = a.json ? stderr : stdout;
+
+    /* The runs: the model(s) asked for, each with the optimizer(s) asked for. */
+    forum_run runs[4];
+    int nruns = 0;
+    for (int s = 0; s < 2; s++) {
+        bool separable = s == 1;
+        if (!a.compare && separable != !strcmp(a.model, "separable")) continue;
+        for (int o = 0; o < 2; o++) {
+            const char *optim = o ? "adam" : "sgd";
+            if (strcmp(a.optim, "all") && strcmp(a.optim, optim)) continue;
+            forum_run *r = &runs[nruns++];
+            memset(r, 0, sizeof *r);
+            r->separable = separable;
+            r->optim = optim;
+            snprintf(r->label, sizeof r->label, "%s/%s", separable ? "separable" : "dense",
+                     optim);
+        }
+    }
+
+    /* Input, class targets and MSE target: made once, deterministic from the seed. */
+    int64_t hw = (int64_t)a.size * a.size, nin = (int64_t)a.batch * 3 * hw;
+    float *input = malloc((size_t)nin * sizeof *input);
+    float *target = malloc((size_t)nin * sizeof *target);
+    int32_t *labels = malloc((size_t)(a.batch * hw) * sizeof *labels);
+    if (!input || !target || !labels) {
+        fprintf(stderr, "tapegrad forum: out of memory for the input\n");
+        rc = 1;
+        goto done;
+    }
+    tg_rng rng;
+    tg_rng_seed(&rng, a.seed ^ 0x5eedULL);
+    tg_rng_fill_normal(&rng, input, nin, 0.0f, 1.0f);
+    tg_rng_fill_normal(&rng, target, nin, 0.0f, 1.0f);
+    for (int64_t i = 0; i < a.batch * hw; i++) labels[i] = (int32_t)tg_rng_below(&rng, 10);
+
+    fprintf(out, "tapegrad forum: loss %s, input %dx3x%dx%d, %d channels, %d layers%s%s, "
+            "%s, %d threads, %d timed steps after %d warm-up\n", a.loss, a.batch, a.size,
+            a.size, a.channels, a.layers, a.relu ? ", relu" : "", a.bn ? ", bn" : "", a.device,
+            tg_get_num_threads(), a.steps, a.warmup);
+    for (int i = 0; i < nruns; i++) {
+        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
+            fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
+            rc = 1;
+            goto done;
+        }
+    }
+
+    peaks pk;
+    peak_gemm shapes[PEAKS_MAX_SHAPES];
+    int nshapes = peaks_forum_shapes(shapes, a.size, a.channels, a.batch, 16384);
+    if (peaks_measure(dev, shapes, nshapes, 0.25, &pk) != TG_OK) {
+        fprintf(stderr, "tapegrad forum: measuring the ceilings: %s\n", tg_error_message());
+        rc = 1;
+        goto done;
+    }
+    bool plausible = true;
+    for (int i = 0; i < nruns; i++) {
+        bench_bound(&runs[i].res, &pk);
+        plausible &= bench_rates_plausible(&runs[i].res, &pk, runs[i].label, stderr);
+    }
+    if (!plausible) {
+        rc = 1;
+        goto done;
+    }
+    peaks_print(&pk, out);
+    for (int i = 0; i < nruns; i++) {
+        if (nruns == 1 || a.profile) {
+            fprintf(out, "\n== %s\n", runs[i].label);
+            bench_print_summary(&runs[i].res, &pk, runs[i].params, true, out);
+        }
+        if (a.profile) bench_print_profile(&runs[i].res, &pk, out);
+    }
+    if (nruns > 1) print_compare(runs, nruns, &pk, out);
+    if (a.json)
+        for (int i = 0; i < nruns; i++) print_json(&a, &runs[i], &pk);
+done:
+    for (int i = 0; i < nruns; i++) bench_result_free(&runs[i].res);
+    free(input);
+    free(target);
+    free(labels);
+    return rc;
 }
