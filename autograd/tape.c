@@ -177,6 +177,10 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     for (int r = ctx->tape.len - 1; r >= 0; r--) {
         tg_record *rec = &ctx->tape.records[r];
         if (!rec->out->grad) continue; /* no gradient reached this op's output */
+        /* The clock includes zeroing the inputs' fresh gradient buffers: that is part of
+         * what this op's backward costs (profiles must add up to the step). */
+        if (ctx->sync_timing) tg_device_sync(ctx->device);
+        double t0 = tg_now();
         float *dinputs[TG_MAX_INPUTS] = {0};
         bool any = false;
         for (int i = 0; i < rec->ninputs; i++) {
@@ -195,8 +199,6 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
                     grad_norm(rec->out, rec->out->grad),
                     rec->op->backward_doc ? rec->op->backward_doc : "");
         }
-        if (ctx->sync_timing) tg_device_sync(ctx->device);
-        double t0 = tg_now();
         st = rec->op->backward[ctx->device](ctx, rec, dinputs, rec->out->grad);
         if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
         rec->bwd_seconds = tg_now() - t0;
