@@ -4,9 +4,11 @@
  * the thread's own lines (Trainable Parameters, Time cost) with what the thread lacked:
  * synchronised median/min/max times, achieved GFLOP/s, memory, and this machine's
  * roofline lower bound, all from ceilings measured in the same run. `--compare` runs
- * dense and separable side by side; `--profile` shows where the time goes, op by op.
+ * dense and separable side by side; `--profile` shows where the time goes, op by op;
+ * `--plot` draws the median times as a bar chart (gnuplot).
  */
 #include "commands.h"
+#include "gnuplot.h"
 #include "profile.h"
 
 #include <stdlib.h>
@@ -18,7 +20,7 @@ static const char *const optims[] = {"sgd", "adam", "all", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
 
 typedef struct forum_args {
-    const char *model, *loss, *optim, *device;
+    const char *model, *loss, *optim, *device, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
     bool relu, bn, profile, json, compare;
@@ -56,7 +58,9 @@ static void usage(FILE *f) {
         "  --seed N                  parameters, input and targets (default 0)\n"
         "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
         "  --json                    one JSON object per result on stdout; the human\n"
-        "                            output goes to stderr\n\n"
+        "                            output goes to stderr\n"
+        "  --plot FILE               bar chart of the forward, forward+backward and step\n"
+        "                            medians per run, as a PNG (needs gnuplot)\n\n"
         "example: tapegrad forum --compare --size 32 --steps 3\n");
 }
 
@@ -91,6 +95,13 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
     return st;
 }
 
+/* The dense run with the same optimizer as separable run i; -1 if none ran. */
+static int dense_of(const forum_run *runs, int nruns, int i) {
+    for (int j = 0; j < nruns; j++)
+        if (!runs[j].separable && !strcmp(runs[j].optim, runs[i].optim)) return j;
+    return -1;
+}
+
 static void print_compare(const forum_run *runs, int nruns, const peaks *pk, FILE *f) {
     fprintf(f, "\n%-28s", "");
     for (int i = 0; i < nruns; i++) fprintf(f, " %16s", runs[i].label);
@@ -120,18 +131,68 @@ static void print_compare(const forum_run *runs, int nruns, const peaks *pk, FIL
     fprintf(f, "\n\n");
     /* each separable run against the dense run with the same optimizer */
     for (int i = 0; i < nruns; i++) {
-        if (!runs[i].separable) continue;
-        for (int j = 0; j < nruns; j++) {
-            if (runs[j].separable || strcmp(runs[j].optim, runs[i].optim)) continue;
-            const bench_result *d = &runs[j].res, *s = &runs[i].res;
-            fprintf(f, "separable/dense (%s): measured speedup %.2fx   FLOP ratio %.2fx   "
-                    "roofline ratio %.2fx\n", runs[i].optim, d->step.median / s->step.median,
-                    d->flops / s->flops, d->roofline_s / s->roofline_s);
-        }
+        int j = runs[i].separable ? dense_of(runs, nruns, i) : -1;
+        if (j < 0) continue;
+        const bench_result *d = &runs[j].res, *s = &runs[i].res;
+        fprintf(f, "separable/dense (%s): measured speedup %.2fx   FLOP ratio %.2fx   "
+                "roofline ratio %.2fx\n", runs[i].optim, d->step.median / s->step.median,
+                d->flops / s->flops, d->roofline_s / s->roofline_s);
     }
     fprintf(f, "(speedup = dense step / separable step; FLOP ratio = the most separable could "
             "gain; roofline ratio = what this machine's SGEMM and copy ceilings allow. "
             "Ceilings: SGEMM %.1f GFLOP/s, copy %.1f GB/s.)\n", pk->sgemm_gflops, pk->copy_gbps);
+}
+
+/* What plot_script draws. */
+typedef struct forum_plot {
+    const forum_args *a;
+    const forum_run *runs;
+    int nruns;
+} forum_plot;
+
+/* Clustered bars: one group per run, bars for the forward, forward+backward and step
+ * medians, each labelled with its value (seconds with SI prefixes: 134 µs); the speedups
+ * and FLOP ratios in the title. */
+static void plot_script(FILE *f, const void *data) {
+    const forum_plot *p = data;
+    const forum_args *a = p->a;
+    char line[160];
+    fputs("set terminal pngcairo size 1000,600 font 'sans,10' noenhanced\n"
+          "set encoding utf8\nset micro\nset output ", f);
+    gnuplot_quote(f, a->plot);
+    snprintf(line, sizeof line, "tapegrad forum: input %dx3x%dx%d, %d channels, %d layers, "
+             "loss %s, %s, %d threads", a->batch, a->size, a->size, a->channels, a->layers,
+             a->loss, a->device, tg_get_num_threads());
+    fputs("\nset title ", f);
+    gnuplot_quote(f, line);
+    for (int i = 0; i < p->nruns; i++) {
+        int j = p->runs[i].separable ? dense_of(p->runs, p->nruns, i) : -1;
+        if (j < 0) continue;
+        const bench_result *d = &p->runs[j].res, *s = &p->runs[i].res;
+        snprintf(line, sizeof line, "separable/dense (%s): measured speedup %.2fx, FLOP "
+                 "ratio %.2fx", p->runs[i].optim, d->step.median / s->step.median,
+                 d->flops / s->flops);
+        fputs(" . \"\\n\" . ", f);
+        gnuplot_quote(f, line);
+    }
+    fprintf(f, "\nset style data histograms\nset style histogram clustered gap 1\n"
+            "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset grid ytics\n"
+            "set key top left\nset ylabel 'median time'\nset format y '%%.1s %%cs'\n"
+            "set yrange [0:*]\nset offsets 0, 0, graph 0.1, 0\nset xrange [-0.5:%d.5]\n"
+            "$runs << EOD\n", p->nruns - 1);
+    for (int i = 0; i < p->nruns; i++) {
+        const bench_result *r = &p->runs[i].res;
+        fprintf(f, "\"%s\" %.6g %.6g %.6g\n", p->runs[i].label, r->fwd.median,
+                r->fwdbwd.median, r->step.median);
+    }
+    fputs("EOD\nplot $runs using 2:xtic(1) lc rgb '#9ecae1' title 'forward', '' using 3 "
+          "lc rgb '#3182bd' title 'forward+backward', '' using 4 lc rgb '#08519c' title "
+          "'full step'", f);
+    /* the values over the bars: 3 bars + a gap of 1 per group put them 0.25 apart */
+    for (int c = 0; c < 3; c++)
+        fprintf(f, ", '' using ($0%+.2f):%d:(gprintf('%%.1s %%cs', $%d)) with labels "
+                "font ',9' offset 0,0.6 notitle", (c - 1) * 0.25, c + 2, c + 2);
+    fputs("\nset output\n", f);
 }
 
 static void print_json(const forum_args *a, const forum_run *run, const peaks *pk) {
@@ -178,6 +239,7 @@ int cmd_forum(int argc, char **argv) {
         {"--profile", OPT_FLAG, &a.profile, 0, 0, NULL},
         {"--json", OPT_FLAG, &a.json, 0, 0, NULL},
         {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
+        {"--plot", OPT_STR, &a.plot, 0, 0, NULL},
     };
     bool help;
     int rc = parse_options("forum", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &help);
@@ -192,6 +254,7 @@ int cmd_forum(int argc, char **argv) {
         fprintf(stderr, "tapegrad forum: %s\n", tg_error_message());
         return 1;
     }
+    if (a.plot && !gnuplot_ready("forum", a.plot)) return 1;
     FILE *out = a.json ? stderr : stdout;
 
     /* The runs: the model(s) asked for, each with the optimizer(s) asked for. */
@@ -268,6 +331,11 @@ int cmd_forum(int argc, char **argv) {
     if (nruns > 1) print_compare(runs, nruns, &pk, out);
     if (a.json)
         for (int i = 0; i < nruns; i++) print_json(&a, &runs[i], &pk);
+    if (a.plot) {
+        forum_plot fp = {&a, runs, nruns};
+        rc = gnuplot_render("forum", a.plot, plot_script, &fp);
+        if (!rc) fprintf(out, "wrote %s\n", a.plot);
+    }
 done:
     for (int i = 0; i < nruns; i++) bench_result_free(&runs[i].res);
     free(input);
