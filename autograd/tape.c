@@ -203,6 +203,9 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
         rec->bwd_seconds = tg_now() - t0;
         if (st != TG_OK) return tg_fail(st, "%s: backward failed", rec->op->name);
+        /* Every consumer of rec->out was recorded after rec and has run: its gradient
+         * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
+        tg_ctx_release_grad(ctx, rec->out);
     }
     return TG_OK;
 }

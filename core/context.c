@@ -86,9 +86,28 @@ tg_tensor *tg_ctx_tensor(tg_ctx *ctx, tg_shape shape) {
 
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes) { return tg_arena_alloc(&ctx->arena, bytes); }
 
+void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t) {
+    if (!t->grad || t->is_param) return;
+    if (ctx->nfree_grads < TG_FREE_GRADS) { /* else it stays in the arena until step end */
+        ctx->free_grad[ctx->nfree_grads] = t->grad;
+        ctx->free_grad_numel[ctx->nfree_grads] = t->numel;
+        ctx->nfree_grads++;
+    }
+    t->grad = NULL;
+}
+
 tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t) {
     if (t->grad) return TG_OK;
-    t->grad = tg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
+    for (int i = 0; i < ctx->nfree_grads; i++) {
+        if (ctx->free_grad_numel[i] == t->numel) {
+            t->grad = ctx->free_grad[i];
+            ctx->nfree_grads--;
+            ctx->free_grad[i] = ctx->free_grad[ctx->nfree_grads];
+            ctx->free_grad_numel[i] = ctx->free_grad_numel[ctx->nfree_grads];
+            break;
+        }
+    }
+    if (!t->grad) t->grad = tg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
     if (!t->grad) return tg_error();
     if (t->device != TG_DEVICE_CPU)
         return tg_device_zero(t->device, t->grad, (size_t)t->numel * sizeof(float));
@@ -147,6 +166,7 @@ void tg_step_end(tg_ctx *ctx) {
     ctx->tape.len = 0;
     ctx->tape.consumed = false;
     ctx->next_id = 0;
+    ctx->nfree_grads = 0;
 }
 
 size_t tg_ctx_arena_used(const tg_ctx *ctx) { return ctx ? ctx->arena.used : 0; }

@@ -80,6 +80,8 @@ void tg_arena_rewind(tg_arena *a, tg_arena_mark mark);
 
 struct tg_record;
 
+#define TG_FREE_GRADS 32
+
 typedef struct tg_tape {
     struct tg_record *records;
     int len, cap;
@@ -96,14 +98,23 @@ struct tg_ctx {
     bool grad_enabled;
     bool sync_timing; /* tg_ctx_set_sync_timing */
     int next_id;
+    /* Gradient buffers of intermediate tensors, released during backward once their
+     * producing op has consumed them, and reused (by exact size) for later gradients:
+     * the backward of a deep net then holds a few activation gradients, not all. */
+    float *free_grad[TG_FREE_GRADS];
+    int64_t free_grad_numel[TG_FREE_GRADS];
+    int nfree_grads;
 };
 
 /* A step tensor whose data is allocated in the arena (uninitialised). */
 tg_tensor *tg_ctx_tensor(tg_ctx *ctx, tg_shape shape);
 /* A step tensor over existing storage (views share data and own nothing). */
 tg_tensor *tg_ctx_tensor_view(tg_ctx *ctx, tg_shape shape, float *data);
-/* Allocates a zeroed gradient buffer for a step tensor that has none. */
+/* Gives a step tensor that has none a zeroed gradient buffer (a released one of the same
+ * size when there is one). */
 tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t);
+/* Hands t's gradient buffer back for reuse and sets t->grad to NULL. */
+void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t);
 /* Scratch memory from the step arena (valid until tg_step_end). */
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes);
 

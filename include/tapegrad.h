@@ -228,8 +228,11 @@ bool tg_set_grad_enabled(tg_ctx *ctx, bool enabled);
 bool tg_is_grad_enabled(const tg_ctx *ctx);
 
 /* Seeds dL/dloss = 1 (loss must have one element) and replays the tape in reverse,
- * adding into the grad of every tensor that requires it. A tape can be replayed once;
- * a second call before tg_step_end is TG_ERR_STATE. */
+ * adding into the grad of every leaf that requires it: parameters and the step tensors
+ * you created. Gradients of intermediate results are released (grad = NULL) as soon as
+ * the op that produced them has used them, and their memory is reused, as PyTorch does
+ * with non-leaf tensors. A tape can be replayed once; a second call before tg_step_end
+ * is TG_ERR_STATE. */
 tg_status tg_backward(tg_ctx *ctx, tg_tensor *loss);
 /* The same, seeding dL/dout with `dout` (out->numel floats on out's device). */
 tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout);
