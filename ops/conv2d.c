@@ -47,6 +47,8 @@
  *              each channel row by row (vectorised along W, parallel over N C_out); its
  *              backward gives each thread whole input channels and computes dx, dW and db
  *              in one pass that reads dy and x once, so no two threads write one gradient.
+ *              Those kernels live in ops/conv2d_depthwise.c (row-vectorised fast path for
+ *              3x3, pad 1, stride 1/2; a generic path for every other geometry).
  */
 #include "conv2d.h"
 
@@ -318,102 +320,6 @@ void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog, (int)Cg,
                             (int)HW, 1.0f, dy, (int)HW, x, (int)HW, 1.0f,
                             dweight + grp * Cog * Cg, (int)Cg);
-            }
-        }
-    }
-}
-
-/* ---------------------------------------------------------------- depthwise */
-
-void conv2d_depthwise_forward_cpu(float *out, const float *inp, const float *weight,
-                                  const float *bias, const conv2d_geom *g) {
-    const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;
-    const int64_t OH = g->OH, OW = g->OW, sw = g->stride_w;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < g->N * g->C_out; p++) {
-        int64_t n = p / g->C_out, o = p % g->C_out;
-        const float *x = inp + (n * g->C_in + o / m) * H * W;
-        const float *w = weight + o * KH * KW;
-        float *y = out + p * OH * OW, b = bias ? bias[o] : 0.0f;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            /* The output row stays in L1 while each tap adds one shifted input row. */
-            float *yr = y + oh * OW;
-#pragma omp simd
-            for (int64_t ow = 0; ow < OW; ow++) yr[ow] = b;
-            for (int64_t kh = 0; kh < KH; kh++) {
-                int64_t ih = oh * g->stride_h - g->pad_h + kh * g->dil_h;
-                if (ih < 0 || ih >= H) continue;
-                for (int64_t kw = 0; kw < KW; kw++) {
-                    int64_t off = kw * g->dil_w - g->pad_w, lo, hi;
-                    valid_range(off, sw, W, OW, &lo, &hi);
-                    const float *xr = x + ih * W + off;
-                    float wv = w[kh * KW + kw];
-                    if (sw == 1) {
-#pragma omp simd
-                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow];
-                    } else {
-                        for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * sw];
-                    }
-                }
-            }
-        }
-    }
-}
-
-void conv2d_depthwise_backward_cpu(float *dinp, float *dweight, float *dbias,
-                                   const float *dout, const float *inp, const float *weight,
-                                   const conv2d_geom *g) {
-    const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;
-    const int64_t OH = g->OH, OW = g->OW, sw = g->stride_w;
-    /* A thread owns input channel c: dx[:, c] and dW, db of its m output channels. */
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < g->C_in; c++) {
-        for (int64_t n = 0; n < g->N; n++) {
-            const float *x = inp + (n * g->C_in + c) * H * W;
-            float *dx = dinp ? dinp + (n * g->C_in + c) * H * W : NULL;
-            for (int64_t o = c * m; o < (c + 1) * m; o++) {
-                const float *dy = dout + (n * g->C_out + o) * OH * OW;
-                const float *w = weight + o * KH * KW;
-                float *dw = dweight ? dweight + o * KH * KW : NULL;
-                float db = 0.0f;
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    const float *dyr = dy + oh * OW;
-                    if (dbias) {
-#pragma omp simd reduction(+ : db)
-                        for (int64_t ow = 0; ow < OW; ow++) db += dyr[ow];
-                    }
-                    for (int64_t kh = 0; kh < KH; kh++) {
-                        int64_t ih = oh * g->stride_h - g->pad_h + kh * g->dil_h;
-                        if (ih < 0 || ih >= H) continue;
-                        for (int64_t kw = 0; kw < KW; kw++) {
-                            int64_t off = kw * g->dil_w - g->pad_w, lo, hi;
-                            valid_range(off, sw, W, OW, &lo, &hi);
-                            const float *xr = x + ih * W + off;
-                            if (dw) {
-                                float s = 0.0f;
-                                if (sw == 1) {
-#pragma omp simd reduction(+ : s)
-                                    for (int64_t ow = lo; ow < hi; ow++) s += dyr[ow] * xr[ow];
-                                } else {
-                                    for (int64_t ow = lo; ow < hi; ow++)
-                                        s += dyr[ow] * xr[ow * sw];
-                                }
-                                dw[kh * KW + kw] += s;
-                            }
-                            if (dx) {
-                                float *dxr = dx + ih * W + off, wv = w[kh * KW + kw];
-                                if (sw == 1) {
-#pragma omp simd
-                                    for (int64_t ow = lo; ow < hi; ow++) dxr[ow] += wv * dyr[ow];
-                                } else {
-                                    for (int64_t ow = lo; ow < hi; ow++)
-                                        dxr[ow * sw] += wv * dyr[ow];
-                                }
-                            }
-                        }
-                    }
-                }
-                if (dbias) dbias[o] += db;
             }
         }
     }

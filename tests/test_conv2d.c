@@ -592,6 +592,111 @@ START_TEST(conv2d_bad_input) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- depthwise fast path */
+
+/* The depthwise kernels called directly (3x3, pad 1: the row-vectorised fast path, or any
+ * other geometry: the generic one) against the reference: y is overwritten (pre-filled
+ * with garbage), every gradient ADDED to a pre-filled value, and each subset of gradients
+ * (all, dx only, dW and db only, db only) computed alone. */
+static void check_depthwise_direct(const char *what, const cfg *c, uint64_t seed) {
+    conv2d_geom g = cfg_geom(c);
+    ck_assert_int_eq(conv2d_choose_path(&g), CONV2D_DEPTHWISE);
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    int64_t nx = g.N * g.C_in * g.H * g.W, nw = g.C_out * g.KH * g.KW;
+    int64_t ny = g.N * g.C_out * g.OH * g.OW, nb = g.C_out;
+    float *buf = malloc((size_t)(2 * nx + 2 * nw + 2 * ny + 2 * nb) * sizeof(float));
+    double *want = calloc((size_t)(ny + nx + nw + nb), sizeof(double));
+    ck_assert(buf && want);
+    float *x = buf, *w = x + nx, *b = w + nw, *y = b + nb, *dy = y + ny, *dx = dy + ny;
+    float *dw = dx + nx, *db = dw + nw;
+    fill(&rng, x, nx);
+    fill(&rng, w, nw);
+    fill(&rng, b, nb);
+    fill(&rng, dy, ny);
+    for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
+    conv2d_depthwise_forward_cpu(y, x, w, c->bias ? b : NULL, &g);
+    ref_forward(want, x, w, c->bias ? b : NULL, &g);
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: forward", what);
+    tg_expect_close(msg, y, want, ny, 1e-4, 1e-4);
+
+    const float pre = 0.5f; /* gradients accumulate onto this */
+    double *wx = want, *ww = want + nx, *wb = want + nx + nw;
+    memset(want, 0, (size_t)(ny + nx + nw + nb) * sizeof(double));
+    ref_backward(wx, ww, wb, dy, x, w, &g);
+    for (int64_t i = 0; i < nx + nw + nb; i++) want[i] += pre;
+    static const char *subsets[] = {"dx+dW+db", "dx only", "dW+db only", "db only"};
+    for (int s = 0; s < 4; s++) {
+        for (int64_t i = 0; i < nx + nw + nb; i++) dx[i] = pre; /* dx, dw, db are adjacent */
+        bool gx = s <= 1, gw = s == 0 || s == 2, gb = s != 1;
+        conv2d_depthwise_backward_cpu(gx ? dx : NULL, gw ? dw : NULL, gb ? db : NULL, dy, x, w,
+                                      &g);
+        snprintf(msg, sizeof msg, "%s: %s dx", what, subsets[s]);
+        if (gx) tg_expect_close(msg, dx, wx, nx, 1e-4, 1e-4);
+        for (int64_t i = 0; !gx && i < nx; i++) ck_assert_float_eq(dx[i], pre);
+        snprintf(msg, sizeof msg, "%s: %s dweight", what, subsets[s]);
+        if (gw) tg_expect_close(msg, dw, ww, nw, 1e-3, 1e-4);
+        for (int64_t i = 0; !gw && i < nw; i++) ck_assert_float_eq(dw[i], pre);
+        snprintf(msg, sizeof msg, "%s: %s dbias", what, subsets[s]);
+        if (gb) tg_expect_close(msg, db, wb, nb, 1e-3, 1e-4);
+        for (int64_t i = 0; !gb && i < nb; i++) ck_assert_float_eq(db[i], pre);
+    }
+    free(buf);
+    free(want);
+}
+
+/* Edges of the fast path: W below and around the vector width, H = 1, 2, 3 (no middle
+ * rows, one middle row), odd sizes with stride 2, mixed strides, planes cut into several
+ * flat row blocks (H > 128 rows) and rows too long for a block (W > 16384). */
+START_TEST(conv2d_depthwise_fast_edges) {
+    static const struct {
+        const char *name;
+        cfg c;
+    } cases[] = {
+        {"1x1 plane", {1, 2, 2, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, false}},
+        {"H 1 W 19", {1, 3, 3, 1, 19, 3, 3, 1, 1, 1, 1, 1, 1, 3, true, false}},
+        {"H 19 W 1", {1, 3, 3, 19, 1, 3, 3, 1, 1, 1, 1, 1, 1, 3, false, false}},
+        {"2x2", {2, 2, 4, 2, 2, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, false}},
+        {"3x17 one middle row", {1, 2, 2, 3, 17, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, false}},
+        {"5x16", {2, 3, 3, 5, 16, 3, 3, 1, 1, 1, 1, 1, 1, 3, true, false}},
+        {"9x33", {1, 2, 2, 9, 33, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, false}},
+        {"s2 odd 15x31", {2, 3, 3, 15, 31, 3, 3, 2, 2, 1, 1, 1, 1, 3, true, false}},
+        {"s2 even 14x32", {1, 2, 4, 14, 32, 3, 3, 2, 2, 1, 1, 1, 1, 2, true, false}},
+        {"s2 3x3", {1, 2, 2, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 2, true, false}},
+        {"s2 1x2", {1, 2, 2, 1, 2, 3, 3, 2, 2, 1, 1, 1, 1, 2, true, false}},
+        {"s2 2x1", {1, 2, 2, 2, 1, 3, 3, 2, 2, 1, 1, 1, 1, 2, true, false}},
+        {"sh 1 sw 2", {1, 2, 2, 7, 21, 3, 3, 1, 2, 1, 1, 1, 1, 2, true, false}},
+        {"sh 2 sw 1", {1, 2, 6, 8, 13, 3, 3, 2, 1, 1, 1, 1, 1, 2, true, false}},
+        {"3 row blocks", {1, 2, 2, 300, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, false}},
+        {"rows over a block", {1, 2, 2, 4, 16390, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, false}},
+        {"pad 0: generic", {1, 2, 2, 6, 9, 3, 3, 1, 1, 0, 0, 1, 1, 2, true, false}},
+        {"pad 2 dilation 2: generic", {1, 2, 2, 7, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, true, false}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_depthwise_direct(cases[i].name, &cases[i].c, 900 + i);
+}
+END_TEST
+
+/* Random depthwise shapes on the fast path: batch 1-2, 2-5 channels, multiplier 1-2,
+ * H 1-24, W 1-40, strides 1/2 each way, with and without bias. */
+START_TEST(conv2d_depthwise_fast_random) {
+    tg_rng rng;
+    tg_rng_seed(&rng, 4242);
+    for (int t = 0; t < 60; t++) {
+        int C = 2 + (int)tg_rng_below(&rng, 4), m = 1 + (int)tg_rng_below(&rng, 2);
+        cfg c = {1 + (int)tg_rng_below(&rng, 2), C, C * m, 1 + (int)tg_rng_below(&rng, 24),
+                 1 + (int)tg_rng_below(&rng, 40), 3, 3, 1 + (int)tg_rng_below(&rng, 2),
+                 1 + (int)tg_rng_below(&rng, 2), 1, 1, 1, 1, C, tg_rng_below(&rng, 2) == 0,
+                 false};
+        char name[160];
+        snprintf(name, sizeof name, "random %d: N %d C %d m %d %dx%d s %d,%d", t, c.N, C, m,
+                 c.H, c.W, c.sh, c.sw);
+        check_depthwise_direct(name, &c, 1000 + (uint64_t)t);
+    }
+}
+END_TEST
+
 Suite *conv2d_suite(void) {
     Suite *s = suite_create("conv2d");
     TCase *tc = tg_test_case("conv2d");
@@ -607,5 +712,9 @@ Suite *conv2d_suite(void) {
     tcase_add_test(tc, conv2d_profile_describes_path);
     tcase_add_test(tc, conv2d_bad_input);
     suite_add_tcase(s, tc);
+    TCase *fast = tg_test_case("conv2d_depthwise_fast");
+    tcase_add_test(fast, conv2d_depthwise_fast_edges);
+    tcase_add_test(fast, conv2d_depthwise_fast_random);
+    suite_add_tcase(s, fast);
     return s;
 }
