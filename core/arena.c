@@ -66,16 +66,31 @@ void *tg_arena_alloc(tg_arena *a, size_t bytes) {
     return p;
 }
 
+/* Touch every page of a fresh block now, with all threads, so the first touch (about
+ * 1.5 us per 4 KiB page on these VMs) is paid here, between steps, and not inside the
+ * next step's ops. */
+static void prefault(char *base, size_t size) {
+    const size_t chunk = (size_t)1 << 20;
+    int64_t nchunks = (int64_t)((size + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nchunks; i++) {
+        size_t off = (size_t)i * chunk;
+        memset(base + off, 0, size - off < chunk ? size - off : chunk);
+    }
+}
+
 void tg_arena_reset(tg_arena *a) {
     if (a->nblocks > 1) {
         /* This step spilled over several blocks: replace them by one of the peak size. */
-        size_t total = 0;
-        for (int i = 0; i < a->nblocks; i++) total += a->blocks[i].size;
-        size_t size = total;
+        /* One block of the high-water mark holds the same allocation sequence (no
+         * block tails are skipped in a single block); the grown blocks' total can be
+         * up to twice that. */
+        size_t size = a->peak;
         for (int i = 0; i < a->nblocks; i++) tg_device_free(a->device, a->blocks[i].base);
         a->nblocks = 0;
         /* On failure the next alloc appends blocks again and reports any shortage. */
         if (!arena_push_block(a, size)) a->nblocks = 0;
+        else if (a->device == TG_DEVICE_CPU) prefault(a->blocks[0].base, size);
     }
     a->cur = 0;
     a->off = 0;

@@ -35,7 +35,7 @@ typedef struct forum_conv {
     tg_tensor *weight, *bias;
     tg_conv2d_opts opts;
     /* batchnorm after this conv (opts.bn and not the last conv), else all NULL */
-    tg_tensor *bn_weight, *bn_bias, *bn_mean, *bn_var;
+    tg_bn_params bn; /* all NULL when no batchnorm follows */
     bool relu; /* ReLU after this conv (and after its batchnorm) */
 } forum_conv;
 
@@ -44,18 +44,6 @@ typedef struct forum50 {
     int nconv;
     forum_conv conv[];
 } forum50;
-
-/* Sets every value of a parameter (either device) to 1. */
-static tg_status fill_ones(tg_tensor *t) {
-    float *host = t->device == TG_DEVICE_CPU ? t->data : malloc((size_t)t->numel * 4);
-    if (!host) return tg_fail(TG_ERR_NOMEM, "forum50: out of memory");
-    for (int64_t i = 0; i < t->numel; i++) host[i] = 1.0f;
-    if (host == t->data) return TG_OK;
-    tg_status st = tg_device_copy(t->device, t->data, TG_DEVICE_CPU, host,
-                                  (size_t)t->numel * 4);
-    free(host);
-    return st;
-}
 
 /* Adds "<prefix>.weight" (C_out, C_in/groups, k, k) and "<prefix>.bias", PyTorch init,
  * and the batchnorm that follows when asked. */
@@ -71,17 +59,8 @@ static bool add_conv(tg_model *m, tg_rng *rng, forum_conv *c, const char *prefix
     c->opts = tg_conv2d_opts_make(1, k / 2, 1, groups);
     c->relu = relu;
     if (!bn) return true;
-    snprintf(name, sizeof name, "%s_bn.weight", prefix);
-    c->bn_weight = tg_params_add(m->params, name, tg_shape1(cout));
-    snprintf(name, sizeof name, "%s_bn.bias", prefix);
-    c->bn_bias = tg_params_add(m->params, name, tg_shape1(cout));
-    snprintf(name, sizeof name, "%s_bn.running_mean", prefix);
-    c->bn_mean = tg_params_add_buffer(m->params, name, tg_shape1(cout), 0.0f);
-    snprintf(name, sizeof name, "%s_bn.running_var", prefix);
-    c->bn_var = tg_params_add_buffer(m->params, name, tg_shape1(cout), 1.0f);
-    if (!c->bn_weight || !c->bn_bias || !c->bn_mean || !c->bn_var) return false;
-    /* nn.BatchNorm2d starts as the identity: weight 1, bias 0 (the store zeroes). */
-    return fill_ones(c->bn_weight) == TG_OK;
+    snprintf(name, sizeof name, "%s_bn", prefix);
+    return tg_model_add_batchnorm(m, name, cout, &c->bn) == TG_OK;
 }
 
 static tg_tensor *forum50_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool training) {
@@ -96,8 +75,8 @@ static tg_tensor *forum50_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool t
     for (int i = 0; i < f->nconv; i++) {
         const forum_conv *c = &f->conv[i];
         h = tg_conv2d(ctx, h, c->weight, c->bias, c->opts);
-        if (c->bn_weight)
-            h = tg_batchnorm2d(ctx, h, c->bn_weight, c->bn_bias, c->bn_mean, c->bn_var,
+        if (c->bn.weight)
+            h = tg_batchnorm2d(ctx, h, c->bn.weight, c->bn.bias, c->bn.running_mean, c->bn.running_var,
                                training, BN_MOMENTUM, BN_EPS);
         if (c->relu) h = tg_relu(ctx, h);
     }

@@ -36,7 +36,7 @@ static const int block_stride[MB_BLOCKS] = {1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 
 typedef struct mb_conv {
     tg_tensor *weight;
     tg_conv2d_opts opts;
-    tg_tensor *bn_weight, *bn_bias, *bn_mean, *bn_var;
+    tg_bn_params bn; /* all NULL when no batchnorm follows */
 } mb_conv;
 
 typedef struct mobilenet {
@@ -49,18 +49,6 @@ static int scaled(int channels, float width) {
     return c < 1 ? 1 : c;
 }
 
-/* Sets every value of a parameter (either device) to 1. */
-static tg_status fill_ones(tg_tensor *t) {
-    float *host = t->device == TG_DEVICE_CPU ? t->data : malloc((size_t)t->numel * 4);
-    if (!host) return tg_fail(TG_ERR_NOMEM, "mobilenet: out of memory");
-    for (int64_t i = 0; i < t->numel; i++) host[i] = 1.0f;
-    if (host == t->data) return TG_OK;
-    tg_status st = tg_device_copy(t->device, t->data, TG_DEVICE_CPU, host,
-                                  (size_t)t->numel * 4);
-    free(host);
-    return st;
-}
-
 /* "<prefix>.weight" (cout, cin/groups, k, k) with PyTorch's init, then
  * "<prefix>_bn.{weight,bias,running_mean,running_var}". */
 static bool add_conv(tg_model *m, tg_rng *rng, mb_conv *c, const char *prefix, int cin,
@@ -70,16 +58,8 @@ static bool add_conv(tg_model *m, tg_rng *rng, mb_conv *c, const char *prefix, i
     c->weight = tg_params_add(m->params, name, tg_shape4(cout, cin / groups, k, k));
     if (!c->weight || tg_init_conv2d(rng, c->weight, NULL) != TG_OK) return false;
     c->opts = tg_conv2d_opts_make(stride, k / 2, 1, groups);
-    snprintf(name, sizeof name, "%s_bn.weight", prefix);
-    c->bn_weight = tg_params_add(m->params, name, tg_shape1(cout));
-    snprintf(name, sizeof name, "%s_bn.bias", prefix);
-    c->bn_bias = tg_params_add(m->params, name, tg_shape1(cout));
-    snprintf(name, sizeof name, "%s_bn.running_mean", prefix);
-    c->bn_mean = tg_params_add_buffer(m->params, name, tg_shape1(cout), 0.0f);
-    snprintf(name, sizeof name, "%s_bn.running_var", prefix);
-    c->bn_var = tg_params_add_buffer(m->params, name, tg_shape1(cout), 1.0f);
-    if (!c->bn_weight || !c->bn_bias || !c->bn_mean || !c->bn_var) return false;
-    return fill_ones(c->bn_weight) == TG_OK;
+    snprintf(name, sizeof name, "%s_bn", prefix);
+    return tg_model_add_batchnorm(m, name, cout, &c->bn) == TG_OK;
 }
 
 static tg_tensor *mobilenet_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool training) {
@@ -94,7 +74,7 @@ static tg_tensor *mobilenet_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool
     for (int i = 0; i < MB_CONVS; i++) {
         const mb_conv *c = &net->conv[i];
         h = tg_conv2d(ctx, h, c->weight, NULL, c->opts);
-        h = tg_batchnorm2d(ctx, h, c->bn_weight, c->bn_bias, c->bn_mean, c->bn_var, training,
+        h = tg_batchnorm2d(ctx, h, c->bn.weight, c->bn.bias, c->bn.running_mean, c->bn.running_var, training,
                            BN_MOMENTUM, BN_EPS);
         h = tg_relu(ctx, h);
     }

@@ -21,4 +21,13 @@ struct tg_model {
 /* A model with an empty parameter store on `device`; NULL + message on failure. */
 tg_model *tg_model_alloc(const char *name, tg_device device, tg_model_forward_fn forward);
 
+/* The parameters of a BatchNorm2d over `channels` named "<prefix>.weight", ".bias",
+ * ".running_mean", ".running_var", initialised as nn.BatchNorm2d: weight 1, bias 0,
+ * mean 0, var 1. */
+typedef struct tg_bn_params {
+    tg_tensor *weight, *bias, *running_mean, *running_var;
+} tg_bn_params;
+tg_status tg_model_add_batchnorm(tg_model *m, const char *prefix, int64_t channels,
+                                 tg_bn_params *bn);
+
 #endif

@@ -5,7 +5,7 @@
  * options, the refusal to step while an error is pending, two optimizers on one store,
  * and the accessors.
  */
-#include "testutil.h"
+#include "optim_golden.h"
 
 #include "../core/core.h"
 #include "../optim/optim.h"
@@ -13,60 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define GOLDEN_STEPS 10
-/* torch's vectorised `a + alpha * b` is one fused multiply-add; ours rounds twice, so
- * values differ by an ulp or so after a step (a few ulps after 10). */
-#define GOLDEN_ATOL 3e-7
-#define GOLDEN_RTOL 1e-6
-
-/* The store of tests/golden/gen_optim.py: w (3, 4), a buffer between, b (5). */
-typedef struct golden_store {
-    tg_params *ps;
-    tg_tensor *w, *b, *buffer;
-    const double *cw1, *cw2, *cb1, *cb2;
-} golden_store;
-
-static void golden_store_init(golden_store *g, const tg_fixture *fx) {
-    g->ps = tg_params_new(TG_DEVICE_CPU);
-    g->w = tg_params_add(g->ps, "w", tg_shape2(3, 4));
-    g->buffer = tg_params_add_buffer(g->ps, "bn.running_mean", tg_shape1(4), 0.5f);
-    g->b = tg_params_add(g->ps, "b", tg_shape1(5));
-    tg_expect_ok("golden store");
-    tg_fixture_copy_into(fx, "w0", g->w);
-    tg_fixture_copy_into(fx, "b0", g->b);
-    g->cw1 = tg_fixture_get(fx, "cw1", NULL);
-    g->cw2 = tg_fixture_get(fx, "cw2", NULL);
-    g->cb1 = tg_fixture_get(fx, "cb1", NULL);
-    g->cb2 = tg_fixture_get(fx, "cb2", NULL);
-}
-
-/* dL/dp of L = sum(c1 p^2) + sum(c2 p), as torch autograd computes it in float32. */
-static void add_grad(tg_tensor *t, const double *c1, const double *c2) {
-    for (int64_t i = 0; i < t->numel; i++)
-        t->grad[i] += (float)c1[i] * (2.0f * t->data[i]) + (float)c2[i];
-}
-
-/* Every flat element outside the parameters (alignment padding) is 0 in values, grads
- * and each state array; the buffer keeps its fill. */
-static void expect_padding_zero(const char *what, golden_store *g) {
-    tg_params *ps = g->ps;
-    int64_t n = tg_params_flat_numel(ps);
-    int slots = tg_params_state_slots(ps);
-    float *state = slots ? tg_params_state(ps, slots) : NULL;
-    int64_t w0 = g->w->data - tg_params_data(ps), b0 = g->b->data - tg_params_data(ps);
-    for (int64_t i = 0; i < n; i++) {
-        bool inside = (i >= w0 && i < w0 + g->w->numel) || (i >= b0 && i < b0 + g->b->numel);
-        if (inside) continue;
-        ck_assert_msg(tg_params_data(ps)[i] == 0 && tg_params_grad(ps)[i] == 0,
-                      "%s: padding element %lld of values/grads is not 0", what, (long long)i);
-        for (int s = 0; s < slots; s++)
-            ck_assert_msg(state[s * n + i] == 0, "%s: padding element %lld of state %d is not 0",
-                          what, (long long)i, s);
-    }
-    for (int64_t i = 0; i < g->buffer->numel; i++)
-        ck_assert_msg(g->buffer->data[i] == 0.5f, "%s: the buffer was touched", what);
-}
 
 static const char *golden_configs[] = {"sgd_plain", "sgd_momentum", "sgd_nesterov",
                                        "sgd_weight_decay", "sgd_weight_decay_plain"};
@@ -76,11 +22,9 @@ START_TEST(sgd_golden) {
     tg_fixture *fx = tg_fixture_load("optim.bin");
     for (size_t c = 0; c < sizeof golden_configs / sizeof golden_configs[0]; c++) {
         const char *name = golden_configs[c];
-        char key[96];
         golden_store g;
         golden_store_init(&g, fx);
-        snprintf(key, sizeof key, "%s.hyper", name);
-        const double *h = tg_fixture_get(fx, key, NULL);
+        const double *h = golden_hyper(fx, name);
         tg_sgd_opts opts = {.lr = (float)h[0], .momentum = (float)h[1],
                             .dampening = (float)h[2], .weight_decay = (float)h[3],
                             .nesterov = h[4] != 0};
@@ -88,22 +32,8 @@ START_TEST(sgd_golden) {
         tg_expect_ok(name);
         ck_assert_ptr_nonnull(opt);
         ck_assert_int_eq(tg_params_state_slots(g.ps), opts.momentum > 0 ? 1 : 0);
-        snprintf(key, sizeof key, "%s.w", name);
-        const double *want_w = tg_fixture_get(fx, key, NULL);
-        snprintf(key, sizeof key, "%s.b", name);
-        const double *want_b = tg_fixture_get(fx, key, NULL);
-        for (int step = 0; step < GOLDEN_STEPS; step++) {
-            tg_optim_zero_grad(opt);
-            add_grad(g.w, g.cw1, g.cw2);
-            add_grad(g.b, g.cb1, g.cb2);
-            ck_assert_int_eq(tg_optim_step(opt), TG_OK);
-            snprintf(key, sizeof key, "%s: w after step %d", name, step + 1);
-            tg_expect_close(key, g.w->data, want_w + step * 12, 12, GOLDEN_ATOL, GOLDEN_RTOL);
-            snprintf(key, sizeof key, "%s: b after step %d", name, step + 1);
-            tg_expect_close(key, g.b->data, want_b + step * 5, 5, GOLDEN_ATOL, GOLDEN_RTOL);
-        }
-        ck_assert_int_eq(tg_optim_steps(opt), GOLDEN_STEPS);
-        expect_padding_zero(name, &g);
+        golden_run(name, fx, &g, opt);
+        golden_expect_padding_zero(name, &g);
         tg_optim_free(opt);
         tg_params_free(g.ps);
     }
