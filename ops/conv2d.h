@@ -38,7 +38,7 @@ conv2d_path conv2d_choose_path(const conv2d_geom *g);
 const char *conv2d_path_name(conv2d_path path);
 
 /* Columns per im2col tile when tile_cols is 0: the column buffer
- * (C_in/groups * KH * KW rows x tile columns) stays within ~2 MiB. */
+ * (C_in/groups * KH * KW rows x tile columns) stays within ~8 MiB. */
 int64_t conv2d_default_tile_cols(const conv2d_geom *g);
 /* Floats of workspace the dense/grouped kernels need for a tile of tile_cols columns
  * (0: the default tile); 0 for the pointwise and depthwise paths. */
