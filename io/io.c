@@ -160,19 +160,25 @@ bool tg_reader_f32(tg_reader *r, float *v) {
     return true;
 }
 
-void tg_writer_bytes(tg_writer *w, const void *bytes, size_t n) {
-    if (w->failed) return;
-    if (n > w->cap - w->size) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap - w->size < n) cap *= 2;
-        uint8_t *grown = realloc(w->p, cap);
-        if (!grown) {
-            w->failed = true;
-            return;
-        }
-        w->p = grown;
-        w->cap = cap;
+/* Room for n more bytes (doubling); false, and the writer marked failed, when out of
+ * memory. */
+static bool writer_reserve(tg_writer *w, size_t n) {
+    if (w->failed) return false;
+    if (n <= w->cap - w->size) return true;
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap - w->size < n) cap *= 2;
+    uint8_t *grown = realloc(w->p, cap);
+    if (!grown) {
+        w->failed = true;
+        return false;
     }
+    w->p = grown;
+    w->cap = cap;
+    return true;
+}
+
+void tg_writer_bytes(tg_writer *w, const void *bytes, size_t n) {
+    if (!writer_reserve(w, n)) return;
     if (n) memcpy(w->p + w->size, bytes, n);
     w->size += n;
 }
@@ -202,21 +208,10 @@ void tg_writer_f32(tg_writer *w, float v) {
 }
 
 void tg_writer_floats(tg_writer *w, const float *x, int64_t n) {
-    if (w->failed) return;
     size_t start = w->size;
     /* Reserve all n floats at once, then store each little-endian in place. */
     size_t bytes = (size_t)n * 4;
-    if (bytes > w->cap - w->size) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap - w->size < bytes) cap *= 2;
-        uint8_t *grown = realloc(w->p, cap);
-        if (!grown) {
-            w->failed = true;
-            return;
-        }
-        w->p = grown;
-        w->cap = cap;
-    }
+    if (!writer_reserve(w, bytes)) return;
     uint8_t *b = w->p + start;
     for (int64_t i = 0; i < n; i++, b += 4) {
         uint32_t u;
