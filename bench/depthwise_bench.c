@@ -20,56 +20,13 @@
 
 #include "../ops/conv2d.h"
 
+#include "benchutil.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define COPY_BYTES ((int64_t)64 << 20)
-
-static int repeats = 15;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef void (*bench_fn)(void *user);
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Median and best seconds of `repeats` timed calls after one warm-up call. */
-static void time_it(bench_fn fn, void *user, double *median, double *best) {
-    double *t = malloc((size_t)repeats * sizeof *t);
-    fn(user);
-    for (int r = 0; r < repeats; r++) {
-        double t0 = now();
-        fn(user);
-        t[r] = now() - t0;
-    }
-    qsort(t, (size_t)repeats, sizeof *t, cmp_double);
-    *median = t[repeats / 2];
-    *best = t[0];
-    free(t);
-}
-
-static float *alloc_floats(int64_t n, float value) {
-    float *p = aligned_alloc(64, (size_t)((n * 4 + 63) / 64 * 64));
-    if (!p) {
-        fprintf(stderr, "depthwise_bench: out of memory\n");
-        exit(1);
-    }
-    for (int64_t i = 0; i < n; i++) p[i] = value; /* first touch before timing */
-    return p;
-}
 
 typedef struct copy_job {
     char *src, *dst;
@@ -110,7 +67,7 @@ static void run_fused(void *user) {
 static void report(const char *shape, const char *what, double bytes, bench_fn fn, dw_job *j,
                    double copy_gbps) {
     double med, best;
-    time_it(fn, j, &med, &best);
+    bench_time(fn, j, &med, &best);
     double gbps = bytes / med * 1e-9;
     printf("%-22s %-8s %9.3f ms %8.1f GB/s (%5.1f) %6.0f%%\n", shape, what, med * 1e3, gbps,
            bytes / best * 1e-9, 100.0 * gbps / copy_gbps);
@@ -123,14 +80,14 @@ static void bench_shape(int64_t C, int64_t H, int stride, bool all, double copy_
     j.g.OH = (H + 2 - 2 - 1) / stride + 1;
     j.g.OW = j.g.OH;
     int64_t nx = C * H * H, ny = C * j.g.OH * j.g.OW;
-    j.x = alloc_floats(nx, 0.5f);
-    j.dx = alloc_floats(nx, 0.0f);
-    j.y = alloc_floats(ny, 0.0f);
-    j.dy = alloc_floats(ny, 0.25f);
-    j.w = alloc_floats(C * 9, 0.125f);
-    j.dw = alloc_floats(C * 9, 0.0f);
-    j.b = alloc_floats(C, 0.0f);
-    j.db = alloc_floats(C, 0.0f);
+    j.x = bench_floats(nx, 0.5f);
+    j.dx = bench_floats(nx, 0.0f);
+    j.y = bench_floats(ny, 0.0f);
+    j.dy = bench_floats(ny, 0.25f);
+    j.w = bench_floats(C * 9, 0.125f);
+    j.dw = bench_floats(C * 9, 0.0f);
+    j.b = bench_floats(C, 0.0f);
+    j.db = bench_floats(C, 0.0f);
     char shape[64];
     snprintf(shape, sizeof shape, "C%lld %lldx%lld s%d", (long long)C, (long long)H,
              (long long)H, stride);
@@ -151,8 +108,8 @@ static void bench_shape(int64_t C, int64_t H, int stride, bool all, double copy_
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
-    if (argc > 2) repeats = atoi(argv[2]);
-    if (threads < 1 || repeats < 1) {
+    if (argc > 2) bench_repeats = atoi(argv[2]);
+    if (threads < 1 || bench_repeats < 1) {
         fprintf(stderr, "usage: depthwise_bench [threads >= 1] [repeats >= 1] [forum]\n");
         return 2;
     }
@@ -160,12 +117,12 @@ int main(int argc, char **argv) {
 
     /* The copy ceiling is measured three times (the machine may be shared) and the
      * highest median is used: the ratios below are the conservative ones. */
-    copy_job cj = {.src = (char *)alloc_floats(COPY_BYTES / 4, 1.0f),
-                   .dst = (char *)alloc_floats(COPY_BYTES / 4, 0.0f)};
+    copy_job cj = {.src = (char *)bench_floats(COPY_BYTES / 4, 1.0f),
+                   .dst = (char *)bench_floats(COPY_BYTES / 4, 0.0f)};
     double copy_gbps = 0.0, copy_best = 0.0;
     for (int i = 0; i < 3; i++) {
         double med, best;
-        time_it(copy_run, &cj, &med, &best);
+        bench_time(copy_run, &cj, &med, &best);
         double gbps = 2.0 * (double)COPY_BYTES / med * 1e-9;
         if (gbps > copy_gbps) copy_gbps = gbps;
         if (2.0 * (double)COPY_BYTES / best * 1e-9 > copy_best)
@@ -174,7 +131,7 @@ int main(int argc, char **argv) {
     printf("depthwise 3x3 pad 1, batch 1, %d threads, median of %d repeats (best in "
            "brackets)\ncopy bandwidth: %.1f GB/s (highest of 3 medians; best %.1f; 64 MiB, "
            "read + write)\n\n",
-           threads, repeats, copy_gbps, copy_best);
+           threads, bench_repeats, copy_gbps, copy_best);
     free(cj.src);
     free(cj.dst);
 

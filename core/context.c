@@ -181,6 +181,22 @@ bool tg_set_grad_enabled(tg_ctx *ctx, bool enabled) {
 
 bool tg_is_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }
 
+tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
+    if (tg_check_not_null("tg_ctx_set_conv_algo", "ctx", ctx)) return tg_error();
+    if (algo != TG_CONV_ALGO_GEMM && algo != TG_CONV_ALGO_WINOGRAD) {
+        tg_fail(TG_ERR_ARG, "tg_ctx_set_conv_algo: argument 'algo' = %d is not a "
+                "tg_conv_algo; hint: TG_CONV_ALGO_GEMM (0) or TG_CONV_ALGO_WINOGRAD (1)",
+                (int)algo);
+        return tg_error();
+    }
+    ctx->conv_algo = algo;
+    return TG_OK;
+}
+
+tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx) {
+    return ctx ? ctx->conv_algo : TG_CONV_ALGO_GEMM;
+}
+
 void tg_ctx_set_sync_timing(tg_ctx *ctx, bool on) {
     if (ctx) ctx->sync_timing = on;
 }

@@ -268,6 +268,26 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
 
 /* ---------------------------------------------------------------- ops */
 
+/* How dense 3x3 convolutions are computed on the CPU (tg_ctx_set_conv_algo).
+ *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution (the default): the
+ *                          same arithmetic as the definition, fp32 rounding only.
+ *   TG_CONV_ALGO_WINOGRAD  Winograd F(4x4, 3x3) for convolutions with a 3x3 kernel, stride
+ *                          1, dilation 1, groups 1 and padding 0..2 (forward, dx and dW):
+ *                          4x fewer multiplies, larger rounding error (about 5e-6 of the
+ *                          largest output, 10-30x the GEMM path's; tests/test_winograd.c
+ *                          bounds it). Other geometries, and the CUDA backend, keep
+ *                          their usual kernels; the profile's detail column says which
+ *                          ran ("winograd 3x3").
+ * The choice is taken when the op is recorded; its backward uses the same algorithm. */
+typedef enum tg_conv_algo {
+    TG_CONV_ALGO_GEMM = 0,
+    TG_CONV_ALGO_WINOGRAD = 1,
+} tg_conv_algo;
+/* Sets the algorithm for the convolutions recorded on ctx from now on. An unknown value is
+ * refused (TG_ERR_ARG) and the setting stays as it was. */
+tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo);
+tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx);
+
 typedef struct tg_conv2d_opts {
     int stride_h, stride_w;     /* 0 means 1 */
     int pad_h, pad_w;           /* zero padding on each side */

@@ -363,11 +363,40 @@ void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, const float 
 typedef struct conv2d_params {
     conv2d_geom geom;
     bool is1d;
+    bool winograd; /* TG_CONV_ALGO_WINOGRAD on a supported geometry, CPU */
 } conv2d_params;
+
+/* The Winograd path (ops/conv2d_winograd.c), for records that chose it. */
+static tg_status winograd_forward(tg_ctx *ctx, tg_record *rec) {
+    const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
+    tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
+    float *ws = tg_ctx_scratch(ctx, conv2d_winograd_workspace_floats(g, false, 0) * sizeof(float));
+    if (!ws) return tg_error();
+    const tg_tensor *bias = rec->inputs[2];
+    conv2d_winograd_forward_cpu(rec->out->data, rec->inputs[0]->data, rec->inputs[1]->data,
+                                bias ? bias->data : NULL, g, ws, 0);
+    tg_arena_rewind(&ctx->arena, mark);
+    return TG_OK;
+}
+
+static tg_status winograd_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                   const float *dout) {
+    const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
+    if (dinputs[2]) bias_backward(dinputs[2], dout, g->N, g->C_out, g->OH * g->OW);
+    if (!dinputs[0] && !dinputs[1]) return TG_OK;
+    tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
+    float *ws = tg_ctx_scratch(ctx, conv2d_winograd_workspace_floats(g, true, 0) * sizeof(float));
+    if (!ws) return tg_error();
+    conv2d_winograd_backward_cpu(dinputs[0], dinputs[1], dout, rec->inputs[0]->data,
+                                 rec->inputs[1]->data, g, ws, 0);
+    tg_arena_rewind(&ctx->arena, mark);
+    return TG_OK;
+}
 
 /* The column tile is dead when the kernel returns, so the arena is rewound past it:
  * a 50-layer net holds one tile at a time, not one per layer. */
 static tg_status conv2d_forward(tg_ctx *ctx, tg_record *rec) {
+    if (TG_PARAMS(rec, conv2d_params)->winograd) return winograd_forward(ctx, rec);
     const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
     tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
     size_t ws_floats = conv2d_workspace_floats(g, 0);
@@ -382,6 +411,7 @@ static tg_status conv2d_forward(tg_ctx *ctx, tg_record *rec) {
 
 static tg_status conv2d_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
                                  const float *dout) {
+    if (TG_PARAMS(rec, conv2d_params)->winograd) return winograd_backward(ctx, rec, dinputs, dout);
     const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
     tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
     bool need_ws = dinputs[0] || dinputs[1];
@@ -424,6 +454,30 @@ static tg_status cuda_conv2d_backward(tg_ctx *ctx, tg_record *rec, float *const 
 }
 #endif
 
+/* What the Winograd path really computes (so rates stay comparable with the SGEMM peak):
+ * per pass, 36 GEMMs of 2 C_out C_in flops per tile, about 288 flops per 6x6 input-tile
+ * transform and 140 per output tile (counted from the 1-D transforms), and the filter
+ * transforms. Bytes: the activations and weights as for the direct path, plus the
+ * transformed filters (36/9 of the weights) written and read. */
+static void winograd_cost(const conv2d_geom *g, bool has_bias, double *fwd_flops,
+                          double *fwd_bytes, double *bwd_flops, double *bwd_bytes) {
+    double tiles = (double)(g->N * ((g->OH + 3) / 4) * ((g->OW + 3) / 4));
+    double xs = (double)(g->N * g->C_in * g->H * g->W);
+    double ys = (double)(g->N * g->C_out * g->OH * g->OW);
+    double pairs = (double)(g->C_out * g->C_in), ws = 9 * pairs;
+    double dx_tiles = (double)(g->N * ((g->H + 3) / 4) * ((g->W + 3) / 4));
+    double gemm = 2 * 36 * pairs;
+    *fwd_flops = gemm * tiles + tiles * (288.0 * (double)g->C_in + 140.0 * (double)g->C_out) +
+                 300 * pairs + (has_bias ? ys : 0);
+    *fwd_bytes = 4 * (xs + ws + ys + 2 * 36 * pairs);
+    /* dx: the same on dy; dW: input and dy transforms, 36 GEMMs, the 6x6 -> 3x3 transform. */
+    *bwd_flops = gemm * dx_tiles +
+                 dx_tiles * (288.0 * (double)g->C_out + 140.0 * (double)g->C_in) +
+                 gemm * tiles + tiles * (288.0 * (double)g->C_in + 200.0 * (double)g->C_out) +
+                 600 * pairs + (has_bias ? ys : 0);
+    *bwd_bytes = 4 * (ys + xs + ws + 2 * xs + 2 * ws + 4 * 36 * pairs);
+}
+
 static void conv2d_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                         double *bwd_flops, double *bwd_bytes) {
     const conv2d_geom *g = &TG_PARAMS(rec, conv2d_params)->geom;
@@ -432,6 +486,10 @@ static void conv2d_cost(const tg_record *rec, double *fwd_flops, double *fwd_byt
     double ws = (double)(g->C_out * (g->C_in / g->groups) * g->KH * g->KW);
     double ys = (double)(g->N * g->C_out * g->OH * g->OW), bs = has_bias ? (double)g->C_out : 0;
     double macs = ys * (double)(g->C_in / g->groups * g->KH * g->KW);
+    if (TG_PARAMS(rec, conv2d_params)->winograd) {
+        winograd_cost(g, has_bias, fwd_flops, fwd_bytes, bwd_flops, bwd_bytes);
+        return;
+    }
     *fwd_flops = 2 * macs + (has_bias ? ys : 0);
     *fwd_bytes = 4 * (xs + ws + bs + ys); /* read x, w (b); write y */
     /* dx and dW are each a forward's worth of multiply-adds; db sums dy. */
@@ -449,6 +507,10 @@ static void conv2d_describe(const tg_record *rec, char *buf, size_t size) {
     if (p->is1d) snprintf(kernel, sizeof kernel, "k%lld", (long long)g->KW);
     else snprintf(kernel, sizeof kernel, "%lldx%lld", (long long)g->KH, (long long)g->KW);
     if (s > 1) snprintf(extra, sizeof extra, " s%d", s);
+    if (p->winograd) {
+        snprintf(buf, size, "winograd %s", kernel);
+        return;
+    }
     if (path == CONV2D_GROUPED)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " g%d", g->groups);
     snprintf(buf, size, "%s %s%s", conv2d_path_name(path), kernel, extra);
@@ -582,6 +644,8 @@ static tg_tensor *conv_apply(const char *name, const tg_op *op, tg_ctx *ctx, tg_
     conv2d_params p = {.is1d = is1d};
     if (!conv_check(name, x, weight, bias, opts, is1d, &p.geom)) return NULL;
     const conv2d_geom *g = &p.geom;
+    p.winograd = ctx->conv_algo == TG_CONV_ALGO_WINOGRAD && ctx->device == TG_DEVICE_CPU &&
+                 !is1d && conv2d_winograd_supported(g);
     tg_shape out = is1d ? tg_shape3(g->N, g->C_out, g->OW)
                         : tg_shape4(g->N, g->C_out, g->OH, g->OW);
     tg_tensor *inputs[3] = {x, weight, bias};

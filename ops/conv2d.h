@@ -14,6 +14,7 @@
 #ifndef TG_OPS_CONV2D_H
 #define TG_OPS_CONV2D_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,5 +73,21 @@ void conv2d_depthwise_forward_cpu(float *out, const float *inp, const float *wei
 void conv2d_depthwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
                                    const conv2d_geom *g);
+
+/* Winograd F(4x4, 3x3) (ops/conv2d_winograd.c): 3x3, stride 1, dilation 1, groups 1,
+ * padding 0..2 each way. Tiles of 4x4 outputs are processed tile_block at a time (rounded
+ * up to 16; 0 picks the default, ~32 MiB of transformed data). workspace:
+ * conv2d_winograd_workspace_floats(g, backward, tile_block) floats (scratch). The forward
+ * writes out (with bias, or none); the backward ADDS into dinp and dweight (NULL skips
+ * one); the bias gradient is the caller's (a sum of dout). */
+bool conv2d_winograd_supported(const conv2d_geom *g);
+size_t conv2d_winograd_workspace_floats(const conv2d_geom *g, bool backward,
+                                         int64_t tile_block);
+void conv2d_winograd_forward_cpu(float *out, const float *inp, const float *weight,
+                                 const float *bias, const conv2d_geom *g, float *workspace,
+                                 int64_t tile_block);
+void conv2d_winograd_backward_cpu(float *dinp, float *dweight, const float *dout,
+                                  const float *inp, const float *weight,
+                                  const conv2d_geom *g, float *workspace, int64_t tile_block);
 
 #endif

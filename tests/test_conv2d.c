@@ -8,6 +8,7 @@
 #include "testutil.h"
 
 #include "../ops/conv2d.h"
+#include "conv_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -49,57 +50,6 @@ static tg_tensor *conv(tg_ctx *ctx, const cfg *c, tg_tensor *x, tg_tensor *w, tg
     return c->is1d ? tg_conv1d(ctx, x, w, b, cfg_opts(c)) : tg_conv2d(ctx, x, w, b, cfg_opts(c));
 }
 
-/* ---------------------------------------------------------------- the naive reference */
-
-/* y (N, C_out, OH, OW) written, straight from the definition, in double. */
-static void ref_forward(double *y, const float *x, const float *w, const float *b,
-                        const conv2d_geom *g) {
-    int64_t Cg = g->C_in / g->groups, Cog = g->C_out / g->groups;
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t o = 0; o < g->C_out; o++)
-            for (int64_t oh = 0; oh < g->OH; oh++)
-                for (int64_t ow = 0; ow < g->OW; ow++) {
-                    double s = b ? b[o] : 0.0;
-                    for (int64_t c = 0; c < Cg; c++)
-                        for (int64_t kh = 0; kh < g->KH; kh++)
-                            for (int64_t kw = 0; kw < g->KW; kw++) {
-                                int64_t ih = oh * g->stride_h - g->pad_h + kh * g->dil_h;
-                                int64_t iw = ow * g->stride_w - g->pad_w + kw * g->dil_w;
-                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                                int64_t ci = o / Cog * Cg + c;
-                                s += (double)w[((o * Cg + c) * g->KH + kh) * g->KW + kw] *
-                                     x[((n * g->C_in + ci) * g->H + ih) * g->W + iw];
-                            }
-                    y[((n * g->C_out + o) * g->OH + oh) * g->OW + ow] = s;
-                }
-}
-
-/* dx, dw, db (zeroed by the caller, any may be NULL) accumulated: the chain rule applied
- * term by term to ref_forward's sum. */
-static void ref_backward(double *dx, double *dw, double *db, const float *dy, const float *x,
-                         const float *w, const conv2d_geom *g) {
-    int64_t Cg = g->C_in / g->groups, Cog = g->C_out / g->groups;
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t o = 0; o < g->C_out; o++)
-            for (int64_t oh = 0; oh < g->OH; oh++)
-                for (int64_t ow = 0; ow < g->OW; ow++) {
-                    double d = dy[((n * g->C_out + o) * g->OH + oh) * g->OW + ow];
-                    if (db) db[o] += d;
-                    for (int64_t c = 0; c < Cg; c++)
-                        for (int64_t kh = 0; kh < g->KH; kh++)
-                            for (int64_t kw = 0; kw < g->KW; kw++) {
-                                int64_t ih = oh * g->stride_h - g->pad_h + kh * g->dil_h;
-                                int64_t iw = ow * g->stride_w - g->pad_w + kw * g->dil_w;
-                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                                int64_t xi = ((n * g->C_in + o / Cog * Cg + c) * g->H + ih) *
-                                                 g->W + iw;
-                                int64_t wi = ((o * Cg + c) * g->KH + kh) * g->KW + kw;
-                                if (dx) dx[xi] += d * w[wi];
-                                if (dw) dw[wi] += d * x[xi];
-                            }
-                }
-}
-
 static void fill(tg_rng *rng, float *p, int64_t n) { tg_rng_fill_uniform(rng, p, n, -1, 1); }
 
 static tg_tensor *rand_tensor(tg_ctx *ctx, tg_rng *rng, tg_shape s, bool requires_grad) {
@@ -128,7 +78,7 @@ static void check_api(const char *what, const cfg *c, uint64_t seed, bool gx, bo
     double *want = calloc((size_t)(ny + nx + nw + c->C_out), sizeof(double));
     float *dout = malloc((size_t)ny * sizeof(float));
     ck_assert(want && dout);
-    ref_forward(want, x->data, w->data, b ? b->data : NULL, &g);
+    conv_ref_forward(want, x->data, w->data, b ? b->data : NULL, &g);
     char key[160];
     snprintf(key, sizeof key, "%s: y", what);
     tg_expect_close(key, y->data, want, ny, 1e-5, 1e-5);
@@ -137,7 +87,7 @@ static void check_api(const char *what, const cfg *c, uint64_t seed, bool gx, bo
     ck_assert_int_eq(tg_backward_with(ctx, y, dout), TG_OK);
     double *dx = want + ny, *dw = dx + nx, *db = dw + nw;
     memset(want + ny, 0, (size_t)(nx + nw + c->C_out) * sizeof(double));
-    ref_backward(gx ? dx : NULL, gw ? dw : NULL, gw && b ? db : NULL, dout, x->data, w->data,
+    conv_ref_backward(gx ? dx : NULL, gw ? dw : NULL, gw && b ? db : NULL, dout, x->data, w->data,
                  &g);
     if (gx) {
         snprintf(key, sizeof key, "%s: dx", what);
@@ -255,11 +205,11 @@ static void check_tiled(const char *what, const cfg *c, int64_t tile) {
     fill(&rng, dy, ny);
     memset(dx, 0, (size_t)(nx + nw + nb) * sizeof(float));
     conv2d_forward_cpu(y, x, w, b, &g, ws, tile);
-    ref_forward(want, x, w, b, &g);
+    conv_ref_forward(want, x, w, b, &g);
     tg_expect_close(what, y, want, ny, 1e-4, 1e-5);
     conv2d_backward_cpu(dx, dw, db, dy, x, w, &g, ws, tile);
     memset(want, 0, (size_t)(ny + nx + nw + nb) * sizeof(double));
-    ref_backward(want, want + nx, want + nx + nw, dy, x, w, &g);
+    conv_ref_backward(want, want + nx, want + nx + nw, dy, x, w, &g);
     tg_expect_close("tiled dx", dx, want, nx, 1e-4, 1e-5);
     tg_expect_close("tiled dweight", dw, want + nx, nw, 1e-3, 1e-5);
     tg_expect_close("tiled dbias", db, want + nx + nw, nb, 1e-3, 1e-5);
@@ -466,7 +416,7 @@ START_TEST(conv2d_accumulates) {
         ck_assert(dout && want);
         fill(&rng, dout, y->numel);
         ck_assert_int_eq(tg_backward_with(ctx, y, dout), TG_OK);
-        ref_backward(want, want + x->numel, want + x->numel + w->numel, dout, x->data, w->data,
+        conv_ref_backward(want, want + x->numel, want + x->numel + w->numel, dout, x->data, w->data,
                      &g);
         for (int64_t j = 0; j < n; j++) want[j] += 0.5;
         tg_expect_close("accumulated dx", x->grad, want, x->numel, 1e-4, 1e-5);
@@ -616,7 +566,7 @@ static void check_depthwise_direct(const char *what, const cfg *c, uint64_t seed
     fill(&rng, dy, ny);
     for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
     conv2d_depthwise_forward_cpu(y, x, w, c->bias ? b : NULL, &g);
-    ref_forward(want, x, w, c->bias ? b : NULL, &g);
+    conv_ref_forward(want, x, w, c->bias ? b : NULL, &g);
     char msg[160];
     snprintf(msg, sizeof msg, "%s: forward", what);
     tg_expect_close(msg, y, want, ny, 1e-4, 1e-4);
@@ -624,7 +574,7 @@ static void check_depthwise_direct(const char *what, const cfg *c, uint64_t seed
     const float pre = 0.5f; /* gradients accumulate onto this */
     double *wx = want, *ww = want + nx, *wb = want + nx + nw;
     memset(want, 0, (size_t)(ny + nx + nw + nb) * sizeof(double));
-    ref_backward(wx, ww, wb, dy, x, w, &g);
+    conv_ref_backward(wx, ww, wb, dy, x, w, &g);
     for (int64_t i = 0; i < nx + nw + nb; i++) want[i] += pre;
     static const char *subsets[] = {"dx+dW+db", "dx only", "dW+db only", "db only"};
     for (int s = 0; s < 4; s++) {

@@ -20,7 +20,7 @@ static const char *const optims[] = {"sgd", "adam", "all", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
 
 typedef struct forum_args {
-    const char *model, *loss, *optim, *device, *plot;
+    const char *model, *loss, *optim, *device, *conv, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
     bool relu, bn, profile, json, compare;
@@ -53,6 +53,8 @@ static void usage(FILE *f) {
         "  --layers L                conv layers counting the first and last (default 50)\n"
         "  --relu, --bn              ReLU / batchnorm after every conv but the last\n"
         "  --device cpu|cuda         (default cpu)\n"
+        "  --conv gemm|winograd      3x3 stride-1 convs: im2col + SGEMM (default) or\n"
+        "                            Winograd F(4x4, 3x3) (CPU; see tg_ctx_set_conv_algo)\n"
         "  --steps N, --warmup N     timed and untimed steps (default 5 and 1)\n"
         "  --threads N               CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --seed N                  parameters, input and targets (default 0)\n"
@@ -87,7 +89,8 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
             .in_shape = tg_shape4(a->batch, 3, a->size, a->size), .input = input,
             .loss = loss, .labels = labels, .target = target,
             .target_shape = tg_shape4(a->batch, outc, a->size, a->size),
-            .steps = a->steps, .warmup = a->warmup, .profile = a->profile};
+            .steps = a->steps, .warmup = a->warmup, .profile = a->profile,
+            .conv_algo = conv_algo_named(a->conv)};
         st = bench_run(&spec, &run->res);
     }
     tg_optim_free(opt);
@@ -209,6 +212,7 @@ static void print_json(const forum_args *a, const forum_run *run, const peaks *p
     json_bool(&w, "relu", a->relu);
     json_bool(&w, "bn", a->bn);
     json_str(&w, "device", a->device);
+    json_str(&w, "conv", a->conv);
     json_int(&w, "threads", tg_get_num_threads());
     json_int(&w, "steps", a->steps);
     json_int(&w, "warmup", a->warmup);
@@ -218,7 +222,7 @@ static void print_json(const forum_args *a, const forum_run *run, const peaks *p
 }
 
 int cmd_forum(int argc, char **argv) {
-    forum_args a = {.model = "dense", .loss = "ce", .optim = "sgd", .device = "cpu",
+    forum_args a = {.model = "dense", .loss = "ce", .optim = "sgd", .device = "cpu", .conv = "gemm",
                     .size = 256, .channels = 256, .batch = 1, .layers = 50, .steps = 5,
                     .warmup = 1};
     const tool_opt opts[] = {
@@ -226,6 +230,7 @@ int cmd_forum(int argc, char **argv) {
         {"--loss", OPT_CHOICE, &a.loss, 0, 0, losses},
         {"--optim", OPT_CHOICE, &a.optim, 0, 0, optims},
         {"--device", OPT_CHOICE, &a.device, 0, 0, devices},
+        {"--conv", OPT_CHOICE, &a.conv, 0, 0, conv_algo_choices},
         {"--size", OPT_INT, &a.size, 1, 16384, NULL},
         {"--channels", OPT_INT, &a.channels, 1, 65536, NULL},
         {"--batch", OPT_INT, &a.batch, 1, 1 << 20, NULL},
@@ -292,9 +297,9 @@ int cmd_forum(int argc, char **argv) {
     for (int64_t i = 0; i < a.batch * hw; i++) labels[i] = (int32_t)tg_rng_below(&rng, 10);
 
     fprintf(out, "tapegrad forum: loss %s, input %dx3x%dx%d, %d channels, %d layers%s%s, "
-            "%s, %d threads, %d timed steps after %d warm-up\n", a.loss, a.batch, a.size,
-            a.size, a.channels, a.layers, a.relu ? ", relu" : "", a.bn ? ", bn" : "", a.device,
-            tg_get_num_threads(), a.steps, a.warmup);
+            "%s, conv %s, %d threads, %d timed steps after %d warm-up\n", a.loss, a.batch,
+            a.size, a.size, a.channels, a.layers, a.relu ? ", relu" : "", a.bn ? ", bn" : "",
+            a.device, a.conv, tg_get_num_threads(), a.steps, a.warmup);
     for (int i = 0; i < nruns; i++) {
         if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
             fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());

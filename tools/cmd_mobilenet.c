@@ -28,6 +28,8 @@ static void usage(FILE *f) {
         "                    SGD lr 1e-3 momentum 0.9) instead of eval-mode forwards\n"
         "  --size N          input N x N (default 224)\n"
         "  --device cpu|cuda (default cpu)\n"
+        "  --conv gemm|winograd  3x3 stride-1 dense convs (--groups 1): im2col + SGEMM\n"
+        "                    (default) or Winograd F(4x4, 3x3) (CPU)\n"
         "  --steps N, --warmup N   timed and untimed passes (default 10 and 2)\n"
         "  --threads N       CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --seed N          parameters and input (default 0)\n"
@@ -36,7 +38,7 @@ static void usage(FILE *f) {
 }
 
 int cmd_mobilenet(int argc, char **argv) {
-    const char *device = "cpu", *groups_arg = "dw";
+    const char *device = "cpu", *groups_arg = "dw", *conv = "gemm";
     int batch = 1, size = 224, steps = 10, warmup = 2, threads = 0;
     uint64_t seed = 0;
     bool train = false, profile = false, json = false, help;
@@ -45,6 +47,7 @@ int cmd_mobilenet(int argc, char **argv) {
         {"--batch", OPT_INT, &batch, 1, 1 << 20, NULL},
         {"--size", OPT_INT, &size, 1, 16384, NULL},
         {"--device", OPT_CHOICE, &device, 0, 0, devices},
+        {"--conv", OPT_CHOICE, &conv, 0, 0, conv_algo_choices},
         {"--steps", OPT_INT, &steps, 1, 1 << 20, NULL},
         {"--warmup", OPT_INT, &warmup, 0, 1 << 20, NULL},
         {"--threads", OPT_INT, &threads, 1, 4096, NULL},
@@ -113,14 +116,14 @@ int cmd_mobilenet(int argc, char **argv) {
     char label[48];
     snprintf(label, sizeof label, "groups %s, batch %d%s", groups_arg, batch,
              train ? ", train" : "");
-    fprintf(out, "tapegrad mobilenet: %s (groups %s), input %dx3x%dx%d, %s, %d threads, %s, "
-            "%d timed after %d warm-up\n", tg_model_name(m), groups_arg, batch, size, size,
-            device, tg_get_num_threads(), train ? "training steps" : "eval-mode forwards",
-            steps, warmup);
+    fprintf(out, "tapegrad mobilenet: %s (groups %s), input %dx3x%dx%d, %s, conv %s, %d "
+            "threads, %s, %d timed after %d warm-up\n", tg_model_name(m), groups_arg, batch,
+            size, size, device, conv, tg_get_num_threads(),
+            train ? "training steps" : "eval-mode forwards", steps, warmup);
     bench_spec spec = {.label = label, .model = m, .device = dev, .opt = opt, .train = train,
                        .in_shape = tg_shape4(batch, 3, size, size), .input = input,
                        .loss = TG_LOSS_CE, .labels = labels, .steps = steps, .warmup = warmup,
-                       .profile = profile};
+                       .profile = profile, .conv_algo = conv_algo_named(conv)};
     if (bench_run(&spec, &res) != TG_OK) {
         fprintf(stderr, "tapegrad mobilenet: %s\n", tg_error_message());
         rc = 1;
@@ -162,6 +165,7 @@ int cmd_mobilenet(int argc, char **argv) {
         json_int(&w, "channels", 3);
         json_int(&w, "batch", batch);
         json_str(&w, "device", device);
+        json_str(&w, "conv", conv);
         json_int(&w, "threads", tg_get_num_threads());
         json_int(&w, "steps", steps);
         json_int(&w, "warmup", warmup);

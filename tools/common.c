@@ -70,6 +70,12 @@ static void list_choices(FILE *f, const char *const *choices) {
         fprintf(f, "%s%s", i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
 }
 
+const char *const conv_algo_choices[] = {"gemm", "winograd", NULL};
+
+tg_conv_algo conv_algo_named(const char *name) {
+    return strcmp(name, "winograd") ? TG_CONV_ALGO_GEMM : TG_CONV_ALGO_WINOGRAD;
+}
+
 int parse_options(const char *cmd, int argc, char **argv, const tool_opt *opts, int nopts,
                   bool *help) {
     *help = false;

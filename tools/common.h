@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <tapegrad.h>
 
 /* Parse a whole decimal integer / float; false on junk or overflow. */
 bool parse_int(const char *s, int64_t *out);
@@ -41,6 +42,10 @@ typedef struct tool_opt {
     int64_t min, max;            /* OPT_INT */
     const char *const *choices;  /* OPT_CHOICE */
 } tool_opt;
+
+/* --conv gemm|winograd: the choices and the algorithm a choice names. */
+extern const char *const conv_algo_choices[];
+tg_conv_algo conv_algo_named(const char *name);
 
 int parse_options(const char *cmd, int argc, char **argv, const tool_opt *opts, int nopts,
                   bool *help);

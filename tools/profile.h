@@ -62,6 +62,7 @@ typedef struct bench_spec {
     tg_shape target_shape;
     int steps, warmup;
     bool profile;           /* keep per-op times (sync timing on) */
+    tg_conv_algo conv_algo; /* of the step context (tg_ctx_set_conv_algo) */
 } bench_spec;
 
 /* One row of the profile: the records of one tape index averaged over the steps, or

@@ -1,0 +1,49 @@
+/*
+ * bench/benchutil.c — see benchutil.h.
+ */
+#include "benchutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+int bench_repeats = 15;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void bench_time(bench_fn fn, void *user, double *median, double *best) {
+    double *t = malloc((size_t)bench_repeats * sizeof *t);
+    if (!t) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    fn(user);
+    for (int r = 0; r < bench_repeats; r++) {
+        double t0 = bench_now();
+        fn(user);
+        t[r] = bench_now() - t0;
+    }
+    qsort(t, (size_t)bench_repeats, sizeof *t, cmp_double);
+    *median = t[bench_repeats / 2];
+    *best = t[0];
+    free(t);
+}
+
+float *bench_floats(int64_t n, float value) {
+    float *p = aligned_alloc(64, (size_t)((n * 4 + 63) / 64 * 64));
+    if (!p) {
+        fprintf(stderr, "bench: out of memory for %lld floats\n", (long long)n);
+        exit(1);
+    }
+    for (int64_t i = 0; i < n; i++) p[i] = value;
+    return p;
+}

@@ -1,0 +1,22 @@
+/*
+ * bench/benchutil.h — what the kernel benchmarks share: a monotonic clock, median-of-
+ * repeats timing after a warm-up call, and pre-touched aligned buffers.
+ */
+#ifndef TG_BENCH_BENCHUTIL_H
+#define TG_BENCH_BENCHUTIL_H
+
+#include <stdint.h>
+
+typedef void (*bench_fn)(void *user);
+
+/* Timed calls per measurement (a command-line argument of each benchmark). */
+extern int bench_repeats;
+
+double bench_now(void);
+/* Median and best seconds of bench_repeats timed calls after one warm-up call. */
+void bench_time(bench_fn fn, void *user, double *median, double *best);
+/* n floats, 64-byte aligned, every page touched (set to value) before any timing; exits
+ * with a message when out of memory (a benchmark, not the library). */
+float *bench_floats(int64_t n, float value);
+
+#endif
