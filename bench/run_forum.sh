@@ -4,6 +4,8 @@
 # lines appended to $OUT (default bench/results.jsonl); bench/table.py formats them.
 #   bench/run_forum.sh [sizes...]          default: 32 64 128
 #   MOBILENET=0 bench/run_forum.sh 256     forum only, at 256
+#   WINOGRAD=0 ...                         without the tapegrad-only Winograd rows (the dense
+#                                          net, MobileNet groups 1, with --conv winograd)
 # Run on a quiet machine: both tools use 2 threads and the cores must be otherwise idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,11 @@ for size in $sizes; do
         --warmup "$warmup" --threads 2 --json >>"$out"
     done
   done
+  if [ "${WINOGRAD:-1}" = 1 ]; then
+    echo "== forum dense ${size}x${size} --conv winograd ($tg)" >&2
+    $tg forum --model dense --conv winograd --loss ce --optim sgd --size "$size" \
+      --steps "$steps" --warmup "$warmup" --threads 2 --json >>"$out"
+  fi
 done
 if [ "${MOBILENET:-1}" = 1 ]; then
   for batch in 1 4 32; do
@@ -31,5 +38,10 @@ if [ "${MOBILENET:-1}" = 1 ]; then
           --threads 2 --json >>"$out"
       done
     done
+    if [ "${WINOGRAD:-1}" = 1 ]; then
+      echo "== mobilenet groups 1 batch $batch --conv winograd ($tg)" >&2
+      $tg mobilenet --groups 1 --conv winograd --batch "$batch" --steps 5 --warmup 1 \
+        --threads 2 --json >>"$out"
+    fi
   done
 fi
