@@ -17,9 +17,8 @@
 
 /* ------------------------------------------------------------ errors (core/error.c) */
 
-/* Records `status` and a formatted message unless an error is already pending (the
- * first error is the one worth reading). Returns status, so `return tg_fail(...)`. */
-tg_status tg_fail(tg_status status, const char *fmt, ...) TG_PRINTF(2, 3);
+/* tg_fail(status, fmt, ...) records an error; it is public (tapegrad.h, "writing your
+ * own op"). */
 /* True (and nothing recorded) when any tensor in the list is NULL: an earlier op
  * failed, its message stands. When none pending, records one naming op/argument. */
 bool tg_check_not_null(const char *op, const char *arg, const void *ptr);
