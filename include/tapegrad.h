@@ -699,6 +699,74 @@ tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
 tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
                               tg_optim *opt, tg_train_state *state);
 
+/* ---------------------------------------------------------------- words and a tiny GPT
+ *
+ * A character-level language model that learns to spell English words (examples/gpt.c,
+ * `tapegrad train words`). The data: a word list (Debian's wamerican,
+ * /usr/share/dict/words) or, with path NULL, a built-in sample of 999 of its words; only
+ * words of lowercase a-z (at most 32 letters) are kept. Tokens: '.' (a word boundary) = 0,
+ * 'a'..'z' = 1..26. The split is fixed: a word is held out when the 32-bit FNV-1a hash of
+ * its letters is 0 mod 10 (about 10%), so it never depends on the file's order. Each
+ * split is one stream ".w1.w2. ... .wn." in file order. */
+#define TG_WORDS_VOCAB 27
+enum { TG_WORDS_TRAIN = 0, TG_WORDS_HELD_OUT = 1 };
+
+typedef struct tg_words tg_words;
+
+tg_words *tg_words_load(const char *path);   /* NULL: the built-in sample */
+void tg_words_free(tg_words *w);
+int64_t tg_words_count(const tg_words *w, int split);    /* words in a split */
+/* A split's token stream (*len tokens, owned by w). */
+const int32_t *tg_words_stream(const tg_words *w, int split, int64_t *len);
+/* TG_WORDS_TRAIN or TG_WORDS_HELD_OUT: the split a word belongs to by the hash rule. */
+int tg_words_split_of(const char *word);
+/* The split of a word in the list, or -1 when it is not in the list. */
+int tg_words_find(const tg_words *w, const char *word);
+/* `batch` windows of seq + 1 tokens from a split's stream at positions
+ * tg_rng_below(rng, len - seq) (drawn in order): x (batch, seq) the first seq tokens, y
+ * (batch, seq) the next-token targets. */
+tg_status tg_words_batch(const tg_words *w, int split, int batch, int seq, tg_rng *rng,
+                         int32_t *x, int32_t *y);
+/* The baseline: mean negative log-likelihood (nats per token) of the held-out stream's
+ * transitions under bigram counts of the training stream with add-one smoothing. */
+double tg_words_bigram_loss(const tg_words *w);
+char tg_words_decode(int32_t token);         /* 0 -> '.', 1..26 -> 'a'..'z' */
+
+/* A GPT (decoder-only transformer): token + position embedding, dropout, n_layer
+ * pre-layernorm blocks x += proj(attn(ln_1(x))); x += mlp(ln_2(x)) with causal multi-head
+ * self-attention and a GELU (tanh) MLP of width 4 n_embd, a final layernorm and a linear
+ * head to vocab_size logits. Parameters (names as a PyTorch module would have them):
+ * wte.weight (V, C), wpe.weight (T, C), h.<l>.ln_1.{weight,bias}, h.<l>.attn.{q,k,v,proj}.
+ * {weight,bias}, h.<l>.ln_2.{weight,bias}, h.<l>.mlp.{fc,proj}.{weight,bias},
+ * ln_f.{weight,bias}, lm_head.weight (V, C). Initialised as GPT-2: weights N(0, 0.02),
+ * the residual projections N(0, 0.02 / sqrt(2 n_layer)), biases 0, layernorms 1 and 0. */
+typedef struct tg_gpt_opts {
+    int vocab_size;   /* V */
+    int block_size;   /* T: the longest context */
+    int n_layer, n_head, n_embd;
+    float dropout;    /* after the embeddings, the attention weights, each residual branch */
+} tg_gpt_opts;
+/* The example's size: V 27, T 16, 2 layers, 4 heads, 64 channels, dropout 0.1. */
+tg_gpt_opts tg_gpt_opts_default(void);
+tg_model *tg_gpt_new(tg_gpt_opts opts, tg_device device, uint64_t seed);
+tg_gpt_opts tg_gpt_opts_of(const tg_model *m);
+/* Logits (batch, seq, V) for tokens (batch, seq) in host memory (copied), seq <= T. */
+tg_tensor *tg_gpt_forward(tg_ctx *ctx, tg_model *m, const int32_t *tokens, int batch,
+                          int seq, bool training);
+/* Mean cross entropy of those logits against targets (batch, seq) -> scalar. */
+tg_tensor *tg_gpt_loss(tg_ctx *ctx, tg_model *m, const int32_t *tokens,
+                       const int32_t *targets, int batch, int seq, bool training);
+/* Mean loss (nats per token) over the consecutive non-overlapping windows of block_size
+ * tokens of a stream, `batch` windows per forward, without a tape. Calls tg_step_end(ctx):
+ * use a context with no step in progress. NaN and a message on failure. */
+double tg_gpt_eval(tg_ctx *ctx, tg_model *m, const int32_t *stream, int64_t len, int batch);
+/* Samples one word: starts after a boundary token, draws each next letter from
+ * softmax(logits / temperature) with rng, stops at the next boundary (or when buf is
+ * full). Writes the letters and a NUL into buf; returns their count, -1 on failure. Calls
+ * tg_step_end(ctx). */
+int tg_gpt_sample(tg_ctx *ctx, tg_model *m, tg_rng *rng, float temperature, char *buf,
+                  size_t size);
+
 /* ---------------------------------------------------------------- gradient checks */
 
 /* Builds a graph from the inputs and returns its output (any shape). */

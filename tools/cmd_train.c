@@ -32,7 +32,8 @@ typedef struct train_args {
 
 static void usage(FILE *f) {
     fprintf(f,
-        "usage: tapegrad train mnist [options]\n\n"
+        "usage: tapegrad train mnist [options]\n"
+        "       tapegrad train words [options]   (a tiny GPT; see train words --help)\n\n"
         "Trains a small model on MNIST and reports held-out accuracy after every epoch.\n\n"
         "  --model mlp|cnn        mlp: 784-128-10; cnn: two 3x3 conv + pool blocks (16, 32\n"
         "                         channels), fc 128, fc 10 (default cnn)\n"
@@ -69,7 +70,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
         return argc < 2 ? 2 : 1;
     }
     if (strcmp(argv[1], "mnist") != 0) {
-        fprintf(stderr, "tapegrad train: unknown dataset '%s'; only 'mnist' is supported\n",
+        fprintf(stderr, "tapegrad train: unknown dataset '%s'; 'mnist' or 'words'\n",
                 argv[1]);
         return 2;
     }
@@ -339,6 +340,7 @@ done:
 }
 
 int cmd_train(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "words")) return cmd_train_words(argc - 1, argv + 1);
     train_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;

@@ -9,7 +9,8 @@
 int cmd_forum(int argc, char **argv);     /* the 50-layer forum experiment */
 int cmd_mobilenet(int argc, char **argv); /* MobileNet v1 forward/train timing */
 int cmd_peaks(int argc, char **argv);     /* this machine's SGEMM and copy ceilings */
-int cmd_train(int argc, char **argv);     /* train mnist (mlp|cnn) */
+int cmd_train(int argc, char **argv);     /* train mnist (mlp|cnn); train words -> */
+int cmd_train_words(int argc, char **argv); /* the tiny GPT on a word list */
 int cmd_plot(int argc, char **argv);      /* plot a training CSV log */
 int cmd_tape(int argc, char **argv);      /* print/draw/explain one step's tape */
 
