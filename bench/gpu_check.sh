@@ -59,6 +59,7 @@ prepare() {
         case "$(basename "$lib")" in
         libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
         libcublas.so*|libcublasLt.so*) ;;
+        libstdc++.so*|libgcc_s.so*) ;; # the GPU image's own are newer; an older one would shadow them
         *) cp -L "$lib" "$PACK/lib/" ;;
         esac
     done
