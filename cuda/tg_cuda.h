@@ -43,7 +43,15 @@ void tg_cuda_free(void *ptr);
 tg_status tg_cuda_copy(void *dst, bool dst_on_device, const void *src, bool src_on_device,
                        size_t bytes);
 tg_status tg_cuda_zero(void *ptr, size_t bytes);
+/* Every byte of ptr[0 .. bytes) set to `byte` (0xFF: every float a NaN; the arena's
+ * poison mode). Queued on the library's stream. */
+tg_status tg_cuda_fill_bytes(void *ptr, int byte, size_t bytes);
 tg_status tg_cuda_sync(void);
+/* The clock of a profiled op (tg_ctx_set_sync_timing): start records an event on the
+ * library's stream; stop records a second one, waits for it and returns the GPU time
+ * between them in seconds. Pairs nest (at most 8 deep). */
+tg_status tg_cuda_timer_start(void);
+tg_status tg_cuda_timer_stop(double *seconds);
 
 /* ---------------------------------------------------------------- GEMM (blas.cu) */
 
@@ -63,13 +71,27 @@ tg_status tg_cuda_sgemm_batched(bool trans_a, bool trans_b, int M, int N, int K,
 
 /* ---------------------------------------------------------------- peaks (bench.cu) */
 
-/* For `tapegrad peaks --device cuda`: seconds per call, timed with CUDA events on the
- * library's stream after one warm-up call, averaged over reps (>= 1). Device buffers are
- * allocated for the measurement and freed after it. */
+/* For `tapegrad peaks --device cuda` and the GPU benchmarks: seconds per call, the
+ * median over `samples` batches of `reps` back-to-back calls each timed with CUDA events
+ * on the library's stream, after one untimed batch; operands random, allocated before
+ * the first event and freed after the last (reps, samples >= 1; samples at most 64). */
 /* cuBLAS SGEMM, row-major (M x K)(K x N) -> (M x N), beta 0; FLOPs = 2 M N K. */
-tg_status tg_cuda_bench_sgemm(int M, int N, int K, int reps, double *seconds);
+tg_status tg_cuda_bench_sgemm(int M, int N, int K, int reps, int samples, double *seconds);
 /* A device-to-device copy of `bytes` (cudaMemcpyAsync); it moves 2 * bytes. */
-tg_status tg_cuda_bench_copy(size_t bytes, int reps, double *seconds);
+tg_status tg_cuda_bench_copy(size_t bytes, int reps, int samples, double *seconds);
+/* x[0 .. n) = hash values in [-1, 1) (a kernel on the library's stream). */
+tg_status tg_cuda_fill_random(float *x, int64_t n, uint32_t seed);
+
+/* What reports print about the device (clocks are the device's maximum ratings in kHz,
+ * not the current clocks: those need NVML; bench/gpu_check.sh records nvidia-smi's). */
+typedef struct tg_cuda_info {
+    char name[256];
+    int cc_major, cc_minor, sms;
+    int64_t l2_bytes, smem_per_block_optin, global_bytes;
+    int sm_clock_khz, mem_clock_khz, bus_width_bits;
+    int driver_version, runtime_version;
+} tg_cuda_info;
+tg_status tg_cuda_device_info(tg_cuda_info *info);
 /* The device's name, for reports ("NVIDIA H100 80GB HBM3"); "" (and the probe's error
  * recorded) when no device is available. */
 const char *tg_cuda_device_name(void);

@@ -204,7 +204,8 @@ tg_device tg_params_device(const tg_params *ps);
 /* Flat views: all trainable values, their gradients (tg_params_numel floats each). */
 float *tg_params_data(tg_params *ps);
 float *tg_params_grad(tg_params *ps);
-void tg_params_zero_grad(tg_params *ps);
+/* Zeroes every gradient (queued on a GPU); the status of the device call. */
+tg_status tg_params_zero_grad(tg_params *ps);
 
 /* ---------------------------------------------------------------- context, step arena */
 
@@ -506,7 +507,7 @@ tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts);
 tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts);
 tg_optim *tg_adamw_new(tg_params *ps, tg_adam_opts opts);
 void tg_optim_free(tg_optim *opt);
-void tg_optim_zero_grad(tg_optim *opt);
+tg_status tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);

@@ -10,6 +10,10 @@
 
 #include "../core/core.h"
 
+#ifdef TG_HAVE_CUDA
+#include "../cuda/tg_cuda.h"
+#endif
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -57,9 +61,7 @@ static tg_status median_rate(timed_fn run, void *user, double work, double budge
 
 typedef struct gemm_job {
     int64_t M, N, K;
-    float *a, *b, *c;        /* CPU */
-    tg_ctx *ctx;             /* CUDA: x (1, K, 1, N), w (M, K, 1, 1) */
-    tg_tensor *x, *w;
+    float *a, *b, *c;
 } gemm_job;
 
 static tg_status gemm_cpu(void *user, double *seconds) {
@@ -71,17 +73,17 @@ static tg_status gemm_cpu(void *user, double *seconds) {
     return TG_OK;
 }
 
-/* On an accelerator the GEMM runs as a 1x1 conv, the op the layers themselves use. */
-static tg_status gemm_device(void *user, double *seconds) {
-    gemm_job *j = user;
-    tg_status st = tg_ctx_sync(j->ctx);
-    double t0 = tg_now();
-    tg_tensor *y = tg_conv2d(j->ctx, j->x, j->w, NULL, tg_conv2d_opts_make(1, 0, 1, 1));
-    if (!y) return tg_error();
-    if (!st) st = tg_ctx_sync(j->ctx);
-    *seconds = tg_now() - t0;
-    return st;
+#ifdef TG_HAVE_CUDA
+/* Repetitions per event-timed batch so that a batch lasts about 2 ms (launch gaps then
+ * vanish in the average), and batches to fill the budget (at least 5, at most 64). */
+static void cuda_batches(double one_call_s, double budget_s, int *reps, int *samples) {
+    double t = one_call_s > 1e-7 ? one_call_s : 1e-7;
+    double r = 2e-3 / t;
+    *reps = r < 1 ? 1 : r > 1000 ? 1000 : (int)r;
+    double n = budget_s / (t * *reps);
+    *samples = n < 5 ? 5 : n > 64 ? 64 : (int)n;
 }
+#endif
 
 static tg_status measure_gemm(tg_device device, peak_gemm *g, double budget_s) {
     gemm_job j = {.M = g->M, .N = g->N, .K = g->K};
@@ -105,14 +107,17 @@ static tg_status measure_gemm(tg_device device, peak_gemm *g, double budget_s) {
         tg_device_free(device, j.b);
         tg_device_free(device, j.c);
     } else {
-        j.ctx = tg_ctx_new(device);
-        if (!j.ctx) return tg_error();
-        bool was = tg_set_grad_enabled(j.ctx, false);
-        j.x = tg_tensor_zeros(j.ctx, tg_shape4(1, g->K, 1, g->N));
-        j.w = tg_tensor_zeros(j.ctx, tg_shape4(g->M, g->K, 1, 1));
-        st = j.x && j.w ? median_rate(gemm_device, &j, work, budget_s, &g->gflops) : tg_error();
-        tg_set_grad_enabled(j.ctx, was);
-        tg_ctx_free(j.ctx);
+#ifdef TG_HAVE_CUDA
+        /* cuBLAS itself, event-timed, on random operands allocated outside the timing. */
+        double t1 = 0, t = 0;
+        int reps, samples;
+        st = tg_cuda_bench_sgemm((int)g->M, (int)g->N, (int)g->K, 1, 1, &t1);
+        cuda_batches(t1, budget_s, &reps, &samples);
+        if (!st) st = tg_cuda_bench_sgemm((int)g->M, (int)g->N, (int)g->K, reps, samples, &t);
+        g->gflops = st ? 0 : work / (t > 1e-12 ? t : 1e-12);
+#else
+        st = tg_cuda_check();
+#endif
     }
     g->gflops *= 1e-9;
     return st;
@@ -124,24 +129,19 @@ typedef struct copy_job {
     int64_t bytes;
 } copy_job;
 
+/* The CPU copy (the CUDA one is cuda/bench.cu's, event-timed). */
 static tg_status copy_run(void *user, double *seconds) {
     copy_job *j = user;
-    tg_status st = tg_device_sync(j->device);
     double t0 = tg_now();
-    if (j->device == TG_DEVICE_CPU) {
-        /* 1 MiB chunks spread over the threads: one memcpy stream per core */
-        const int64_t chunk = 1 << 20, nchunks = (j->bytes + chunk - 1) / chunk;
+    /* 1 MiB chunks spread over the threads: one memcpy stream per core */
+    const int64_t chunk = 1 << 20, nchunks = (j->bytes + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static)
-        for (int64_t c = 0; c < nchunks; c++) {
-            int64_t off = c * chunk, len = j->bytes - off < chunk ? j->bytes - off : chunk;
-            memcpy(j->dst + off, j->src + off, (size_t)len);
-        }
-    } else {
-        if (!st) st = tg_device_copy(j->device, j->dst, j->device, j->src, (size_t)j->bytes);
-        if (!st) st = tg_device_sync(j->device);
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t off = c * chunk, len = j->bytes - off < chunk ? j->bytes - off : chunk;
+        memcpy(j->dst + off, j->src + off, (size_t)len);
     }
     *seconds = tg_now() - t0;
-    return st;
+    return TG_OK;
 }
 
 tg_status peaks_measure(tg_device device, const peak_gemm *shapes, int nshapes,
@@ -157,14 +157,38 @@ tg_status peaks_measure(tg_device device, const peak_gemm *shapes, int nshapes,
         if (out->gemm[i].gflops > out->sgemm_gflops) out->sgemm_gflops = out->gemm[i].gflops;
     }
     if (st) return st;
+    if (device == TG_DEVICE_CUDA) {
+#ifdef TG_HAVE_CUDA
+        /* At least 8x the L2 (and 256 MiB) each way, so the copy measures device memory. */
+        tg_cuda_info info;
+        if ((st = tg_cuda_device_info(&info))) return st;
+        snprintf(out->device_name, sizeof out->device_name, "%.160s (sm_%d%d, %d SMs, L2 %lld MiB, "
+                 "max clocks SM %d MHz / memory %d MHz, %d-bit bus)", info.name, info.cc_major,
+                 info.cc_minor, info.sms, (long long)(info.l2_bytes >> 20),
+                 info.sm_clock_khz / 1000, info.mem_clock_khz / 1000, info.bus_width_bits);
+        int64_t bytes = 8 * info.l2_bytes;
+        if (bytes < ((int64_t)256 << 20)) bytes = (int64_t)256 << 20;
+        double t1 = 0, t = 0;
+        int reps, samples;
+        st = tg_cuda_bench_copy((size_t)bytes, 1, 1, &t1);
+        cuda_batches(t1, budget_s, &reps, &samples);
+        if (!st) st = tg_cuda_bench_copy((size_t)bytes, reps, samples, &t);
+        out->copy_gbps = st ? 0 : 2.0 * (double)bytes / (t > 1e-12 ? t : 1e-12) * 1e-9;
+        out->copy_bytes = bytes;
+#else
+        st = tg_cuda_check();
+#endif
+        out->seconds = tg_now() - start;
+        return st;
+    }
     /* 64 MiB each way: far beyond any last-level cache */
     copy_job j = {.device = device, .bytes = (int64_t)64 << 20};
     j.src = tg_device_alloc(device, (size_t)j.bytes);
     j.dst = tg_device_alloc(device, (size_t)j.bytes);
     if (j.src && j.dst) {
-        st = tg_device_zero(device, j.src, (size_t)j.bytes);
-        if (!st) st = tg_device_zero(device, j.dst, (size_t)j.bytes); /* first touch now */
-        if (!st) st = median_rate(copy_run, &j, 2.0 * (double)j.bytes, budget_s, &out->copy_gbps);
+        memset(j.src, 1, (size_t)j.bytes);
+        memset(j.dst, 0, (size_t)j.bytes); /* first touch now */
+        st = median_rate(copy_run, &j, 2.0 * (double)j.bytes, budget_s, &out->copy_gbps);
     } else {
         st = tg_error();
     }
@@ -177,8 +201,12 @@ tg_status peaks_measure(tg_device device, const peak_gemm *shapes, int nshapes,
 }
 
 void peaks_print(const peaks *pk, FILE *f) {
-    fprintf(f, "ceilings of this machine (%s, %d threads), measured now in %.1f s:\n",
-            tg_device_name(pk->device), tg_get_num_threads(), pk->seconds);
+    if (pk->device == TG_DEVICE_CPU)
+        fprintf(f, "ceilings of this machine (cpu, %d threads), measured now in %.1f s:\n",
+                tg_get_num_threads(), pk->seconds);
+    else
+        fprintf(f, "ceilings of this GPU, measured now in %.1f s (CUDA events, median of "
+                "batches, random operands):\n  %s\n", pk->seconds, pk->device_name);
     for (int i = 0; i < pk->ngemm; i++) {
         const peak_gemm *g = &pk->gemm[i];
         fprintf(f, "  SGEMM %-30s M=%-5lld N=%-6lld K=%-5lld %8.1f GFLOP/s\n", g->what,
@@ -278,6 +306,9 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
         goto done;
     }
     if ((st = tg_ctx_set_conv_algo(ctx, s->conv_algo)) != TG_OK) goto done;
+    /* Per-op times are only true with the device drained around each op (on CUDA:
+     * event-timed); a profile turns that on, a plain timed run leaves ops asynchronous. */
+    tg_ctx_set_sync_timing(ctx, s->profile);
     /* The input and target live in their own context: made once, like the peer's. */
     tg_tensor *x = tg_tensor_from(data, s->in_shape, s->input);
     tg_tensor *target = s->train && s->loss == TG_LOSS_MSE
@@ -295,8 +326,7 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
         tg_ctx_sync(ctx);
         t0 = tg_now();
         if (s->train) {
-            tg_optim_zero_grad(s->opt);
-            tg_ctx_sync(ctx);
+            if ((st = tg_optim_zero_grad(s->opt)) || (st = tg_ctx_sync(ctx))) goto done;
             ta = tg_now();
             tg_tensor *out = tg_model_forward(ctx, s->model, x, true);
             tg_tensor *loss = step_loss(ctx, s, out, target);

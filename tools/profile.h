@@ -29,6 +29,7 @@ typedef struct peaks {
     double sgemm_gflops;  /* the best shape: the compute ceiling used for bounds */
     double copy_gbps;     /* read + write bytes per second, large buffers, median */
     int64_t copy_bytes;   /* size of each copy buffer */
+    char device_name[256]; /* CUDA: name, SMs, L2, clocks; "" on the CPU */
     double seconds;       /* how long measuring took */
 } peaks;
 
@@ -39,8 +40,10 @@ typedef struct peaks {
 int peaks_forum_shapes(peak_gemm *shapes, int64_t size, int64_t channels, int64_t batch,
                        int64_t max_n);
 /* Measures each shape (about `budget_s` seconds each, at least 3 repeats) and the copy
- * bandwidth. CPU: cblas_sgemm and a threaded memcpy. CUDA: the shapes run as 1x1 convs
- * through tg_conv2d (a GEMM) and the copy as a device-to-device copy. Returns TG_OK or
+ * bandwidth. CPU: cblas_sgemm and a threaded memcpy (64 MiB), host-clocked medians.
+ * CUDA: cublasSgemm and a device-to-device copy of at least 8x the L2 (and 256 MiB),
+ * timed with CUDA events over batches of back-to-back calls on random operands
+ * allocated outside the timing (cuda/bench.cu), medians of the batches. Returns TG_OK or
  * a status with the message recorded. */
 tg_status peaks_measure(tg_device device, const peak_gemm *shapes, int nshapes,
                         double budget_s, peaks *out);
