@@ -25,6 +25,8 @@ extern "C" {
 #include "../ops/conv2d.h"
 #include "../ops/pool.h"
 #include "../optim/kernels.h"
+#include "../ops/layout.h"
+#include "../ops/matmul.h"
 
 /* A descriptor's CUDA table entry:  .forward = {[TG_DEVICE_CPU] = f, TG_CUDA_ENTRY(g)}. */
 #ifdef TG_HAVE_CUDA
@@ -215,6 +217,44 @@ tg_status sgd_step_cuda(float *param, const float *grad, float *momentum_buf, in
                         const sgd_step_args *args);
 tg_status adam_step_cuda(float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
                          int64_t n, const adam_step_args *args);
+
+/* ---------------------------------------------------------------- part B: matmul.cu,
+ * layout.cu, reduce.cu (issue 12). Shapes and contracts as ops/matmul.h, layout.h, reduce.h. */
+
+/* Runs a plan (ops/matmul.h) with cuBLAS: one strided-batched call per run of matrices
+ * with distinct outputs; products summed into one matrix are queued one after the other. */
+tg_status gemm_batch_cuda(const gemm_batch *g, const float *A, const float *B, float *C);
+tg_status matmul_forward_cuda(float *out, const float *a, const float *b, const matmul_geom *g);
+tg_status matmul_backward_cuda(float *da, float *db, const float *dout, const float *a,
+                               const float *b, const matmul_geom *g);
+/* out = or += x permuted (g: host struct). */
+tg_status permute_cuda(float *out, const float *x, const permute_geom *g, bool accumulate);
+/* dst[r dst_stride + k] = or += src[r src_stride + k], r < rows, k < len. */
+tg_status copy_rows_cuda(float *dst, int64_t dst_stride, const float *src, int64_t src_stride,
+                         int64_t rows, int64_t len, bool accumulate);
+/* Floats of device workspace the reductions below need for x (outer, n, inner). */
+int64_t reduce_workspace_floats_cuda(int64_t outer, int64_t n, int64_t inner);
+/* out (outer, inner) = scale * sum_j x (outer, n, inner); work: the workspace. */
+tg_status sum_forward_cuda(float *out, const float *x, int64_t outer, int64_t n, int64_t inner,
+                           float scale, float *work);
+/* dx (outer, n, inner) += scale * dout (outer, inner). */
+tg_status sum_backward_cuda(float *dx, const float *dout, int64_t outer, int64_t n,
+                            int64_t inner, float scale);
+/* out, argmax (outer, inner) (argmax may be NULL): the first maximum, NaN wins. */
+tg_status max_forward_cuda(float *out, int64_t *argmax, const float *x, int64_t outer,
+                           int64_t n, int64_t inner, float *work);
+tg_status max_backward_cuda(float *dx, const float *dout, const int64_t *argmax, int64_t outer,
+                            int64_t n, int64_t inner);
+/* dx (n) += dout[0] / count where x == max[0] (count: the ties, counted here; max and dout
+ * are 1 float each on the device); work: reduce_workspace_floats_cuda(1, n, 1) floats. */
+tg_status max_all_backward_cuda(float *dx, const float *dout, const float *x, const float *max,
+                                int64_t n, float *work);
+/* out, mean (outer, inner); correction 1 unbiased, 0 biased. */
+tg_status var_forward_cuda(float *out, float *mean, const float *x, int64_t outer, int64_t n,
+                           int64_t inner, int correction, float *work);
+tg_status var_backward_cuda(float *dx, const float *dout, const float *x, const float *mean,
+                            int64_t outer, int64_t n, int64_t inner, int correction);
+/* ---------------------------------------------------------------- end of part B */
 
 #ifdef __cplusplus
 }

@@ -335,7 +335,8 @@ tg_tensor *tg_add(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
 /* (N, ...) -> (N, rest). */
 tg_tensor *tg_flatten(tg_ctx *ctx, tg_tensor *x);
-/* x (N, in), weight (out, in), bias (out) or NULL -> (N, out). */
+/* x (..., in) with 2 to 4 dims, weight (out, in), bias (out) or NULL -> (..., out): the
+ * leading dims are folded into one SGEMM's rows, so (B, T, in) costs what (B T, in) does. */
 tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias);
 /* (N, C, H, W) -> (N, C, 1, 1), the mean over H and W. */
 tg_tensor *tg_global_avg_pool(tg_ctx *ctx, tg_tensor *x);
@@ -356,6 +357,41 @@ tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
+
+/* ---------------------------------------------------------------- linear algebra, layout and
+ * reductions (issue 12, part B; docs/OPS.md). Dims may be negative, Python style (-1 is the
+ * last). Every result is a new contiguous tensor (no views). */
+
+/* a (..., M, K) @ b (..., K, N) -> (..., M, N); 2 to 4 dims each. The batch dims (those
+ * before the last two) are aligned from the right and broadcast as in NumPy (each pair
+ * equal or one of them 1); the backward sums the gradient over broadcast dims. One SGEMM
+ * per matrix (threads spread over many small ones), or ONE SGEMM when b has no batch
+ * dims; cuBLAS strided-batched on CUDA. */
+tg_tensor *tg_matmul(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* x with dims dim0 and dim1 swapped (a copy). */
+tg_tensor *tg_transpose(tg_ctx *ctx, tg_tensor *x, int dim0, int dim1);
+/* x with its dims reordered: out.dim[k] = x.dim[dims[k]]; dims has x->shape.ndim entries,
+ * each dim once (a copy). */
+tg_tensor *tg_permute(tg_ctx *ctx, tg_tensor *x, const int *dims);
+/* xs[0..n-1] (1 <= n <= TG_MAX_INPUTS) joined along dim; all other dims equal. */
+tg_tensor *tg_concat(tg_ctx *ctx, tg_tensor *const *xs, int n, int dim);
+/* x[.., start:end, ..] along dim, Python slicing: negative positions count from the end,
+ * positions are clamped to [0, size]; an empty result is an error (a copy). */
+tg_tensor *tg_slice(tg_ctx *ctx, tg_tensor *x, int dim, int64_t start, int64_t end);
+/* Reductions along dim; keepdim keeps it as size 1, else it is removed. A scalar input
+ * takes dim 0 or -1. */
+tg_tensor *tg_sum(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+tg_tensor *tg_mean(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* The maximum (a NaN wins); the gradient goes to the FIRST arg-max, as torch.max(x, dim). */
+tg_tensor *tg_max(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* Variance, divided by n - 1 (unbiased, PyTorch's default) or n. */
+tg_tensor *tg_var(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim, bool unbiased);
+/* Over every element -> a scalar (shape ()). tg_max_all shares the gradient evenly between
+ * tied maxima, as torch.max(x) does. */
+tg_tensor *tg_sum_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_mean_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_max_all(tg_ctx *ctx, tg_tensor *x);
+/* ---------------------------------------------------------------- end of part B */
 
 /* ---------------------------------------------------------------- writing your own op
  *
@@ -411,6 +447,13 @@ tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
 typedef struct tg_record tg_record;
 
+/* C11 _Alignas / C++11 alignas (the header is also read by the CUDA backend's C++). */
+#ifdef __cplusplus
+#define TG_ALIGN16 alignas(16)
+#else
+#define TG_ALIGN16 _Alignas(16)
+#endif
+
 /* Computes rec->out->data from rec->inputs and the inline params; may save tensors. */
 typedef tg_status (*tg_forward_fn)(tg_ctx *ctx, tg_record *rec);
 /* dinputs[i]: where to ADD dL/d(inputs[i]), or NULL when not needed. dout: dL/d(out). */
@@ -443,7 +486,7 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
-    _Alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
+    TG_ALIGN16 unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };

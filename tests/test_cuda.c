@@ -444,6 +444,145 @@ START_TEST(linear_op) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- part B (issue 12):
+ * matmul, layout, reductions */
+
+static tg_tensor *run_matmul(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    return tg_matmul(ctx, in[0], in[1]);
+}
+
+/* Batched, folded and broadcast-both-ways operands, with grads on both: every path of the
+ * cuBLAS plan executor (one strided-batched call, a call per outer index, serial sums). */
+START_TEST(matmul_op) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape pairs[][2] = {
+        {tg_shape2(33, 17), tg_shape2(17, 9)},
+        {tg_shape4(2, 3, 7, 5), tg_shape4(2, 3, 5, 6)},
+        {tg_shape3(4, 7, 5), tg_shape2(5, 6)},
+        {tg_shape2(7, 5), tg_shape3(4, 5, 6)},
+        {tg_shape4(2, 1, 7, 5), tg_shape4(1, 3, 5, 6)},
+        {tg_shape4(2, 3, 7, 5), tg_shape4(2, 1, 5, 6)},
+        {tg_shape4(1, 3, 7, 5), tg_shape4(2, 3, 5, 6)},
+        {tg_shape3(3, 1, 5), tg_shape4(2, 1, 5, 1)},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        op_case c = {.ninputs = 2, .shape = {pairs[i][0], pairs[i][1]}, .grad = {true, true},
+                     .lo = -1, .hi = 1, .run = run_matmul, .tol = TOL_SUM};
+        char what[96], s0[40], s1[40];
+        snprintf(what, sizeof what, "matmul %s @ %s", tg_shape_str(pairs[i][0], s0, sizeof s0),
+                 tg_shape_str(pairs[i][1], s1, sizeof s1));
+        check_case(cpu, gpu, what, &c, 300 + i);
+    }
+    /* tg_linear on (B, T, in). */
+    op_case c = {.ninputs = 3, .shape = {tg_shape3(3, 5, 37), tg_shape2(11, 37), tg_shape1(11)},
+                 .grad = {true, true, true}, .lo = -1, .hi = 1, .run = run_linear,
+                 .tol = TOL_SUM};
+    check_case(cpu, gpu, "linear (3, 5, 37)", &c, 320);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+typedef struct layout_cfg {
+    int kind; /* 0 transpose, 1 permute, 2 concat of 3, 3 slice */
+    int a, b;
+    int perm[4];
+} layout_cfg;
+
+static tg_tensor *run_layout(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const layout_cfg *k = u;
+    switch (k->kind) {
+    case 0: return tg_transpose(ctx, in[0], k->a, k->b);
+    case 1: return tg_permute(ctx, in[0], k->perm);
+    case 2: return tg_concat(ctx, in, 3, k->a);
+    default: return tg_slice(ctx, in[0], k->a, k->b, -1);
+    }
+}
+
+START_TEST(layout_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    tg_shape s = tg_shape4(3, 5, 37, 41);
+    const layout_cfg cfgs[] = {
+        {0, -1, -2, {0}}, {0, 0, 2, {0}}, {0, 1, 1, {0}},
+        {1, 0, 0, {0, 2, 1, 3}}, {1, 0, 0, {3, 1, 0, 2}}, {1, 0, 0, {2, 3, 0, 1}},
+        {3, 2, 3, {0}}, {3, -1, -30, {0}}, {3, 0, 1, {0}},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        op_case c = unary(s, run_layout, &cfgs[i], -1, 1, TOL_EXACT);
+        char what[64];
+        snprintf(what, sizeof what, "layout kind %d (%d, %d) #%zu", cfgs[i].kind, cfgs[i].a,
+                 cfgs[i].b, i);
+        check_case(cpu, gpu, what, &c, 400 + i);
+    }
+    for (int dim = -4; dim < 4; dim++) { /* concat of three along every dim */
+        layout_cfg k = {2, dim, 0, {0}};
+        op_case c = unary(s, run_layout, &k, -1, 1, TOL_EXACT);
+        c.ninputs = 3;
+        int d = dim < 0 ? dim + 4 : dim;
+        for (int i = 1; i < 3; i++) {
+            c.shape[i] = s;
+            c.shape[i].dim[d] = i;
+            c.grad[i] = i == 1;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "concat dim %d", dim);
+        check_case(cpu, gpu, what, &c, 420 + d);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+typedef struct red_cfg {
+    int kind; /* 0 sum, 1 mean, 2 max, 3 var, 4 var biased, 5 sum_all, 6 mean_all, 7 max_all */
+    int dim;
+    bool keepdim;
+} red_cfg;
+
+static tg_tensor *run_reduce(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const red_cfg *k = u;
+    switch (k->kind) {
+    case 0: return tg_sum(ctx, in[0], k->dim, k->keepdim);
+    case 1: return tg_mean(ctx, in[0], k->dim, k->keepdim);
+    case 2: return tg_max(ctx, in[0], k->dim, k->keepdim);
+    case 3: return tg_var(ctx, in[0], k->dim, k->keepdim, true);
+    case 4: return tg_var(ctx, in[0], k->dim, k->keepdim, false);
+    case 5: return tg_sum_all(ctx, in[0]);
+    case 6: return tg_mean_all(ctx, in[0]);
+    default: return tg_max_all(ctx, in[0]);
+    }
+}
+
+/* Every reduction along every dim (rows: the two-stage path; columns: the per-thread
+ * path), a long row (many chunks), and inputs that are all equal (ties: max goes to the
+ * first index, max_all spreads evenly, on both devices). */
+START_TEST(reduce_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape shapes[] = {tg_shape4(3, 5, 7, 9), tg_shape2(3, 70001)};
+    uint64_t seed = 500;
+    for (int si = 0; si < 2; si++)
+        for (int k = 0; k < 8; k++)
+            for (int dim = -1; dim < shapes[si].ndim; dim++) {
+                if (k >= 5 && dim != -1) continue;
+                red_cfg cfg = {k, dim, dim == 1};
+                bool sums = k != 2 && k != 7;
+                op_case c = unary(shapes[si], run_reduce, &cfg, -1, 1,
+                                  sums ? TOL_SUM : TOL_EXACT);
+                char what[64];
+                snprintf(what, sizeof what, "reduce kind %d dim %d shape %d", k, dim, si);
+                check_case(cpu, gpu, what, &c, seed++);
+            }
+    for (int k = 2; k <= 7; k += 5) { /* ties */
+        red_cfg cfg = {k, 1, false};
+        op_case c = unary(tg_shape3(4, 3000, 3), run_reduce, &cfg, 0.5f, 0.5f, TOL_EXACT);
+        check_case(cpu, gpu, k == 2 ? "max ties" : "max_all ties", &c, seed++);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
 typedef struct bn_cfg {
     bool training;
     float momentum, eps;
@@ -1117,6 +1256,9 @@ static Suite *cuda_suite(void) {
 #endif
     tcase_add_test(tc, elementwise_ops);
     tcase_add_test(tc, linear_op);
+    tcase_add_test(tc, matmul_op);
+    tcase_add_test(tc, layout_ops);
+    tcase_add_test(tc, reduce_ops);
     tcase_add_test(tc, batchnorm_op);
     tcase_add_test(tc, pool_ops);
     tcase_add_test(tc, loss_ops);
