@@ -542,7 +542,7 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
  * strings), then the raw little-endian data. tapegrad's parameter names and layouts are
  * PyTorch's (conv1.weight is (C_out, C_in, KH, KW), linear weights are (out, in), NCHW
  * flatten), so a state_dict of the equivalent nn.Module loads as it is. See
- * docs/ARCHITECTURE.md "Moving weights between tapegrad and PyTorch". */
+ * docs/WEIGHTS.md, "Moving weights between tapegrad and PyTorch". */
 
 /* Loading options; all-zero is the default: strict, names used as they are. */
 typedef struct tg_safetensors_opts {

@@ -481,6 +481,24 @@ static tg_status check_args(const char *op, tg_params *ps, const tg_safetensors_
     return TG_OK;
 }
 
+/* The header length from the first 8 bytes of a file of `size` bytes, checked against
+ * the size and the cap. */
+static tg_status header_length(const char *op, const char *what, const uint8_t *first8,
+                               uint64_t size, uint64_t *hlen) {
+    if (size < 8)
+        return BAD("%s: '%s' is %llu bytes, too short for a safetensors file", op, what,
+                   (unsigned long long)size);
+    *hlen = 0;
+    for (int k = 7; k >= 0; k--) *hlen = *hlen << 8 | first8[k];
+    if (*hlen > size - 8)
+        return BAD("%s: '%s' declares a %llu-byte header but the file is shorter; hint: "
+                   "truncated, or not safetensors", op, what, (unsigned long long)*hlen);
+    if (*hlen > ST_MAX_HEADER)
+        return BAD("%s: '%s' declares a %llu-byte header; at most 100 MiB are accepted", op,
+                   what, (unsigned long long)*hlen);
+    return TG_OK;
+}
+
 static void report_model(tg_safetensors_report *rep, const st_index *ix) {
     if (ix->model) snprintf(rep->model, sizeof rep->model, "%s", ix->model);
 }
@@ -494,15 +512,8 @@ tg_status tg_safetensors_parse(const void *bytes, size_t size, const char *what,
     if (check_args(op, ps, &o)) return tg_error();
     if (!bytes && size) return tg_fail(TG_ERR_ARG, "%s: argument 'bytes' is NULL", op);
     const uint8_t *b = bytes;
-    if (size < 8)
-        return BAD("%s: '%s' is %zu bytes, too short for a safetensors file", op, what, size);
-    uint64_t hlen = 0;
-    for (int k = 7; k >= 0; k--) hlen = hlen << 8 | b[k];
-    if (hlen > size - 8 || hlen > ST_MAX_HEADER)
-        return BAD("%s: '%s' declares a %llu-byte header but %s", op, what,
-                   (unsigned long long)hlen,
-                   hlen > size - 8 ? "the file is shorter; hint: truncated, or not safetensors"
-                                   : "at most 100 MiB are accepted");
+    uint64_t hlen;
+    if (header_length(op, what, b, size, &hlen)) return tg_error();
     st_index ix;
     tg_safetensors_report rep = {0};
     tg_status st = index_parse(op, what, b + 8, (size_t)hlen, size - 8 - hlen, &ix);
@@ -523,26 +534,14 @@ tg_status tg_safetensors_load(const char *path, tg_params *ps, const tg_safetens
     int fd;
     uint64_t size;
     if (tg_open_regular(op, path, ST_MAX_BYTES, &fd, &size)) return tg_error();
-    uint8_t head[8];
+    uint8_t head[8] = {0};
     uint8_t *header = NULL, *data = NULL;
     st_index ix = {0};
     tg_safetensors_report rep = {0};
     tg_status st = TG_OK;
     uint64_t hlen = 0;
-    if (size < 8) {
-        st = BAD("%s: '%s' is %llu bytes, too short for a safetensors file", op, path,
-                 (unsigned long long)size);
-        goto done;
-    }
-    if ((st = tg_read_at(op, path, fd, 0, head, 8))) goto done;
-    for (int k = 7; k >= 0; k--) hlen = hlen << 8 | head[k];
-    if (hlen > size - 8 || hlen > ST_MAX_HEADER) {
-        st = BAD("%s: '%s' declares a %llu-byte header but %s", op, path,
-                 (unsigned long long)hlen,
-                 hlen > size - 8 ? "the file is shorter; hint: truncated, or not safetensors"
-                                 : "at most 100 MiB are accepted");
-        goto done;
-    }
+    if (size >= 8 && (st = tg_read_at(op, path, fd, 0, head, 8))) goto done;
+    if ((st = header_length(op, path, head, size, &hlen))) goto done;
     header = malloc((size_t)hlen + 1);
     if (!header) {
         st = tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s'", op, path);

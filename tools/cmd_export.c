@@ -20,8 +20,8 @@ static void usage(FILE *f) {
         "usage: tapegrad export CHECKPOINT -o WEIGHTS.safetensors\n\n"
         "Writes the parameters and buffers of a checkpoint made by `tapegrad train mnist`\n"
         "(the MLP or the CNN) as a safetensors file: float32, PyTorch's names and layouts,\n"
-        "so `torch.nn.Module.load_state_dict` takes it (see docs/ARCHITECTURE.md, \"Moving\n"
-        "weights between tapegrad and PyTorch\").\n\n"
+        "so `torch.nn.Module.load_state_dict` takes it (see docs/WEIGHTS.md, \"Moving weights\n"
+        "between tapegrad and PyTorch\").\n\n"
         "  -o, --output FILE   the safetensors file to write (atomically)\n");
 }
 

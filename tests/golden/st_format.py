@@ -7,6 +7,7 @@ MNIST CNN that tapegrad's models/cnn.c builds, with the same parameter names.
 """
 import gzip
 import json
+import pathlib
 import struct
 import sys
 
@@ -90,8 +91,13 @@ def mnist(directory, train):
     """(images (N, 1, 28, 28) float32, labels (N,) int64), normalised exactly as
     tapegrad's tg_mnist_load does in float32: (p * (1/255) - 0.1307) * (1/0.3081)."""
     prefix = "train" if train else "t10k"
-    images = load_idx(f"{directory}/{prefix}-images-idx3-ubyte.gz")
-    labels = load_idx(f"{directory}/{prefix}-labels-idx1-ubyte.gz")
+
+    def path(kind):  # raw or gzipped, as tg_mnist_load accepts
+        raw = pathlib.Path(directory) / f"{prefix}-{kind}"
+        return raw if raw.exists() else raw.with_name(raw.name + ".gz")
+
+    images = load_idx(path("images-idx3-ubyte"))
+    labels = load_idx(path("labels-idx1-ubyte"))
     f = np.float32
     table = (np.arange(256, dtype=f) * (f(1) / f(255)) - f(0.1307)) * (f(1) / f(0.3081))
     x = torch.from_numpy(table[images].astype(f)).unsqueeze(1)
