@@ -743,6 +743,61 @@ tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
 tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
                               tg_optim *opt, tg_train_state *state);
 
+/* ---------------------------------------------------------------- safetensors (issue 16)
+ * Weights in the safetensors format that PyTorch, JAX, NumPy and model hubs read and
+ * write: an 8-byte little-endian header length, a JSON header mapping each tensor's name
+ * to {"dtype", "shape", "data_offsets": [begin, end]} (plus "__metadata__", a map of
+ * strings), then the raw little-endian data. tapegrad's parameter names and layouts are
+ * PyTorch's (conv1.weight is (C_out, C_in, KH, KW), linear weights are (out, in), NCHW
+ * flatten), so a state_dict of the equivalent nn.Module loads as it is. See
+ * docs/WEIGHTS.md, "Moving weights between tapegrad and PyTorch". */
+
+/* Loading options; all-zero is the default: strict, names used as they are. */
+typedef struct tg_safetensors_opts {
+    /* false (strict): every store entry must be in the file and every file tensor must
+     * name a store entry. true (partial): load what matches; the rest is reported. */
+    bool partial;
+    /* Removed from the front of file names that start with it ("model.", "module."). */
+    const char *strip_prefix;
+    /* Renames after the prefix strip: pairs {"file name", "store name", ..., NULL}. */
+    const char *const *name_map;
+} tg_safetensors_opts;
+
+/* What a load did (filled on success). Names are comma-separated, cut with "..." when
+ * they do not fit. */
+typedef struct tg_safetensors_report {
+    int loaded;             /* store entries given values */
+    int missing;            /* store entries the file lacks (partial loads) */
+    int unexpected;         /* file tensors naming no store entry (partial loads) */
+    int ignored;            /* BatchNorm "num_batches_tracked" counters skipped */
+    char model[64];         /* __metadata__ "model" ("" when absent) */
+    char missing_names[512], unexpected_names[512];
+} tg_safetensors_report;
+
+/* Every parameter and buffer of ps as F32, in store order, with __metadata__ {"format":
+ * "pt", "format_version": "1", "model": model_name (omitted when NULL), "producer":
+ * "tapegrad"}; no timestamps, so the same store gives the same bytes. Written atomically
+ * as checkpoints are (temporary file, fsync, rename). Refused while an error is pending. */
+tg_status tg_safetensors_save(const char *path, tg_params *ps, const char *model_name);
+/* Reads F32, F16, BF16 and F64 tensors (converted to float32) into the store entries of
+ * the same name and shape. Validates the whole file first (header length against the
+ * file size; JSON; dtypes; shape products and byte sizes with overflow checks; offsets
+ * inside the data section, in order, neither overlapping nor leaving holes; duplicate
+ * names; every name, shape and dtype against the store): a bad file is TG_ERR_FORMAT
+ * naming the file and the tensor, an unreadable one TG_ERR_IO, and the store is then
+ * untouched. The file is opened without blocking and must be a regular file. opts and
+ * report may be NULL. */
+tg_status tg_safetensors_load(const char *path, tg_params *ps, const tg_safetensors_opts *opts,
+                              tg_safetensors_report *report);
+/* The same from memory; `what` names the source in messages. */
+tg_status tg_safetensors_parse(const void *bytes, size_t size, const char *what, tg_params *ps,
+                               const tg_safetensors_opts *opts,
+                               tg_safetensors_report *report);
+/* The model name a checkpoint was saved from (tg_model_name), read from its header alone,
+ * into name (size bytes). TG_ERR_FORMAT when the file is not a checkpoint. */
+tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
+/* ---------------------------------------------------------------- end safetensors */
+
 /* ---------------------------------------------------------------- gradient checks */
 
 /* Builds a graph from the inputs and returns its output (any shape). */
