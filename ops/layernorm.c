@@ -18,9 +18,10 @@
  * Two row sums, then one fused multiply-add pass: the same shape of work as the forward.
  *
  * Kernels. Rows are the parallel work (a row of a transformer, a few hundred floats,
- * stays in L1 over its passes). dweight and dbias sum over rows: each of LN_CHUNKS fixed
- * row ranges writes its own partial sums, added in a fixed order at the end — the result
- * does not depend on the thread count.
+ * stays in L1 over its sweeps). dweight and dbias sum over rows: each of LN_CHUNKS fixed
+ * row ranges accumulates its own partial sums in the same sweep that writes its rows' dx
+ * (dy and x are read from memory once), and the partials are added in a fixed order at
+ * the end — the result does not depend on the thread count.
  */
 #include "layernorm.h"
 
@@ -28,11 +29,12 @@
 #include "../cuda/tg_cuda.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Row ranges for the dweight/dbias partial sums. */
-#define LN_CHUNKS 32
+#define LN_CHUNKS 64
 
 static void ln_row_stats(const float *x, int64_t M, float eps, float *mean, float *rstd) {
     float s = 0.0f;
@@ -76,47 +78,56 @@ static int64_t ln_chunks(int64_t rows) { return rows < LN_CHUNKS ? rows : LN_CHU
 
 int64_t layernorm_partials(int64_t rows, int64_t M) { return 2 * ln_chunks(rows) * M; }
 
-static void ln_backward_dx_row(float *dx, const float *dy, const float *x, float mu, float rs,
-                               const float *weight, int64_t M) {
-    float sg = 0.0f, sgx = 0.0f;
+/* One row's backward: dx (when wanted) and, into pw/pb (when not NULL), this row's
+ * dweight/dbias terms. Two sweeps over a row that stays in L1: the row sums, then
+ * everything else. */
+static void ln_backward_row(float *dx, float *pw, float *pb, const float *dy, const float *x,
+                            float mu, float rs, const float *weight, int64_t M) {
+    float a = 0.0f, b = 0.0f;
+    if (dx) {
+        float sg = 0.0f, sgx = 0.0f;
 #pragma omp simd reduction(+ : sg, sgx)
-    for (int64_t j = 0; j < M; j++) {
-        float g = weight ? dy[j] * weight[j] : dy[j];
-        sg += g;
-        sgx += g * (x[j] - mu) * rs;
+        for (int64_t j = 0; j < M; j++) {
+            float g = weight ? dy[j] * weight[j] : dy[j];
+            sg += g;
+            sgx += g * (x[j] - mu) * rs;
+        }
+        a = sg / (float)M;
+        b = sgx / (float)M;
     }
-    float a = sg / (float)M, b = sgx / (float)M;
 #pragma omp simd
     for (int64_t j = 0; j < M; j++) {
-        float g = weight ? dy[j] * weight[j] : dy[j];
-        dx[j] += rs * (g - a - (x[j] - mu) * rs * b);
+        float xhat = (x[j] - mu) * rs;
+        if (dx) {
+            float g = weight ? dy[j] * weight[j] : dy[j];
+            dx[j] += rs * (g - a - xhat * b);
+        }
+        if (pw) pw[j] += dy[j] * xhat;
+        if (pb) pb[j] += dy[j];
     }
 }
 
+/* Rows are cut into `chunks` fixed ranges; each range accumulates its own dweight/dbias
+ * partial sums (while computing its rows' dx in the same sweep), added in range order at
+ * the end: one pass over dy and x, and a result independent of the thread count. */
 void layernorm_backward_cpu(float *dx, float *dweight, float *dbias, float *partial,
                             const float *dy, const float *x, const float *mean,
                             const float *rstd, const float *weight, int64_t rows, int64_t M) {
-    if (dx) {
-#pragma omp parallel for schedule(static) if (rows * M > 32768)
-        for (int64_t r = 0; r < rows; r++)
-            ln_backward_dx_row(dx + r * M, dy + r * M, x + r * M, mean[r], rstd[r], weight, M);
-    }
-    if (!dweight && !dbias) return;
-    int64_t chunks = ln_chunks(rows);
+    bool params = dweight || dbias;
+    int64_t chunks = params ? ln_chunks(rows) : rows;
 #pragma omp parallel for schedule(static) if (rows * M > 32768)
     for (int64_t c = 0; c < chunks; c++) {
-        float *pw = partial + 2 * c * M, *pb = pw + M;
-        memset(pw, 0, 2 * (size_t)M * sizeof(float));
-        for (int64_t r = c * rows / chunks; r < (c + 1) * rows / chunks; r++) {
-            const float *dyr = dy + r * M, *xr = x + r * M;
-            float mu = mean[r], rs = rstd[r];
-#pragma omp simd
-            for (int64_t j = 0; j < M; j++) {
-                pw[j] += dyr[j] * (xr[j] - mu) * rs;
-                pb[j] += dyr[j];
-            }
+        float *pw = NULL, *pb = NULL;
+        if (params) {
+            pw = dweight ? partial + 2 * c * M : NULL;
+            pb = dbias ? partial + (2 * c + 1) * M : NULL;
+            memset(partial + 2 * c * M, 0, 2 * (size_t)M * sizeof(float));
         }
+        for (int64_t r = c * rows / chunks; r < (c + 1) * rows / chunks; r++)
+            ln_backward_row(dx ? dx + r * M : NULL, pw, pb, dy + r * M, x + r * M, mean[r],
+                            rstd[r], weight, M);
     }
+    if (!params) return;
     for (int64_t c = 0; c < chunks; c++) {
         const float *pw = partial + 2 * c * M, *pb = pw + M;
         if (dweight) {

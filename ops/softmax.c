@@ -63,13 +63,15 @@ void tg_dim_split(tg_shape shape, int dim, int64_t *outer, int64_t *D, int64_t *
 
 /* ---------------------------------------------------------------- the exponential */
 
-/* exp(x) for x <= 0 (also -inf), vectorisable. x = n ln2 + r with n = round(x / ln2),
+/* exp(x) for x <= 0 (also -inf), vectorisable. x = n ln2 + r with n = round(x / ln2)
+ * (rounded by adding and subtracting 1.5 * 2^23, which vectorises where floorf may not),
  * |r| <= ln2 / 2 (ln2 split in two parts so n ln2 is exact), exp(r) by Cephes' expf
- * polynomial, times 2^n built in the exponent bits. Below -87 (exp < 2^-125) it returns 0:
- * a softmax term that small is below float resolution next to the largest term (1). */
+ * polynomial, times 2^n built in the exponent bits (memcpy: the portable bit cast, which
+ * the compiler turns into a register move). Below -87 (exp < 2^-125) it returns 0: a
+ * softmax term that small is below float resolution next to the largest term (1). */
 static inline float exp_nonpos(float x) {
     float xc = x < -87.0f ? -87.0f : x;
-    float n = floorf(xc * 1.44269504088896341f + 0.5f);
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -79,12 +81,10 @@ static inline float exp_nonpos(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } s;
-    s.i = ((int32_t)n + 127) << 23;
-    return x < -87.0f ? 0.0f : p * s.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.0f ? 0.0f : p * scale;
 }
 
 /* ---------------------------------------------------------------- kernels */
