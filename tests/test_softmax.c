@@ -9,6 +9,7 @@
 #include "../ops/softmax.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,6 +167,53 @@ START_TEST(softmax_bad_input) {
 }
 END_TEST
 
+/* A small attention-shaped graph through every part-C op: each shows in the tape table and
+ * the profile (with its cost model) and prints its own explain line during backward. */
+START_TEST(partc_explain_and_profile) {
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_params *ps = tg_params_new(TG_DEVICE_CPU);
+    tg_tensor *wte = tg_params_add(ps, "wte", tg_shape2(7, 4));
+    tg_tensor *lw = tg_params_add(ps, "ln.weight", tg_shape1(4));
+    tg_tensor *lb = tg_params_add(ps, "ln.bias", tg_shape1(4));
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    tg_init_uniform(&rng, wte, -1, 1);
+    tg_init_batchnorm(lw, lb);
+    int32_t idx[4] = {1, 5, 5, 2}, tgt[4] = {0, 3, TG_IGNORE_INDEX, 2};
+    tg_tensor *h = tg_embedding(ctx, wte, idx, tg_shape1(4));           /* (4, 4) */
+    h = tg_layer_norm(ctx, h, 1, lw, lb, 1e-5f);
+    h = tg_dropout(ctx, h, 0.2f, true);
+    h = tg_softmax(ctx, tg_causal_mask(ctx, h), -1);
+    tg_tensor *loss = tg_nll_loss(ctx, tg_log_softmax(ctx, h, 1), tgt);
+    tg_tensor *t = tg_tensor_zeros(ctx, tg_shape2(4, 4));
+    loss = tg_add(ctx, loss, tg_bce_with_logits(ctx, h, t));
+    tg_expect_ok("graph");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    tg_tape_set_explain(ctx, f);
+    ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
+    tg_tape_set_explain(ctx, NULL);
+    tg_tape_print(ctx, f);
+    fclose(f);
+    const char *needles[] = {"dweight[idx[i]] += dout[i]", "layer_norm over the last 1 dim",
+                             "dx += dy * mask / (1 - p)", "causal_mask: dx += dy on and below",
+                             "softmax along dim 1", "log_softmax along dim 1",
+                             "nll_loss over 3 of 4 positions", "dlogits += (sigmoid(x) - t)"};
+    for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
+        ck_assert_msg(strstr(text, needles[i]), "explain/table lacks '%s':\n%s", needles[i], text);
+    free(text);
+    tg_op_profile rows[16];
+    int n = tg_tape_profile(ctx, rows, 16);
+    ck_assert_int_eq(n, 9);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(rows[i].fwd_bytes > 0 && rows[i].bwd_bytes > 0, "%s: no cost model",
+                      rows[i].op);
+    tg_ctx_free(ctx);
+    tg_params_free(ps);
+}
+END_TEST
+
 Suite *softmax_suite(void) {
     Suite *s = suite_create("softmax");
     TCase *tc = tg_test_case("softmax");
@@ -175,6 +223,7 @@ Suite *softmax_suite(void) {
     tcase_add_test(tc, causal_mask_gradcheck);
     tcase_add_test(tc, softmax_properties);
     tcase_add_test(tc, softmax_bad_input);
+    tcase_add_test(tc, partc_explain_and_profile);
     suite_add_tcase(s, tc);
     return s;
 }
