@@ -10,14 +10,14 @@
 
 typedef struct ln_case {
     int k;
-    bool affine;
+    int affine; /* bit 0: weight, bit 1: bias */
 } ln_case;
 
-/* inputs: x, weight, bias (the last two ignored without affine). */
+/* inputs: x, weight, bias (each ignored when its affine bit is clear). */
 static tg_tensor *ln_graph(tg_ctx *ctx, tg_tensor *const *in, void *user) {
     const ln_case *c = user;
-    return tg_layer_norm(ctx, in[0], c->k, c->affine ? in[1] : NULL, c->affine ? in[2] : NULL,
-                         1e-5f);
+    return tg_layer_norm(ctx, in[0], c->k, (c->affine & 1) ? in[1] : NULL,
+                         (c->affine & 2) ? in[2] : NULL, 1e-5f);
 }
 
 START_TEST(layernorm_golden) {
@@ -32,7 +32,7 @@ START_TEST(layernorm_golden) {
             tg_tensor *b = tg_fixture_tensor(ctx, fx, key, affine);
             tg_tensor *in[3] = {tg_fixture_tensor(ctx, fx, "x", true), w, b};
             tg_tensor *dout = tg_fixture_tensor(ctx, fx, "dout", false);
-            ln_case c = {k, affine};
+            ln_case c = {k, affine ? 3 : 0};
             tg_tensor *y = ln_graph(ctx, in, &c);
             tg_expect_ok("layer_norm");
             ck_assert_int_eq(tg_backward_with(ctx, y, dout->data), TG_OK);
@@ -58,7 +58,8 @@ START_TEST(layernorm_golden) {
 }
 END_TEST
 
-/* Finite differences: 1 and 2 normalised dims, with and without affine; the last shape
+/* Finite differences: 1 and 2 normalised dims; no affine, weight only, bias only, both
+ * (every forward branch); the last shape
  * has more rows than the dweight partial-sum chunks. Weight and bias are parameters. */
 START_TEST(layernorm_gradcheck_grid) {
     tg_shape shapes[] = {tg_shape2(3, 5), tg_shape3(2, 3, 4), tg_shape4(2, 2, 3, 5),
@@ -67,7 +68,7 @@ START_TEST(layernorm_gradcheck_grid) {
     tg_rng_seed(&rng, 21);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         for (int k = 1; k <= 2; k++) {
-            for (int affine = 0; affine <= 1; affine++) {
+            for (int affine = 0; affine <= 3; affine++) {
                 tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
                 tg_params *ps = tg_params_new(TG_DEVICE_CPU);
                 tg_shape ws = {.ndim = k};
@@ -79,11 +80,11 @@ START_TEST(layernorm_gradcheck_grid) {
                 tg_rng_fill_uniform(&rng, x->data, x->numel, -2, 2);
                 tg_tensor_set_requires_grad(x, true);
                 tg_tensor *in[3] = {x, w, b};
+                /* an unused weight or bias checks as a zero gradient */
                 ln_case c = {k, affine};
                 char what[64];
                 snprintf(what, sizeof what, "layer_norm shape %zu k %d affine %d", s, k, affine);
-                tg_expect_gradcheck_tol(what, ctx, ln_graph, &c, in, affine ? 3 : 1, 1e-2,
-                                        3e-3, 2e-2, 200);
+                tg_expect_gradcheck_tol(what, ctx, ln_graph, &c, in, 3, 1e-2, 3e-3, 2e-2, 200);
                 tg_ctx_free(ctx);
                 tg_params_free(ps);
             }
