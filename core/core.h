@@ -100,6 +100,7 @@ struct tg_ctx {
     bool grad_enabled;
     bool sync_timing; /* tg_ctx_set_sync_timing */
     tg_conv_algo conv_algo; /* tg_ctx_set_conv_algo */
+    tg_rng rng;             /* tg_ctx_rng: randomness inside ops (dropout masks) */
     int next_id;
     /* Gradient buffers of intermediate tensors, released during backward once their
      * producing op has consumed them, and reused (by exact size) for later gradients:

@@ -256,6 +256,70 @@ tg_status var_backward_cuda(float *dx, const float *dout, const float *x, const 
                             int64_t outer, int64_t n, int64_t inner, int correction);
 /* ---------------------------------------------------------------- end of part B */
 
+/* ================================================================ issue 12, part C */
+
+/* ---------------------------------------------------------------- softmax.cu */
+/* y (outer, D, inner) = softmax (log_softmax when log) of x along D (ops/softmax.h). */
+tg_status softmax_forward_cuda(float *y, const float *x, int64_t outer, int64_t D,
+                               int64_t inner, bool log);
+/* dx += y (dy - sum_D dy y)  (log: dx += dy - exp(y) sum_D dy); dy, y read. */
+tg_status softmax_backward_cuda(float *dx, const float *dy, const float *y, int64_t outer,
+                                int64_t D, int64_t inner, bool log);
+/* y (B, T, T) = x with -inf where j > i; backward: dx += dy where j <= i. */
+tg_status causal_mask_forward_cuda(float *y, const float *x, int64_t B, int64_t T);
+tg_status causal_mask_backward_cuda(float *dx, const float *dy, int64_t B, int64_t T);
+
+/* ---------------------------------------------------------------- layernorm.cu */
+/* As layernorm_forward_cpu: y (rows, M), mean, rstd (rows) written; weight, bias (M) or
+ * NULL. One block per row. */
+tg_status layernorm_forward_cuda(float *y, float *mean, float *rstd, const float *x,
+                                 const float *weight, const float *bias, int64_t rows,
+                                 int64_t M, float eps);
+/* As layernorm_backward_cpu (dx, dweight, dbias accumulated, NULL skips); dweight and
+ * dbias are column sums over the rows, one thread per column (fixed order). */
+tg_status layernorm_backward_cuda(float *dx, float *dweight, float *dbias, const float *dy,
+                                  const float *x, const float *mean, const float *rstd,
+                                  const float *weight, int64_t rows, int64_t M);
+
+/* ---------------------------------------------------------------- dropout.cu */
+/* The mask rule of ops/dropout.h (dropout_keep), the same bits as on the CPU. */
+tg_status dropout_forward_cuda(float *y, const float *x, int64_t n, uint64_t key,
+                               uint64_t threshold, float scale);
+tg_status dropout_backward_cuda(float *dx, const float *dy, int64_t n, uint64_t key,
+                                uint64_t threshold, float scale);
+
+/* ---------------------------------------------------------------- embedding.cu */
+/* out (n, D) row i = weight row idx[i]; idx (n) int32 on the device. */
+tg_status embedding_forward_cuda(float *out, const float *weight, const int32_t *idx,
+                                 int64_t n, int64_t D);
+/* dweight row idx[i] += dout row i (atomicAdd: repeated indices in any order). */
+tg_status embedding_backward_cuda(float *dweight, const float *dout, const int32_t *idx,
+                                  int64_t n, int64_t D);
+
+/* ---------------------------------------------------------------- nll.cu */
+/* loss[0] (device) = -(1/count) sum of log_probs at the non-ignored targets (-100 skips);
+ * log_probs (N, C, inner), target (N, inner) int32 on the device. */
+tg_status nll_forward_cuda(float *loss, const float *log_probs, const int32_t *target,
+                           int64_t N, int64_t C, int64_t inner, int64_t count);
+/* dlog_probs[target] -= dloss[0] / count; dloss on the device. */
+tg_status nll_backward_cuda(float *dlog_probs, const int32_t *target, const float *dloss,
+                            int64_t N, int64_t C, int64_t inner, int64_t count);
+/* Doubles of the `partial` workspace bce_forward_cuda needs. */
+int64_t bce_partials_cuda(int64_t n);
+/* loss[0] (device) = mean of max(x, 0) - x t + log(1 + exp(-|x|)) over n. */
+tg_status bce_forward_cuda(float *loss, double *partial, const float *x, const float *t,
+                           int64_t n);
+/* dx += (sigmoid(x) - t) s, dt -= x s, s = dloss[0] / n (dloss on the device); NULL skips. */
+tg_status bce_backward_cuda(float *dx, float *dt, const float *x, const float *t,
+                            const float *dloss, int64_t n);
+
+/* ---------------------------------------------------------------- clip.cu */
+/* *sumsq (host) = sum of g[i]^2 over n (double, fixed order); waits for the device. */
+tg_status clip_sumsq_cuda(const float *g, int64_t n, double *sumsq);
+/* g[n] *= c. */
+tg_status clip_scale_cuda(float *g, int64_t n, float c);
+/* ================================================================ end of part C */
+
 #ifdef __cplusplus
 }
 #endif

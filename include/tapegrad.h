@@ -393,6 +393,74 @@ tg_tensor *tg_mean_all(tg_ctx *ctx, tg_tensor *x);
 tg_tensor *tg_max_all(tg_ctx *ctx, tg_tensor *x);
 /* ---------------------------------------------------------------- end of part B */
 
+/* ================================================================ issue 12, part C:
+ * normalisation, regularisation, lookup, losses, optimiser companions (docs/OPS.md).
+ * Dims may be negative, Python style (-1 = the last). */
+
+/* softmax(x)_i = exp(x_i) / sum_j exp(x_j) along `dim` (any dim), computed from x - max
+ * so it never overflows. -> x's shape. */
+tg_tensor *tg_softmax(tg_ctx *ctx, tg_tensor *x, int dim);
+/* log softmax along `dim`: x - max - log sum exp(x - max). -> x's shape. */
+tg_tensor *tg_log_softmax(tg_ctx *ctx, tg_tensor *x, int dim);
+/* x (..., T, T) attention scores: entries with column j > row i set to -inf (their
+ * gradient is 0), the rest copied. Follow it by tg_softmax(ctx, y, -1). */
+tg_tensor *tg_causal_mask(tg_ctx *ctx, tg_tensor *x);
+/* nn.LayerNorm: normalise over the last normalized_ndim (1..x's ndim) dims with the biased
+ * variance, then y = xhat * weight + bias; weight and bias have those dims' shape, or are
+ * NULL (no affine). PyTorch's eps default is 1e-5. -> x's shape. */
+tg_tensor *tg_layer_norm(tg_ctx *ctx, tg_tensor *x, int normalized_ndim, tg_tensor *weight,
+                         tg_tensor *bias, float eps);
+/* Inverted dropout: each element is zeroed with probability p (0 <= p <= 1) and the rest
+ * scaled by 1 / (1 - p). The mask is drawn from the context's generator (tg_ctx_rng): one
+ * 64-bit key per call, element i kept when hash(key, i) clears p — the same on CPU and
+ * CUDA; the backward recomputes that mask. Returns x itself (nothing drawn) when !training
+ * or p == 0. -> x's shape. */
+tg_tensor *tg_dropout(tg_ctx *ctx, tg_tensor *x, float p, bool training);
+/* The context's generator (dropout masks); seeded with 0 by tg_ctx_new. A training loop
+ * saves *tg_ctx_rng(ctx) in tg_train_state.rng and restores it on resume, so the resumed
+ * run draws the same masks. */
+tg_rng *tg_ctx_rng(tg_ctx *ctx);
+void tg_ctx_seed(tg_ctx *ctx, uint64_t seed);
+/* Rows of weight (V, D) picked by int32 indices (host memory, copied; index_shape 1-D to
+ * 3-D) -> (index_shape..., D). An index outside [0, V) is an error naming its position.
+ * The backward scatter-adds into dweight (repeated indices add up). */
+tg_tensor *tg_embedding(tg_ctx *ctx, tg_tensor *weight, const int32_t *indices,
+                        tg_shape index_shape);
+/* Binary cross entropy on logits, mean over all elements; target (same shape, values in
+ * [0, 1]) may require grad. -> scalar. */
+tg_tensor *tg_bce_with_logits(tg_ctx *ctx, tg_tensor *logits, tg_tensor *target);
+/* Negative log-likelihood of log-probabilities: log_probs (N, C) with target[N], or
+ * (N, C, L) / (N, C, H, W) with target[N*L] / [N*H*W] (host memory, copied); mean over the
+ * targets that are not TG_IGNORE_INDEX (-100, PyTorch's default). All ignored: NaN, as
+ * PyTorch. -> scalar. */
+#define TG_IGNORE_INDEX (-100)
+tg_tensor *tg_nll_loss(tg_ctx *ctx, tg_tensor *log_probs, const int32_t *target);
+
+/* torch.nn.utils.clip_grad_norm_: the global L2 norm of every trainable gradient of ps
+ * (either device); when max_norm / (norm + 1e-6) < 1 every gradient is multiplied by it.
+ * *total_norm (may be NULL) receives the norm before clipping. A non-finite norm leaves
+ * the gradients untouched (skip that step) and is reported as it is. */
+tg_status tg_clip_grad_norm(tg_params *ps, float max_norm, float *total_norm);
+
+/* Learning-rate schedules, plain values usable from any loop:
+ *     tg_optim_set_lr(opt, tg_lr_at(&sched, step));
+ * step: base_lr * gamma^floor(step / step_size)           (torch StepLR)
+ * cosine: step < warmup_steps: base_lr * (step + 1) / warmup_steps (linear warm-up);
+ *         then min_lr + (base_lr - min_lr) (1 + cos(pi (step - warmup) / (total - warmup))) / 2
+ *         up to total_steps, min_lr after it.
+ * Bad arguments record an error and give a schedule for which tg_lr_at returns NaN. */
+typedef enum tg_lr_kind { TG_LR_INVALID = 0, TG_LR_STEP, TG_LR_COSINE } tg_lr_kind;
+typedef struct tg_lr_schedule {
+    tg_lr_kind kind;
+    float base_lr, min_lr, gamma;
+    int64_t step_size, warmup_steps, total_steps;
+} tg_lr_schedule;
+tg_lr_schedule tg_lr_step(float base_lr, int64_t step_size, float gamma);
+tg_lr_schedule tg_lr_cosine(float base_lr, float min_lr, int64_t warmup_steps,
+                            int64_t total_steps);
+float tg_lr_at(const tg_lr_schedule *s, int64_t step);
+/* ================================================================ end of part C */
+
 /* ---------------------------------------------------------------- writing your own op
  *
  * Every op, built-in or yours, is one constant descriptor (`tg_op`) and one call,

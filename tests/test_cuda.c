@@ -763,6 +763,152 @@ START_TEST(optimizers) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- issue 12, part C */
+
+typedef struct partc_cfg {
+    int dim, k;
+    bool log, causal, affine;
+    const int32_t *idx;
+    tg_shape idx_shape;
+} partc_cfg;
+
+static tg_tensor *run_softmax(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const partc_cfg *c = u;
+    tg_tensor *x = c->causal ? tg_causal_mask(ctx, in[0]) : in[0];
+    return c->log ? tg_log_softmax(ctx, x, c->dim) : tg_softmax(ctx, x, c->dim);
+}
+static tg_tensor *run_layernorm(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const partc_cfg *c = u;
+    return tg_layer_norm(ctx, in[0], c->k, in[1], in[2], 1e-5f);
+}
+static tg_tensor *run_dropout(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    tg_ctx_seed(ctx, 4242); /* the same key on both devices: the same mask */
+    return tg_dropout(ctx, tg_dropout(ctx, in[0], 0.3f, true), 0.5f, true);
+}
+static tg_tensor *run_embedding(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const partc_cfg *c = u;
+    return tg_embedding(ctx, in[0], c->idx, c->idx_shape);
+}
+static tg_tensor *run_nll(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    return tg_nll_loss(ctx, in[0], ((const partc_cfg *)u)->idx);
+}
+static tg_tensor *run_bce(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    return tg_bce_with_logits(ctx, in[0], in[1]);
+}
+
+/* softmax / log_softmax along every dim (strided and row kernels, a long row), the causal
+ * mask, layer norm over 1 and 2 dims with and without affine, dropout (identical masks),
+ * embedding with repeated indices, NLL with ignored targets, BCE. */
+START_TEST(partc_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    char what[96];
+    uint64_t seed = 200;
+    tg_shape s4 = tg_shape4(3, 4, 5, 6);
+    for (int log = 0; log <= 1; log++) {
+        for (int dim = -1; dim < 4; dim++) {
+            partc_cfg cfg = {.dim = dim, .log = log};
+            op_case c = unary(dim < 0 ? tg_shape2(7, 1500) : s4, run_softmax, &cfg, -6, 6,
+                              TOL_SUM);
+            snprintf(what, sizeof what, "%s dim %d", log ? "log_softmax" : "softmax", dim);
+            check_case(cpu, gpu, what, &c, seed++);
+        }
+    }
+    partc_cfg causal = {.dim = -1, .causal = true};
+    op_case c = unary(tg_shape4(2, 3, 9, 9), run_softmax, &causal, -3, 3, TOL_SUM);
+    check_case(cpu, gpu, "causal mask + softmax", &c, seed++);
+    const tg_shape lns[] = {tg_shape3(4, 5, 24), tg_shape2(3, 700)};
+    for (int si = 0; si < 2; si++) {
+        for (int k = 1; k <= 2; k++) {
+            for (int affine = 0; affine <= 1; affine++) {
+                partc_cfg cfg = {.k = k};
+                tg_shape xs = lns[si], ws = {.ndim = k};
+                for (int j = 0; j < k; j++) ws.dim[j] = xs.dim[xs.ndim - k + j];
+                c = unary(xs, run_layernorm, &cfg, -2, 2, TOL_SUM);
+                c.ninputs = 3;
+                c.shape[1] = affine ? ws : ABSENT;
+                c.shape[2] = affine ? ws : ABSENT;
+                c.grad[1] = c.grad[2] = affine;
+                snprintf(what, sizeof what, "layer_norm shape %d k %d affine %d", si, k, affine);
+                check_case(cpu, gpu, what, &c, seed++);
+            }
+        }
+    }
+    c = unary(tg_shape3(5, 7, 300), run_dropout, NULL, -2, 2, TOL_EXACT);
+    check_case(cpu, gpu, "dropout", &c, seed++);
+    int32_t idx[200], tgt[200];
+    tg_rng rng;
+    tg_rng_seed(&rng, 7);
+    for (int i = 0; i < 200; i++) idx[i] = (int32_t)tg_rng_below(&rng, 13);
+    partc_cfg emb = {.idx = idx, .idx_shape = tg_shape2(8, 25)};
+    c = unary(tg_shape2(13, 40), run_embedding, &emb, -1, 1, TOL_SUM);
+    check_case(cpu, gpu, "embedding", &c, seed++);
+    const tg_shape nls[] = {tg_shape2(40, 9), tg_shape3(4, 6, 10), tg_shape4(2, 5, 4, 3)};
+    for (int si = 0; si < 3; si++) {
+        int64_t C = nls[si].dim[1], positions = tg_shape_numel(nls[si]) / C;
+        for (int64_t i = 0; i < positions; i++)
+            tgt[i] = i % 5 == 2 ? TG_IGNORE_INDEX : (int32_t)tg_rng_below(&rng, C);
+        partc_cfg nc = {.idx = tgt};
+        c = unary(nls[si], run_nll, &nc, -4, 0, TOL_SUM);
+        snprintf(what, sizeof what, "nll_loss shape %d", si);
+        check_case(cpu, gpu, what, &c, seed++);
+    }
+    c = unary(tg_shape3(6, 7, 50), run_bce, NULL, -5, 5, TOL_SUM);
+    c.ninputs = 2;
+    c.shape[1] = c.shape[0];
+    c.grad[1] = true;
+    check_case(cpu, gpu, "bce_with_logits", &c, seed++);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* Clipping on a CUDA store: the same norm and gradients as on the CPU (clipping and not),
+ * then AdamW steps at the rates of a warm-up + cosine schedule. */
+START_TEST(partc_clip_schedule) {
+    tg_error_clear();
+    tg_params *pc = opt_store(TG_DEVICE_CPU), *pg = opt_store(TG_DEVICE_CUDA);
+    opt_fill(pc, false, 1);
+    opt_fill(pg, false, 1);
+    opt_cfg cfg = {.kind = OPT_ADAMW, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adamw"};
+    tg_optim *oc = opt_new(pc, &cfg), *og = opt_new(pg, &cfg);
+    tg_lr_schedule sched = tg_lr_cosine(0.01f, 0.001f, 2, 6);
+    const float max_norms[] = {1.0f, 100.0f, 0.5f, 3.0f};
+    for (int step = 0; step < 4; step++) {
+        opt_fill(pc, true, 30 + step);
+        opt_fill(pg, true, 30 + step);
+        float nc = -1, ng = -2;
+        ck_assert(tg_clip_grad_norm(pc, max_norms[step], &nc) == TG_OK);
+        ck_assert_msg(tg_clip_grad_norm(pg, max_norms[step], &ng) == TG_OK, "%s",
+                      tg_error_message());
+        ck_assert_msg(fabsf(nc - ng) <= 1e-6f * nc, "norm cpu %g cuda %g", nc, ng);
+        tg_optim_set_lr(oc, tg_lr_at(&sched, step));
+        tg_optim_set_lr(og, tg_lr_at(&sched, step));
+        for (int i = 0; i < tg_params_count(pc); i++) {
+            float *c = host_copy(tg_params_at(pc, i), true), *g = host_copy(tg_params_at(pg, i), true);
+            char what[64];
+            snprintf(what, sizeof what, "clipped gradient %d step %d", i, step);
+            expect_match(what, g, c, tg_params_at(pc, i)->numel, TOL_EXACT);
+            free(c), free(g);
+        }
+        ck_assert(tg_optim_step(oc) == TG_OK && tg_optim_step(og) == TG_OK);
+        for (int i = 0; i < tg_params_count(pc); i++) {
+            float *c = host_copy(tg_params_at(pc, i), false), *g = host_copy(tg_params_at(pg, i), false);
+            char what[64];
+            snprintf(what, sizeof what, "param %d after step %d", i, step);
+            expect_match(what, g, c, tg_params_at(pc, i)->numel, TOL_EXACT);
+            free(c), free(g);
+        }
+    }
+    tg_optim_free(oc);
+    tg_optim_free(og);
+    tg_params_free(pc);
+    tg_params_free(pg);
+    tg_expect_ok("clip + schedule");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- models */
 
 /* ||g - c||_2 <= tol ||c||_2 (and a tiny absolute floor for all-zero tensors). */
@@ -1263,6 +1409,8 @@ static Suite *cuda_suite(void) {
     tcase_add_test(tc, pool_ops);
     tcase_add_test(tc, loss_ops);
     tcase_add_test(tc, optimizers);
+    tcase_add_test(tc, partc_ops);
+    tcase_add_test(tc, partc_clip_schedule);
     tcase_add_test(tc, forum50_step);
     tcase_add_test(tc, mobilenet_step);
     tcase_add_test(tc, depthwise_fallback);
