@@ -20,6 +20,7 @@ tg_ctx *tg_ctx_new(tg_device device) {
     }
     ctx->device = device;
     ctx->grad_enabled = true;
+    tg_rng_seed(&ctx->rng, 0); /* tg_ctx_seed changes it */
     tg_arena_init(&ctx->arena, device);
     return ctx;
 }
@@ -203,6 +204,14 @@ tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
 
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx) {
     return ctx ? ctx->conv_algo : TG_CONV_ALGO_GEMM;
+}
+
+/* The generator ops draw from (dropout). A training loop saves *tg_ctx_rng(ctx) in its
+ * tg_train_state and writes it back on resume: the ops then draw the same numbers again. */
+tg_rng *tg_ctx_rng(tg_ctx *ctx) { return ctx ? &ctx->rng : NULL; }
+
+void tg_ctx_seed(tg_ctx *ctx, uint64_t seed) {
+    if (ctx) tg_rng_seed(&ctx->rng, seed);
 }
 
 void tg_ctx_set_sync_timing(tg_ctx *ctx, bool on) {

@@ -38,6 +38,8 @@ void tg_device_free(tg_device device, void *ptr);
 tg_status tg_device_copy(tg_device dst_device, void *dst, tg_device src_device,
                          const void *src, size_t bytes);
 tg_status tg_device_zero(tg_device device, void *ptr, size_t bytes);
+/* Every float of ptr[0 .. bytes) set to a NaN (all bits set): the arena's poison mode. */
+tg_status tg_device_poison(tg_device device, void *ptr, size_t bytes);
 /* Waits for all queued device work (a no-op on the CPU). */
 tg_status tg_device_sync(tg_device device);
 
@@ -53,6 +55,7 @@ typedef struct tg_arena_block {
 
 typedef struct tg_arena {
     tg_device device;
+    bool poison;      /* TG_ARENA_POISON set: every allocation filled with NaN */
     tg_arena_block *blocks;
     int nblocks, cap;
     int cur;          /* block being filled */
@@ -97,6 +100,7 @@ struct tg_ctx {
     bool grad_enabled;
     bool sync_timing; /* tg_ctx_set_sync_timing */
     tg_conv_algo conv_algo; /* tg_ctx_set_conv_algo */
+    tg_rng rng;             /* tg_ctx_rng: randomness inside ops (dropout masks) */
     int next_id;
     /* Gradient buffers of intermediate tensors, released during backward once their
      * producing op has consumed them, and reused (by exact size) for later gradients:

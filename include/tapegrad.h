@@ -204,7 +204,8 @@ tg_device tg_params_device(const tg_params *ps);
 /* Flat views: all trainable values, their gradients (tg_params_numel floats each). */
 float *tg_params_data(tg_params *ps);
 float *tg_params_grad(tg_params *ps);
-void tg_params_zero_grad(tg_params *ps);
+/* Zeroes every gradient (queued on a GPU); the status of the device call. */
+tg_status tg_params_zero_grad(tg_params *ps);
 
 /* ---------------------------------------------------------------- context, step arena */
 
@@ -334,7 +335,8 @@ tg_tensor *tg_add(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
 /* (N, ...) -> (N, rest). */
 tg_tensor *tg_flatten(tg_ctx *ctx, tg_tensor *x);
-/* x (N, in), weight (out, in), bias (out) or NULL -> (N, out). */
+/* x (..., in) with 2 to 4 dims, weight (out, in), bias (out) or NULL -> (..., out): the
+ * leading dims are folded into one SGEMM's rows, so (B, T, in) costs what (B T, in) does. */
 tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias);
 /* (N, C, H, W) -> (N, C, 1, 1), the mean over H and W. */
 tg_tensor *tg_global_avg_pool(tg_ctx *ctx, tg_tensor *x);
@@ -355,6 +357,109 @@ tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
+
+/* ---------------------------------------------------------------- linear algebra, layout and
+ * reductions (issue 12, part B; docs/OPS.md). Dims may be negative, Python style (-1 is the
+ * last). Every result is a new contiguous tensor (no views). */
+
+/* a (..., M, K) @ b (..., K, N) -> (..., M, N); 2 to 4 dims each. The batch dims (those
+ * before the last two) are aligned from the right and broadcast as in NumPy (each pair
+ * equal or one of them 1); the backward sums the gradient over broadcast dims. One SGEMM
+ * per matrix (threads spread over many small ones), or ONE SGEMM when b has no batch
+ * dims; cuBLAS strided-batched on CUDA. */
+tg_tensor *tg_matmul(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* x with dims dim0 and dim1 swapped (a copy). */
+tg_tensor *tg_transpose(tg_ctx *ctx, tg_tensor *x, int dim0, int dim1);
+/* x with its dims reordered: out.dim[k] = x.dim[dims[k]]; dims has x->shape.ndim entries,
+ * each dim once (a copy). */
+tg_tensor *tg_permute(tg_ctx *ctx, tg_tensor *x, const int *dims);
+/* xs[0..n-1] (1 <= n <= TG_MAX_INPUTS) joined along dim; all other dims equal. */
+tg_tensor *tg_concat(tg_ctx *ctx, tg_tensor *const *xs, int n, int dim);
+/* x[.., start:end, ..] along dim, Python slicing: negative positions count from the end,
+ * positions are clamped to [0, size]; an empty result is an error (a copy). */
+tg_tensor *tg_slice(tg_ctx *ctx, tg_tensor *x, int dim, int64_t start, int64_t end);
+/* Reductions along dim; keepdim keeps it as size 1, else it is removed. A scalar input
+ * takes dim 0 or -1. */
+tg_tensor *tg_sum(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+tg_tensor *tg_mean(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* The maximum (a NaN wins); the gradient goes to the FIRST arg-max, as torch.max(x, dim). */
+tg_tensor *tg_max(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* Variance, divided by n - 1 (unbiased, PyTorch's default) or n. */
+tg_tensor *tg_var(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim, bool unbiased);
+/* Over every element -> a scalar (shape ()). tg_max_all shares the gradient evenly between
+ * tied maxima, as torch.max(x) does. */
+tg_tensor *tg_sum_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_mean_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_max_all(tg_ctx *ctx, tg_tensor *x);
+/* ---------------------------------------------------------------- end of part B */
+
+/* ================================================================ issue 12, part C:
+ * normalisation, regularisation, lookup, losses, optimiser companions (docs/OPS.md).
+ * Dims may be negative, Python style (-1 = the last). */
+
+/* softmax(x)_i = exp(x_i) / sum_j exp(x_j) along `dim` (any dim), computed from x - max
+ * so it never overflows. -> x's shape. */
+tg_tensor *tg_softmax(tg_ctx *ctx, tg_tensor *x, int dim);
+/* log softmax along `dim`: x - max - log sum exp(x - max). -> x's shape. */
+tg_tensor *tg_log_softmax(tg_ctx *ctx, tg_tensor *x, int dim);
+/* x (..., T, T) attention scores: entries with column j > row i set to -inf (their
+ * gradient is 0), the rest copied. Follow it by tg_softmax(ctx, y, -1). */
+tg_tensor *tg_causal_mask(tg_ctx *ctx, tg_tensor *x);
+/* nn.LayerNorm: normalise over the last normalized_ndim (1..x's ndim) dims with the biased
+ * variance, then y = xhat * weight + bias; weight and bias have those dims' shape, or are
+ * NULL (no affine). PyTorch's eps default is 1e-5. -> x's shape. */
+tg_tensor *tg_layer_norm(tg_ctx *ctx, tg_tensor *x, int normalized_ndim, tg_tensor *weight,
+                         tg_tensor *bias, float eps);
+/* Inverted dropout: each element is zeroed with probability p (0 <= p <= 1) and the rest
+ * scaled by 1 / (1 - p). The mask is drawn from the context's generator (tg_ctx_rng): one
+ * 64-bit key per call, element i kept when hash(key, i) clears p — the same on CPU and
+ * CUDA; the backward recomputes that mask. Returns x itself (nothing drawn) when !training
+ * or p == 0. -> x's shape. */
+tg_tensor *tg_dropout(tg_ctx *ctx, tg_tensor *x, float p, bool training);
+/* The context's generator (dropout masks); seeded with 0 by tg_ctx_new. A training loop
+ * saves *tg_ctx_rng(ctx) in tg_train_state.rng and restores it on resume, so the resumed
+ * run draws the same masks. */
+tg_rng *tg_ctx_rng(tg_ctx *ctx);
+void tg_ctx_seed(tg_ctx *ctx, uint64_t seed);
+/* Rows of weight (V, D) picked by int32 indices (host memory, copied; index_shape 1-D to
+ * 3-D) -> (index_shape..., D). An index outside [0, V) is an error naming its position.
+ * The backward scatter-adds into dweight (repeated indices add up). */
+tg_tensor *tg_embedding(tg_ctx *ctx, tg_tensor *weight, const int32_t *indices,
+                        tg_shape index_shape);
+/* Binary cross entropy on logits, mean over all elements; target (same shape, values in
+ * [0, 1]) may require grad. -> scalar. */
+tg_tensor *tg_bce_with_logits(tg_ctx *ctx, tg_tensor *logits, tg_tensor *target);
+/* Negative log-likelihood of log-probabilities: log_probs (N, C) with target[N], or
+ * (N, C, L) / (N, C, H, W) with target[N*L] / [N*H*W] (host memory, copied); mean over the
+ * targets that are not TG_IGNORE_INDEX (-100, PyTorch's default). All ignored: NaN, as
+ * PyTorch. -> scalar. */
+#define TG_IGNORE_INDEX (-100)
+tg_tensor *tg_nll_loss(tg_ctx *ctx, tg_tensor *log_probs, const int32_t *target);
+
+/* torch.nn.utils.clip_grad_norm_: the global L2 norm of every trainable gradient of ps
+ * (either device); when max_norm / (norm + 1e-6) < 1 every gradient is multiplied by it.
+ * *total_norm (may be NULL) receives the norm before clipping. A non-finite norm leaves
+ * the gradients untouched (skip that step) and is reported as it is. */
+tg_status tg_clip_grad_norm(tg_params *ps, float max_norm, float *total_norm);
+
+/* Learning-rate schedules, plain values usable from any loop:
+ *     tg_optim_set_lr(opt, tg_lr_at(&sched, step));
+ * step: base_lr * gamma^floor(step / step_size)           (torch StepLR)
+ * cosine: step < warmup_steps: base_lr * (step + 1) / warmup_steps (linear warm-up);
+ *         then min_lr + (base_lr - min_lr) (1 + cos(pi (step - warmup) / (total - warmup))) / 2
+ *         up to total_steps, min_lr after it.
+ * Bad arguments record an error and give a schedule for which tg_lr_at returns NaN. */
+typedef enum tg_lr_kind { TG_LR_INVALID = 0, TG_LR_STEP, TG_LR_COSINE } tg_lr_kind;
+typedef struct tg_lr_schedule {
+    tg_lr_kind kind;
+    float base_lr, min_lr, gamma;
+    int64_t step_size, warmup_steps, total_steps;
+} tg_lr_schedule;
+tg_lr_schedule tg_lr_step(float base_lr, int64_t step_size, float gamma);
+tg_lr_schedule tg_lr_cosine(float base_lr, float min_lr, int64_t warmup_steps,
+                            int64_t total_steps);
+float tg_lr_at(const tg_lr_schedule *s, int64_t step);
+/* ================================================================ end of part C */
 
 /* ---------------------------------------------------------------- writing your own op
  *
@@ -410,6 +515,13 @@ tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
 typedef struct tg_record tg_record;
 
+/* C11 _Alignas / C++11 alignas (the header is also read by the CUDA backend's C++). */
+#ifdef __cplusplus
+#define TG_ALIGN16 alignas(16)
+#else
+#define TG_ALIGN16 _Alignas(16)
+#endif
+
 /* Computes rec->out->data from rec->inputs and the inline params; may save tensors. */
 typedef tg_status (*tg_forward_fn)(tg_ctx *ctx, tg_record *rec);
 /* dinputs[i]: where to ADD dL/d(inputs[i]), or NULL when not needed. dout: dL/d(out). */
@@ -442,7 +554,7 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
-    _Alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
+    TG_ALIGN16 unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };
@@ -506,7 +618,7 @@ tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts);
 tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts);
 tg_optim *tg_adamw_new(tg_params *ps, tg_adam_opts opts);
 void tg_optim_free(tg_optim *opt);
-void tg_optim_zero_grad(tg_optim *opt);
+tg_status tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
@@ -766,6 +878,60 @@ double tg_gpt_eval(tg_ctx *ctx, tg_model *m, const int32_t *stream, int64_t len,
  * tg_step_end(ctx). */
 int tg_gpt_sample(tg_ctx *ctx, tg_model *m, tg_rng *rng, float temperature, char *buf,
                   size_t size);
+/* ---------------------------------------------------------------- safetensors (issue 16)
+ * Weights in the safetensors format that PyTorch, JAX, NumPy and model hubs read and
+ * write: an 8-byte little-endian header length, a JSON header mapping each tensor's name
+ * to {"dtype", "shape", "data_offsets": [begin, end]} (plus "__metadata__", a map of
+ * strings), then the raw little-endian data. tapegrad's parameter names and layouts are
+ * PyTorch's (conv1.weight is (C_out, C_in, KH, KW), linear weights are (out, in), NCHW
+ * flatten), so a state_dict of the equivalent nn.Module loads as it is. See
+ * docs/WEIGHTS.md, "Moving weights between tapegrad and PyTorch". */
+
+/* Loading options; all-zero is the default: strict, names used as they are. */
+typedef struct tg_safetensors_opts {
+    /* false (strict): every store entry must be in the file and every file tensor must
+     * name a store entry. true (partial): load what matches; the rest is reported. */
+    bool partial;
+    /* Removed from the front of file names that start with it ("model.", "module."). */
+    const char *strip_prefix;
+    /* Renames after the prefix strip: pairs {"file name", "store name", ..., NULL}. */
+    const char *const *name_map;
+} tg_safetensors_opts;
+
+/* What a load did (filled on success). Names are comma-separated, cut with "..." when
+ * they do not fit. */
+typedef struct tg_safetensors_report {
+    int loaded;             /* store entries given values */
+    int missing;            /* store entries the file lacks (partial loads) */
+    int unexpected;         /* file tensors naming no store entry (partial loads) */
+    int ignored;            /* BatchNorm "num_batches_tracked" counters skipped */
+    char model[64];         /* __metadata__ "model" ("" when absent) */
+    char missing_names[512], unexpected_names[512];
+} tg_safetensors_report;
+
+/* Every parameter and buffer of ps as F32, in store order, with __metadata__ {"format":
+ * "pt", "format_version": "1", "model": model_name (omitted when NULL), "producer":
+ * "tapegrad"}; no timestamps, so the same store gives the same bytes. Written atomically
+ * as checkpoints are (temporary file, fsync, rename). Refused while an error is pending. */
+tg_status tg_safetensors_save(const char *path, tg_params *ps, const char *model_name);
+/* Reads F32, F16, BF16 and F64 tensors (converted to float32) into the store entries of
+ * the same name and shape. Validates the whole file first (header length against the
+ * file size; JSON; dtypes; shape products and byte sizes with overflow checks; offsets
+ * inside the data section, in order, neither overlapping nor leaving holes; duplicate
+ * names; every name, shape and dtype against the store): a bad file is TG_ERR_FORMAT
+ * naming the file and the tensor, an unreadable one TG_ERR_IO, and the store is then
+ * untouched. The file is opened without blocking and must be a regular file. opts and
+ * report may be NULL. */
+tg_status tg_safetensors_load(const char *path, tg_params *ps, const tg_safetensors_opts *opts,
+                              tg_safetensors_report *report);
+/* The same from memory; `what` names the source in messages. */
+tg_status tg_safetensors_parse(const void *bytes, size_t size, const char *what, tg_params *ps,
+                               const tg_safetensors_opts *opts,
+                               tg_safetensors_report *report);
+/* The model name a checkpoint was saved from (tg_model_name), read from its header alone,
+ * into name (size bytes). TG_ERR_FORMAT when the file is not a checkpoint. */
+tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
+/* ---------------------------------------------------------------- end safetensors */
 
 /* ---------------------------------------------------------------- gradient checks */
 

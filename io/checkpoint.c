@@ -26,10 +26,11 @@
  * recorded for inspection; loading restores steps, lr and state, and checks the kind and
  * the number of state arrays (SGD without momentum keeps none, with momentum one).
  *
- * SAVING writes the bytes to a fresh temporary file next to the target (mkstemp), fsyncs
- * it, renames it over the target and fsyncs the directory. rename is atomic, so a crash
- * or SIGKILL at any instant leaves the old file or the new one, never a mixture (a
- * killed save can leave its "<path>.tmp.XXXXXX" behind; it is never read).
+ * SAVING writes the bytes with tg_write_file_atomic (io/io.c): a fresh temporary file
+ * next to the target (mkstemp), fsynced, renamed over the target, then the directory
+ * fsynced. rename is atomic, so a crash or SIGKILL at any instant leaves the old file or
+ * the new one, never a mixture (a killed save can leave its "<path>.tmp.XXXXXX" behind;
+ * it is never read).
  *
  * LOADING reads the whole file, checks magic, version, length and checksum, then parses
  * every field against the model (name, every entry's name, kind and shape) and the
@@ -161,39 +162,6 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
     return TG_OK;
 }
 
-static tg_status write_all(int fd, const uint8_t *p, size_t n, const char *path) {
-    while (n > 0) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0)
-            return tg_fail(TG_ERR_IO, "tg_checkpoint_save: writing '%s' failed: %s", path,
-                           k < 0 ? strerror(errno) : "no progress");
-        p += k;
-        n -= (size_t)k;
-    }
-    return TG_OK;
-}
-
-/* fsync the directory holding `path`, so the rename itself is durable. */
-static tg_status sync_parent_dir(const char *path) {
-    size_t len = strlen(path);
-    char *dir = malloc(len + 2);
-    if (!dir) return tg_fail(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory");
-    memcpy(dir, path, len + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    tg_status st = TG_OK;
-    if (fd < 0 || fsync(fd) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: cannot sync directory '%s': %s", dir,
-                     strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return st;
-}
-
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state) {
     if (!path || !*path) return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'path' is "
@@ -209,34 +177,7 @@ tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
         tg_writer_free(&w);
         return st;
     }
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp) {
-        tg_writer_free(&w);
-        return tg_fail(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory");
-    }
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: cannot create a temporary file next to "
-                     "'%s': %s", path, strerror(errno));
-        free(tmp);
-        tg_writer_free(&w);
-        return st;
-    }
-    st = write_all(fd, w.p, w.size, tmp);
-    if (st == TG_OK && fchmod(fd, 0644) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: chmod '%s': %s", tmp, strerror(errno));
-    if (st == TG_OK && fsync(fd) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: fsync '%s': %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == TG_OK)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: close '%s': %s", tmp, strerror(errno));
-    if (st == TG_OK && rename(tmp, path) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: rename '%s' -> '%s': %s", tmp, path,
-                     strerror(errno));
-    if (st != TG_OK) unlink(tmp);
-    else st = sync_parent_dir(path);
-    free(tmp);
+    st = tg_write_file_atomic("tg_checkpoint_save", path, w.p, w.size);
     tg_writer_free(&w);
     return st;
 }
@@ -433,4 +374,30 @@ tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
     tg_status st = tg_checkpoint_parse(bytes, size, path, m, opt, state);
     free(bytes);
     return st;
+}
+
+tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size) {
+    const char *op = "tg_checkpoint_model_name";
+    if (!path || !name || size == 0)
+        return tg_fail(TG_ERR_ARG, "%s: argument '%s' is %s", op, !path ? "path" : "name",
+                       !path || !name ? "NULL" : "0 bytes long");
+    int fd;
+    uint64_t file_size;
+    if (tg_open_regular(op, path, CKPT_MAX_BYTES, &fd, &file_size)) return tg_error();
+    /* The fixed header, then the model name's length and bytes. */
+    uint8_t head[CKPT_HEADER + 4 + CKPT_MAX_NAME];
+    size_t want = file_size < sizeof head ? (size_t)file_size : sizeof head;
+    tg_status st = tg_read_at(op, path, fd, 0, head, want);
+    close(fd);
+    if (st) return st;
+    tg_reader r = {.p = head, .size = want, .off = CKPT_HEADER};
+    char model[CKPT_MAX_NAME + 1];
+    if (want < CKPT_HEADER || memcmp(head, ckpt_magic, sizeof ckpt_magic) != 0 ||
+        !read_string(&r, model))
+        return BAD("%s: '%s' is not a tapegrad checkpoint", op, path);
+    if (strlen(model) >= size)
+        return tg_fail(TG_ERR_ARG, "%s: the model name '%s' needs %zu bytes; 'name' has %zu",
+                       op, model, strlen(model) + 1, size);
+    strcpy(name, model);
+    return TG_OK;
 }

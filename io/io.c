@@ -4,9 +4,11 @@
 #include "io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
@@ -42,6 +44,108 @@ tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8
     *bytes = buf;
     *size = n;
     return TG_OK;
+}
+
+tg_status tg_open_regular(const char *op, const char *path, uint64_t max_bytes, int *fd,
+                          uint64_t *size) {
+    *fd = -1;
+    *size = 0;
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (f < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > max_bytes) {
+        close(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %llu are accepted", op,
+                       path, (long long)st.st_size, (unsigned long long)max_bytes);
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return TG_OK;
+}
+
+tg_status tg_read_at(const char *op, const char *path, int fd, uint64_t off, void *buf,
+                     size_t n) {
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t k = pread(fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0)
+            return tg_fail(TG_ERR_IO, "%s: reading '%s' failed: %s", op, path, strerror(errno));
+        if (k == 0)
+            return tg_fail(TG_ERR_IO, "%s: '%s' ended early at byte %llu (was it changed "
+                           "while being read?)", op, path, (unsigned long long)off);
+        p += k;
+        off += (uint64_t)k;
+        n -= (size_t)k;
+    }
+    return TG_OK;
+}
+
+static tg_status write_all(const char *op, int fd, const uint8_t *p, size_t n,
+                           const char *path) {
+    while (n > 0) {
+        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return tg_fail(TG_ERR_IO, "%s: writing '%s' failed: %s", op, path,
+                           k < 0 ? strerror(errno) : "no progress");
+        p += k;
+        n -= (size_t)k;
+    }
+    return TG_OK;
+}
+
+/* fsync the directory holding `path`, so the rename itself is durable. */
+static tg_status sync_parent_dir(const char *op, const char *path) {
+    size_t len = strlen(path);
+    char *dir = malloc(len + 2);
+    if (!dir) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    memcpy(dir, path, len + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    tg_status st = TG_OK;
+    if (fd < 0 || fsync(fd) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: cannot sync directory '%s': %s", op, dir,
+                     strerror(errno));
+    if (fd >= 0) close(fd);
+    free(dir);
+    return st;
+}
+
+tg_status tg_write_file_atomic(const char *op, const char *path, const uint8_t *bytes,
+                               size_t n) {
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        tg_status st = tg_fail(TG_ERR_IO, "%s: cannot create a temporary file next to '%s': "
+                               "%s", op, path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    tg_status st = write_all(op, fd, bytes, n, tmp);
+    if (st == TG_OK && fchmod(fd, 0644) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: chmod '%s': %s", op, tmp, strerror(errno));
+    if (st == TG_OK && fsync(fd) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: fsync '%s': %s", op, tmp, strerror(errno));
+    if (close(fd) != 0 && st == TG_OK)
+        st = tg_fail(TG_ERR_IO, "%s: close '%s': %s", op, tmp, strerror(errno));
+    if (st == TG_OK && rename(tmp, path) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: rename '%s' -> '%s': %s", op, tmp, path,
+                     strerror(errno));
+    if (st != TG_OK) unlink(tmp);
+    else st = sync_parent_dir(op, path);
+    free(tmp);
+    return st;
 }
 
 bool tg_is_gzip(const void *bytes, size_t size) {

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 typedef struct train_args {
-    const char *model, *optim, *device, *data, *checkpoint, *resume, *log;
+    const char *model, *optim, *device, *data, *checkpoint, *resume, *log, *init_from;
     int epochs, batch, threads;
     double lr, lr_decay;
     uint64_t seed;
@@ -50,6 +50,8 @@ static void usage(FILE *f) {
         "                         tools/fetch_mnist.sh writes them there)\n"
         "  --checkpoint PATH      save model, optimizer and position after every epoch\n"
         "  --resume PATH          continue from a checkpoint (same --model and --optim)\n"
+        "  --init-from FILE       start from the weights in a .safetensors file (PyTorch's\n"
+        "                         state_dict names: conv1.weight, ...; every tensor must match)\n"
         "  --log FILE             CSV: one row per step and per epoch (appended on resume)\n"
         "  --json                 one JSON object per epoch on stdout; the rest on stderr\n"
         "  --quiet                no progress bar or per-epoch lines\n\n"
@@ -96,6 +98,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(o, "--data")) a->data = v;
         else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
         else if (!strcmp(o, "--resume")) a->resume = v;
+        else if (!strcmp(o, "--init-from")) a->init_from = v;
         else if (!strcmp(o, "--log")) a->log = v;
         else if (!strcmp(o, "--epochs") && parse_int(v, &n) && n >= 1 && n <= 100000)
             a->epochs = (int)n;
@@ -111,6 +114,11 @@ static int parse_args(int argc, char **argv, train_args *a) {
             fprintf(stderr, "tapegrad train: bad option or value: %s %s; see --help\n", o, v);
             return 2;
         }
+    }
+    if (a->init_from && a->resume) {
+        fprintf(stderr, "tapegrad train: --init-from and --resume both set the weights; "
+                "give one\n");
+        return 2;
     }
     return 0;
 }
@@ -238,6 +246,13 @@ static int train(const train_args *a) {
     if (!opt || !ld || !ctx || !logits_host) goto fail;
     tg_train_state state = {.data = tg_loader_position(ld)};
     tg_rng_seed(&state.rng, a->seed);
+    if (a->init_from) {
+        tg_safetensors_report rep;
+        if (tg_safetensors_load(a->init_from, tg_model_params(m), NULL, &rep)) goto fail;
+        fprintf(human, "initialised from %s: %d tensors%s%s%s\n", a->init_from, rep.loaded,
+                rep.ignored ? " (num_batches_tracked skipped)" : "",
+                rep.model[0] ? ", saved from model " : "", rep.model);
+    }
     if (a->resume) {
         if (tg_checkpoint_load(a->resume, m, opt, &state) || tg_loader_seek(ld, state.data))
             goto fail;

@@ -22,6 +22,7 @@
 
 typedef struct words_args {
     const char *words, *checkpoint, *resume, *step_log, *lr_s, *dropout_s, *wd_s;
+    const char *init_from, *init_out;
     int steps, batch, eval_every, layers, heads, embd, block, samples, threads, warmup;
     uint64_t seed;
     bool json, help, builtin;
@@ -53,6 +54,10 @@ static void usage(FILE *f) {
         "  --checkpoint PATH   save model, optimizer and position at every evaluation\n"
         "  --resume PATH       continue from a checkpoint (same model options)\n"
         "  --step-log FILE     CSV: step, loss, lr, milliseconds (every step)\n"
+        "  --init-from FILE    start from the weights of a safetensors file (names as\n"
+        "                      PyTorch's state_dict of the same module; every one needed)\n"
+        "  --init-out FILE     write the initial weights as safetensors before training\n"
+        "                      (bench/gpt_pytorch.py starts from them)\n"
         "  --json              one JSON object per evaluation on stdout: step, train_loss,\n"
         "                      held_out_loss, bigram_loss, lr, seconds; the rest on stderr\n\n"
         "example: tapegrad train words --steps 3000 --json\n");
@@ -83,6 +88,8 @@ static int parse(int argc, char **argv, words_args *a) {
         {"--checkpoint", OPT_STR, &a->checkpoint, 0, 0, NULL},
         {"--resume", OPT_STR, &a->resume, 0, 0, NULL},
         {"--step-log", OPT_STR, &a->step_log, 0, 0, NULL},
+        {"--init-from", OPT_STR, &a->init_from, 0, 0, NULL},
+        {"--init-out", OPT_STR, &a->init_out, 0, 0, NULL},
         {"--json", OPT_FLAG, &a->json, 0, 0, NULL},
     };
     int rc = parse_options("tapegrad train words", argc, argv, opts,
@@ -99,6 +106,11 @@ static int parse(int argc, char **argv, words_args *a) {
     }
     if (!parse_float(a->wd_s, &wd) || !(wd >= 0 && wd <= 10)) {
         fprintf(stderr, "tapegrad train words: --weight-decay %s is not in [0, 10]\n", a->wd_s);
+        return 2;
+    }
+    if (a->init_from && a->resume) {
+        fprintf(stderr, "tapegrad train words: --init-from and --resume exclude each other (a "
+                "checkpoint already holds the weights)\n");
         return 2;
     }
     if (a->embd % a->heads) {
@@ -147,6 +159,13 @@ static int run(const words_args *a) {
     if (!opt || !ctx || !x || !y) goto fail;
     tg_train_state state = {0};
     tg_rng_seed(&state.rng, a->seed ^ 0x5eedULL);
+    if (a->init_from) {
+        if (tg_safetensors_load(a->init_from, tg_model_params(m), NULL, NULL) != TG_OK) goto fail;
+        fprintf(human, "initial weights from %s\n", a->init_from);
+    }
+    if (a->init_out && !a->resume &&
+        tg_safetensors_save(a->init_out, tg_model_params(m), tg_model_name(m)) != TG_OK)
+        goto fail;
     if (a->resume) {
         if (tg_checkpoint_load(a->resume, m, opt, &state) != TG_OK) goto fail;
         fprintf(human, "resumed from %s at step %lld\n", a->resume, (long long)state.step);

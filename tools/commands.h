@@ -13,5 +13,6 @@ int cmd_train(int argc, char **argv);     /* train mnist (mlp|cnn); train words 
 int cmd_train_words(int argc, char **argv); /* the tiny GPT on a word list */
 int cmd_plot(int argc, char **argv);      /* plot a training CSV log */
 int cmd_tape(int argc, char **argv);      /* print/draw/explain one step's tape */
+int cmd_export(int argc, char **argv);    /* a checkpoint's weights as safetensors */
 
 #endif

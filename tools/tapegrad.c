@@ -21,6 +21,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a model on MNIST (mlp or cnn) with checkpoints and logs"},
     {"plot", cmd_plot, "plot a training log (CSV) to PNG"},
     {"tape", cmd_tape, "show one training step's tape: table, Graphviz, explain"},
+    {"export", cmd_export, "a checkpoint's weights as a .safetensors file (for PyTorch)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
