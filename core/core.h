@@ -31,6 +31,25 @@ bool tg_check_not_null(const char *op, const char *arg, const void *ptr);
     } while (0)
 _Noreturn void tg_assert_fail(const char *cond, const char *file, int line);
 
+/* ------------------------------------------------------------ sizes (core/size.c) */
+
+/* Checked arithmetic: false (and *out unspecified) on overflow. THE RULE: every size —
+ * element counts, bytes, output geometry, file payloads — is formed with these. */
+bool tg_mul_i64(int64_t a, int64_t b, int64_t *out);
+bool tg_add_i64(int64_t a, int64_t b, int64_t *out);
+bool tg_mul_size(size_t a, size_t b, size_t *out);
+bool tg_add_size(size_t a, size_t b, size_t *out);
+/* Validates a tensor shape (0..4 dims, every dim >= 1, numel <= TG_MAX_NUMEL, bytes fit
+ * a size_t) and returns its numel and float32 bytes (either may be NULL). On failure
+ * records TG_ERR_SHAPE naming `op`, `what` ("output", "argument 'shape'") and the shape. */
+bool tg_shape_check(const char *op, const char *what, tg_shape shape, int64_t *numel,
+                    size_t *bytes);
+/* count * elem_size in *bytes; false and TG_ERR_NOMEM naming op/what on overflow. */
+bool tg_size_bytes(const char *op, const char *what, int64_t count, size_t elem_size,
+                   size_t *bytes);
+/* The CPU allocator checks blocks at least this large against tg_mem_available(). */
+#define TG_MEM_CHECK_MIN ((size_t)64 << 20)
+
 /* ------------------------------------------------------------ device memory (core/device.c) */
 
 /* Aligned (64 B) allocation on a device; NULL and a recorded TG_ERR_NOMEM on failure. */
@@ -99,6 +118,9 @@ struct tg_ctx {
     bool sync_timing; /* tg_ctx_set_sync_timing */
     tg_conv_algo conv_algo; /* tg_ctx_set_conv_algo */
     int next_id;
+    uint32_t serial;     /* unique per context (tape ownership checks) */
+    uint32_t generation; /* advanced by tg_step_end */
+    bool anomaly;        /* tg_ctx_set_anomaly */
     /* Gradient buffers of intermediate tensors, released during backward once their
      * producing op has consumed them, and reused (by exact size) for later gradients:
      * the backward of a deep net then holds a few activation gradients, not all. */
@@ -116,6 +138,11 @@ tg_tensor *tg_ctx_tensor_view(tg_ctx *ctx, tg_shape shape, float *data);
 tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t);
 /* Hands t's gradient buffer back for reuse and sets t->grad to NULL. */
 void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t);
+/* Tape ownership: true when t (a step tensor) was made by ctx in the current step, or is
+ * a parameter or NULL; otherwise records an error naming op and arg ("input 0", "loss"):
+ * TG_ERR_ARG for another context's tensor, TG_ERR_STATE for one from an earlier step. */
+bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t);
+bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int n);
 /* Scratch memory from the step arena (valid until tg_step_end). */
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes);
 

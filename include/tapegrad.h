@@ -95,6 +95,8 @@ typedef enum tg_status {
     TG_ERR_FORMAT,      /* a file is truncated, corrupted or of another model */
     TG_ERR_DEVICE,      /* no such device, or a device call failed */
     TG_ERR_UNSUPPORTED, /* no implementation for this device/op combination */
+    TG_ERR_NONFINITE,   /* a NaN or infinity where finite values are required (anomaly
+                           mode, optimizer skip, checkpoint save) */
 } tg_status;
 
 /* The first error recorded since the last tg_error_clear() (thread-local). */
@@ -132,6 +134,8 @@ tg_shape tg_shape1(int64_t d0);
 tg_shape tg_shape2(int64_t d0, int64_t d1);
 tg_shape tg_shape3(int64_t d0, int64_t d1, int64_t d2);
 tg_shape tg_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* The product of the dims, or -1 when a dim is negative, ndim is out of range or the
+ * product exceeds TG_MAX_NUMEL (it never wraps). */
 int64_t tg_shape_numel(tg_shape shape);
 bool tg_shape_equal(tg_shape a, tg_shape b);
 /* Writes "(1, 3, 32, 32)" into buf; returns buf. */
@@ -150,6 +154,7 @@ typedef struct tg_tensor {
     bool is_param;       /* lives in a parameter store */
     const char *name;    /* parameters: their name; others: NULL */
     int id;              /* creation order within the step (tape printing) */
+    uint64_t stamp;      /* owner context and step (tape ownership checks); 0: parameter */
 } tg_tensor;
 
 /* ---------------------------------------------------------------- rng, initialisation */
@@ -563,6 +568,55 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
 tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, void *user,
                                  double eps, uint64_t seed, double *analytic,
                                  double *numeric);
+
+/* ================================================================ sizes, non-finite
+ * values, files (issue 11). The error model: docs/ARCHITECTURE.md, "Errors".
+ *
+ * SIZES. No tensor, parameter store or file payload holds more than TG_MAX_NUMEL
+ * elements. Every size is computed with overflow-checked arithmetic (core/size.c): a
+ * shape whose dims multiply past the limit — a huge reshape, conv padding INT_MAX, a
+ * model width of INT_MAX — is a TG_ERR_SHAPE naming the op and the shape, never a
+ * wrapped size. Memory is estimated before it is touched: a CPU allocation of 64 MiB or
+ * more, a parameter store, a model and a loader are checked against the memory the
+ * kernel reports available (MemAvailable) and refused (TG_ERR_NOMEM) with a message
+ * naming what, how much and how much is available. */
+#define TG_MAX_NUMEL ((int64_t)1 << 40) /* 2^40 elements: 4 TiB of float32 */
+
+/* Bytes the kernel says can be allocated without swapping (/proc/meminfo MemAvailable,
+ * else sysconf); SIZE_MAX when unknown. */
+size_t tg_mem_available(void);
+/* TG_OK when `bytes` fit in tg_mem_available(); else TG_ERR_NOMEM with a message naming
+ * `what`, the size and the available memory. */
+tg_status tg_mem_check(const char *what, size_t bytes);
+
+/* ANOMALY MODE (off by default; PyTorch's detect_anomaly). While on, every op's output
+ * and every gradient a backward step writes is checked for NaN/Inf; the first non-finite
+ * one is TG_ERR_NONFINITE naming the op, its tape index, its inputs' shapes and whether
+ * its inputs were finite. It costs one pass over each output and gradient. */
+void tg_ctx_set_anomaly(tg_ctx *ctx, bool on);
+bool tg_ctx_anomaly(const tg_ctx *ctx);
+/* TG_OK when every value (grad: every gradient value) of t is finite, else
+ * TG_ERR_NONFINITE naming `what`, the first bad index and its value. */
+tg_status tg_tensor_check_finite(const tg_tensor *t, bool grad, const char *what);
+
+/* Optimizers: when on (off by default), tg_optim_step first checks every gradient; if one
+ * is NaN or infinite it changes nothing (parameters, state, step count), counts the step
+ * as skipped, and returns TG_OK (as AMP's GradScaler skips a step). */
+void tg_optim_set_skip_nonfinite(tg_optim *opt, bool on);
+int64_t tg_optim_skipped_steps(const tg_optim *opt);   /* skipped so far */
+bool tg_optim_last_step_skipped(const tg_optim *opt);  /* the last tg_optim_step skipped */
+
+/* Checkpoint save refuses (TG_ERR_NONFINITE, nothing written) a model whose parameters,
+ * buffers or optimizer state hold a NaN or infinity, unless allow_nonfinite is set. */
+typedef struct tg_checkpoint_opts {
+    bool allow_nonfinite;
+} tg_checkpoint_opts;
+tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim *opt,
+                                  const tg_train_state *state, tg_checkpoint_opts opts);
+/* TG_OK when a checkpoint can be written at `path`: its directory exists and is writable
+ * (a temporary file is created and removed), and path is not a directory. Call it before
+ * training, so a bad --checkpoint is found before the first epoch. */
+tg_status tg_checkpoint_check_writable(const char *path);
 
 #ifdef __cplusplus
 }

@@ -6,42 +6,80 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
-tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
-                       size_t *size) {
+/* The file rules (docs/ARCHITECTURE.md, "Errors"): open without blocking (a FIFO or a
+ * device would otherwise hang the open or the read), refuse anything but a regular file,
+ * check the size against the cap and the header against the size BEFORE reading the
+ * payload, and check the memory is there before allocating it. */
+tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
+                          size_t head_bytes, tg_header_check check, void *user,
+                          uint8_t **bytes, size_t *size) {
     *bytes = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+    tg_status status = TG_OK;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        status = tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file (%s)", op, path,
+                         S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                         : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
+        goto done;
     }
     if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        fclose(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op, path,
-                       (long long)st.st_size, max_bytes);
+        status = tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op,
+                         path, (long long)st.st_size, max_bytes);
+        goto done;
     }
     size_t n = (size_t)st.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+    if (check) {
+        uint8_t head[64];
+        size_t h = head_bytes < sizeof head ? head_bytes : sizeof head;
+        if (h > n) h = n;
+        ssize_t got = pread(fd, head, h, 0);
+        if (got < 0 || (size_t)got != h) {
+            status = tg_fail(TG_ERR_IO, "%s: reading the header of '%s' failed: %s", op, path,
+                             got < 0 ? strerror(errno) : "short read");
+            goto done;
+        }
+        if ((status = check(head, h, (uint64_t)n, path, user))) goto done;
     }
-    size_t got = fread(buf, 1, n, f);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err || got != n) {
-        free(buf);
-        return tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)", op, path, got,
-                       n);
+    char what[64];
+    snprintf(what, sizeof what, "%s: reading a file", op);
+    if (n >= TG_MEM_CHECK_MIN && (status = tg_mem_check(what, n))) goto done;
+    buf = malloc(n ? n : 1);
+    if (!buf) {
+        status = tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+        goto done;
+    }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t k = read(fd, buf + off, n - off > (1u << 30) ? (1u << 30) : n - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            status = tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)%s%s", op,
+                             path, off, n, k < 0 ? ": " : "", k < 0 ? strerror(errno) : "");
+            goto done;
+        }
+        off += (size_t)k;
     }
     *bytes = buf;
     *size = n;
-    return TG_OK;
+    buf = NULL;
+done:
+    free(buf);
+    close(fd);
+    return status;
+}
+
+tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
+                       size_t *size) {
+    return tg_read_file_ex(op, path, max_bytes, 0, NULL, NULL, bytes, size);
 }
 
 bool tg_is_gzip(const void *bytes, size_t size) {

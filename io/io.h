@@ -14,6 +14,17 @@
 tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
                        size_t *size);
 
+/* Validates the first bytes of a file (at most 64) against its size before the payload
+ * is read; returns a status with a message naming `path`. */
+typedef tg_status (*tg_header_check)(const uint8_t *head, size_t head_size,
+                                     uint64_t file_size, const char *path, void *user);
+/* tg_read_file that opens with O_NONBLOCK (a FIFO never hangs), refuses non-regular
+ * files, checks the size against max_bytes, runs `check` (may be NULL) on the first
+ * head_bytes bytes, and checks the memory before reading the rest. */
+tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
+                          size_t head_bytes, tg_header_check check, void *user,
+                          uint8_t **bytes, size_t *size);
+
 /* True when the bytes start with the gzip magic (1f 8b). */
 bool tg_is_gzip(const void *bytes, size_t size);
 /* Inflates a gzip stream into a malloc'ed buffer, refusing output over max_out bytes
