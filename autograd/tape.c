@@ -59,6 +59,7 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
         return NULL;
     }
     if (!tg_check_same_device(op->name, ctx, inputs, ninputs)) return NULL;
+    tg_threads_apply();
     if (!tg_ctx_check_inputs(ctx, op->name, inputs, ninputs)) return NULL;
     if (!tg_shape_check(op->name, "output", out_shape, NULL, NULL)) return NULL;
     tg_forward_fn forward = op->forward[ctx->device];
@@ -162,7 +163,8 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     if (out->device != ctx->device)
         return tg_fail(TG_ERR_ARG, "tg_backward: the loss is on another device than ctx");
-    if (!tg_ctx_check_owned(ctx, "tg_backward", "the loss", out)) return tg_error();
+    if (!tg_ctx_check_owned(ctx, "tg_backward", "the loss", out, true)) return tg_error();
+    tg_threads_apply();
     tg_status st = tg_ctx_ensure_grad(ctx, out);
     if (st) return st;
     /* Seed: dL/dout += dout. The seed is on the host for scalars, device otherwise. */

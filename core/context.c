@@ -91,14 +91,20 @@ static uint64_t ctx_stamp(const tg_ctx *ctx) {
     return ((uint64_t)ctx->serial << 32) | ctx->generation;
 }
 
-bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t) {
+bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t,
+                        bool strict) {
     if (!t || t->stamp == 0 || t->stamp == ctx_stamp(ctx)) return true;
     char s[80];
-    if ((uint32_t)(t->stamp >> 32) != ctx->serial) {
-        tg_fail(TG_ERR_ARG, "%s: %s %s was created on another context; a step tensor "
-                "belongs to the context (and step) that made it; hint: use one tg_ctx per "
-                "training loop, or copy the values with tg_tensor_to_host + tg_tensor_from",
-                op, arg, tg_shape_str(t->shape, s, sizeof s));
+    bool foreign = (uint32_t)(t->stamp >> 32) != ctx->serial;
+    /* Another context's tensor that needs no gradient is a constant here (a dataset
+     * batch kept in its own context): allowed as an op input. */
+    if (foreign && !strict && !t->requires_grad) return true;
+    if (foreign) {
+        tg_fail(TG_ERR_ARG, "%s: %s %s was recorded on another context; its gradient "
+                "belongs to that context's tape (tg_backward would leave every gradient 0); "
+                "hint: use one tg_ctx per training loop, or copy the values with "
+                "tg_tensor_to_host + tg_tensor_from", op, arg,
+                tg_shape_str(t->shape, s, sizeof s));
     } else {
         tg_fail(TG_ERR_STATE, "%s: %s %s is from an earlier step (step tensors die at "
                 "tg_step_end, %u step%s ago); hint: recompute it in this step", op, arg,
@@ -113,7 +119,7 @@ bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int 
     for (int i = 0; i < n; i++) {
         char arg[32];
         snprintf(arg, sizeof arg, "input %d", i);
-        if (ts[i] && !tg_ctx_check_owned(ctx, op, arg, ts[i])) return false;
+        if (ts[i] && !tg_ctx_check_owned(ctx, op, arg, ts[i], false)) return false;
     }
     return true;
 }

@@ -140,8 +140,12 @@ tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t);
 void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t);
 /* Tape ownership: true when t (a step tensor) was made by ctx in the current step, or is
  * a parameter or NULL; otherwise records an error naming op and arg ("input 0", "loss"):
- * TG_ERR_ARG for another context's tensor, TG_ERR_STATE for one from an earlier step. */
-bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t);
+ * TG_ERR_STATE for a tensor from an earlier step of ctx, TG_ERR_ARG for another
+ * context's tensor — unless !strict and it does not require grad (a constant input, such
+ * as a batch kept in a data context, is fine). Another context's tensor that died at its
+ * own tg_step_end cannot be detected cheaply. */
+bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t,
+                        bool strict);
 bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int n);
 /* Scratch memory from the step arena (valid until tg_step_end). */
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes);
@@ -156,6 +160,9 @@ int tg_params_state_slots(const tg_params *ps);
 /* Length of the flat trainable buffers including per-parameter alignment padding (kept
  * zero): what a fused optimizer loop runs over. */
 int64_t tg_params_flat_numel(const tg_params *ps);
+/* Names the model owning the store in its messages ("model 'mlp-784-128-10':
+ * tg_params_add('fc1.weight', ...) needs ..."). */
+void tg_params_set_label(tg_params *ps, const char *label);
 /* The flat non-trainable buffer area (tg_params_buffer_numel floats). */
 float *tg_params_buffers(tg_params *ps);
 
@@ -164,6 +171,9 @@ float *tg_params_buffers(tg_params *ps);
 /* Parallel-for helper choice: we use OpenMP pragmas directly in kernels; this returns
  * the thread count they use. */
 int tg_threads(void);
+/* Applies the process-wide tg_set_num_threads count to the calling thread's OpenMP
+ * setting (a cheap check when it already matches). Library entry points call it. */
+void tg_threads_apply(void);
 
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */

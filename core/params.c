@@ -6,6 +6,7 @@
  */
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,12 @@ struct tg_params {
     int64_t numel, numel_cap;            /* trainable */
     int64_t buffer_numel, buffer_cap;
     int state_slots;
+    char label[64]; /* the owning model's name, for messages (tg_params_set_label) */
 };
+
+void tg_params_set_label(tg_params *ps, const char *label) {
+    if (ps && label) snprintf(ps->label, sizeof ps->label, "%s", label);
+}
 
 tg_params *tg_params_new(tg_device device) {
     if (device != TG_DEVICE_CPU && device != TG_DEVICE_CUDA) {
@@ -83,6 +89,14 @@ static tg_tensor *params_add(tg_params *ps, const char *name, tg_shape shape, bo
     if (!ps) {
         tg_fail(TG_ERR_ARG, "%s: store is NULL", fn);
         return NULL;
+    }
+    /* A constructor adding many parameters stops at the first failure: while an error
+     * is pending, nothing more is allocated (the message of the failure stands). */
+    if (tg_error() != TG_OK) return NULL;
+    char fnbuf[160];
+    if (ps->label[0]) {
+        snprintf(fnbuf, sizeof fnbuf, "model '%s': %s", ps->label, fn);
+        fn = fnbuf;
     }
     if (!name || !*name) {
         tg_fail(TG_ERR_ARG, "%s: a parameter needs a non-empty name", fn);

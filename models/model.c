@@ -20,6 +20,7 @@ tg_model *tg_model_alloc(const char *name, tg_device device, tg_model_forward_fn
         free(m);
         return NULL;
     }
+    tg_params_set_label(m->params, m->name);
     return m;
 }
 

@@ -100,6 +100,7 @@ tg_status tg_optim_step(tg_optim *opt) {
                        "count may reach (2^53); start a new optimizer", opt->kind->name,
                        (long long)opt->steps);
     }
+    tg_threads_apply();
     opt->last_skipped = false;
     if (opt->skip_nonfinite) {
         int bad = grads_finite(opt->ps);

@@ -278,6 +278,7 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
         goto done;
     }
     if ((st = tg_ctx_set_conv_algo(ctx, s->conv_algo)) != TG_OK) goto done;
+    tg_ctx_set_anomaly(ctx, s->check_finite);
     /* The input and target live in their own context: made once, like the peer's. */
     tg_tensor *x = tg_tensor_from(data, s->in_shape, s->input);
     tg_tensor *target = s->train && s->loss == TG_LOSS_MSE
