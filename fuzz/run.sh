@@ -2,7 +2,7 @@
 # fuzz/run.sh — build the libFuzzer targets with clang (ASan + UBSan) and run each for a
 # bounded time.
 #
-#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s; targets: idx checkpoint)
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s; targets: idx checkpoint api)
 #
 # Builds into build-fuzz/ (the library sources are compiled in directly; no meson), seeds
 # each corpus from tests/corpus/<target>/ (the regression inputs the io test suite also
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(idx checkpoint)
+[ ${#targets[@]} -eq 0 ] && targets=(idx checkpoint api)
 
 command -v clang >/dev/null || { echo "fuzz/run.sh: clang not found (apt-get install clang)" >&2; exit 1; }
 out=build-fuzz

@@ -22,6 +22,9 @@
  * return NULL without overwriting the first message, so a whole forward pass can be
  * written without checks and tested once at the end. `tg_backward` and
  * `tg_optim_step` return a status and change nothing while an error is pending.
+ * Sizes never wrap (no tensor holds more than TG_MAX_NUMEL elements), NaN/Inf can be
+ * caught where they appear (anomaly mode), and files never hang or are read before their
+ * size is checked: see the block "sizes, non-finite values, files" near the end.
  *
  * WORKED EXAMPLE (tests/test_example.c compiles and runs exactly this)
  * ---------------------------------------------------------------------
