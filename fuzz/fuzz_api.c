@@ -210,8 +210,9 @@ static void one_call(tg_ctx *ctx, tg_params *ps, reader *r, int *nparams) {
             double in = mo.in_features > 0 ? mo.in_features : 784;
             double h = mo.hidden[0] > 0 ? mo.hidden[0] : 128;
             double c = mo.num_classes > 0 ? mo.num_classes : 10;
-            double n = in * h + h * c;
-            if (n > (1 << 20) && n < 0x1p41) return; /* legal, too big to build here */
+            /* Each weight is built in turn: skip when one is legal but large. */
+            double w1 = in * h, w2 = h * c;
+            if ((w1 > (1 << 20) && w1 < 0x1p41) || (w2 > (1 << 20) && w2 < 0x1p41)) return;
             m = tg_mlp_new(mo, TG_DEVICE_CPU, 1);
         } else {
             tg_cnn_opts co = {.in_channels = pick_opt(r) % 4, .height = 4 * (pick_opt(r) % 4),

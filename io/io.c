@@ -25,7 +25,11 @@ tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
     struct stat st;
     tg_status status = TG_OK;
     uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        status = tg_fail(TG_ERR_IO, "%s: cannot stat '%s': %s", op, path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
         status = tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file (%s)", op, path,
                          S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
                          : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
