@@ -479,8 +479,8 @@ typedef struct tg_loader_pos {
 typedef struct tg_loader tg_loader;
 
 /* Batches of `batch` examples; shuffle draws a new permutation per epoch, otherwise the
- * order is the dataset's. The last batch of an epoch may be smaller. The dataset must
- * outlive the loader. */
+ * order is the dataset's. The last batch of an epoch may be smaller; a batch larger than
+ * the dataset gives one batch of every example. The dataset must outlive the loader. */
 tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t seed);
 void tg_loader_free(tg_loader *ld);
 /* The next batch of this epoch as a step tensor x (B, example...) in ctx and labels y
@@ -528,8 +528,11 @@ typedef struct tg_train_state {
  * train state, and a CRC-32; no timestamps (the same state gives the same bytes).
  * Written to a temporary file in the same directory, flushed and fsynced, then renamed
  * over `path` (and the directory fsynced): a crash at any moment leaves either the old
- * or the new checkpoint. opt and state may be NULL. Refused (nothing written) while an
- * error is pending: state an error may have touched is never saved. */
+ * or the new checkpoint; temporary files a killed save left behind are removed by the
+ * next save of the same path. opt and state may be NULL. Refused (nothing written) while
+ * an error is pending: state an error may have touched is never saved; and refused
+ * (TG_ERR_NONFINITE) when a parameter, buffer or optimizer state value is NaN or
+ * infinite (tg_checkpoint_save_opts can allow it). */
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state);
 /* Validates everything (magic, version, sizes, checksum, the model's parameter names and
@@ -560,7 +563,8 @@ typedef struct tg_gradcheck_result {
  * double, against the tape's gradients for every element of every input that requires
  * grad (at most max_per_input elements each, spread evenly; 0 = all). Inputs are CPU
  * tensors (parameters or step tensors). An element passes when
- * |analytic - numeric| <= atol + rtol * |numeric|. */
+ * |analytic - numeric| <= atol + rtol * |numeric|; a NaN on either side fails it. eps must
+ * be finite and > 0, atol and rtol >= 0 (TG_ERR_ARG otherwise). */
 tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
                        int ninputs, double eps, double atol, double rtol,
                        int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result);
