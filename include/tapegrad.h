@@ -187,7 +187,9 @@ typedef struct tg_params tg_params;
 tg_params *tg_params_new(tg_device device);
 void tg_params_free(tg_params *ps);
 /* A trainable parameter, zero-initialised, with a gradient buffer. The returned pointer
- * stays valid for the life of the store, even when later adds grow its buffers. */
+ * stays valid for the life of the store, even when later adds grow its buffers. While an
+ * error is pending it returns NULL and allocates nothing, so a constructor adding many
+ * parameters stops at its first failure. */
 tg_tensor *tg_params_add(tg_params *ps, const char *name, tg_shape shape);
 /* A non-trainable buffer (batchnorm running statistics): saved in checkpoints, never
  * touched by optimizers, not counted as a trainable parameter. */
