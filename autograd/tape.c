@@ -3,6 +3,7 @@
  * (table, Graphviz DOT, explain mode). The contract is in tape.h.
  */
 #include "tape.h"
+#include "anomaly.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -110,6 +111,9 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
         return NULL;
     }
     if (!tg_check_same_device(op->name, ctx, inputs, ninputs)) return NULL;
+    tg_threads_apply();
+    if (!tg_ctx_check_inputs(ctx, op->name, inputs, ninputs)) return NULL;
+    if (!tg_shape_check(op->name, "output", out_shape, NULL, NULL)) return NULL;
     tg_forward_fn forward = op->forward[ctx->device];
     if (!forward) {
         tg_fail(TG_ERR_UNSUPPORTED, "%s has no %s forward", op->name,
@@ -158,6 +162,8 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
         tg_fail(st, "%s: forward failed", op->name);
         return NULL;
     }
+    if (ctx->anomaly && tg_anomaly_forward(ctx, rec, needs_grad ? ctx->tape.len - 1 : -1))
+        return NULL;
     return out;
 }
 
@@ -255,6 +261,8 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     if (out->device != ctx->device)
         return tg_fail(TG_ERR_ARG, "tg_backward: the loss is on another device than ctx");
+    if (!tg_ctx_check_owned(ctx, "tg_backward", "the loss", out, true)) return tg_error();
+    tg_threads_apply();
     tg_status st = tg_ctx_ensure_grad(ctx, out);
     if (st) return st;
     /* Seed: dL/dout += dout. The seed is on the host for scalars, device otherwise. */
@@ -311,6 +319,7 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         rec->bwd_seconds = t1;
         if (st == TG_OK) st = cs;
         if (st != TG_OK) return tg_fail(st, "%s: backward failed", rec->op->name);
+        if (ctx->anomaly && (st = tg_anomaly_backward(ctx, rec, r, dinputs))) return st;
         /* Every consumer of rec->out was recorded after rec and has run: its gradient
          * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
         tg_ctx_release_grad(ctx, rec->out);

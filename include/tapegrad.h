@@ -22,6 +22,9 @@
  * return NULL without overwriting the first message, so a whole forward pass can be
  * written without checks and tested once at the end. `tg_backward` and
  * `tg_optim_step` return a status and change nothing while an error is pending.
+ * Sizes never wrap (no tensor holds more than TG_MAX_NUMEL elements), NaN/Inf can be
+ * caught where they appear (anomaly mode), and files never hang or are read before their
+ * size is checked: see the block "sizes, non-finite values, files" near the end.
  *
  * WORKED EXAMPLE (tests/test_example.c compiles and runs exactly this)
  * ---------------------------------------------------------------------
@@ -95,6 +98,8 @@ typedef enum tg_status {
     TG_ERR_FORMAT,      /* a file is truncated, corrupted or of another model */
     TG_ERR_DEVICE,      /* no such device, or a device call failed */
     TG_ERR_UNSUPPORTED, /* no implementation for this device/op combination */
+    TG_ERR_NONFINITE,   /* a NaN or infinity where finite values are required (anomaly
+                           mode, optimizer skip, checkpoint save) */
 } tg_status;
 
 /* The first error recorded since the last tg_error_clear() (thread-local). */
@@ -132,6 +137,8 @@ tg_shape tg_shape1(int64_t d0);
 tg_shape tg_shape2(int64_t d0, int64_t d1);
 tg_shape tg_shape3(int64_t d0, int64_t d1, int64_t d2);
 tg_shape tg_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* The product of the dims, or -1 when a dim is negative, ndim is out of range or the
+ * product exceeds TG_MAX_NUMEL (it never wraps). */
 int64_t tg_shape_numel(tg_shape shape);
 bool tg_shape_equal(tg_shape a, tg_shape b);
 /* Writes "(1, 3, 32, 32)" into buf; returns buf. */
@@ -150,6 +157,7 @@ typedef struct tg_tensor {
     bool is_param;       /* lives in a parameter store */
     const char *name;    /* parameters: their name; others: NULL */
     int id;              /* creation order within the step (tape printing) */
+    uint64_t stamp;      /* owner context and step (tape ownership checks); 0: parameter */
 } tg_tensor;
 
 /* ---------------------------------------------------------------- rng, initialisation */
@@ -190,7 +198,9 @@ typedef struct tg_params tg_params;
 tg_params *tg_params_new(tg_device device);
 void tg_params_free(tg_params *ps);
 /* A trainable parameter, zero-initialised, with a gradient buffer. The returned pointer
- * stays valid for the life of the store, even when later adds grow its buffers. */
+ * stays valid for the life of the store, even when later adds grow its buffers. While an
+ * error is pending it returns NULL and allocates nothing, so a constructor adding many
+ * parameters stops at its first failure. */
 tg_tensor *tg_params_add(tg_params *ps, const char *name, tg_shape shape);
 /* A non-trainable buffer (batchnorm running statistics): saved in checkpoints, never
  * touched by optimizers, not counted as a trainable parameter. */
@@ -747,8 +757,8 @@ typedef struct tg_loader_pos {
 typedef struct tg_loader tg_loader;
 
 /* Batches of `batch` examples; shuffle draws a new permutation per epoch, otherwise the
- * order is the dataset's. The last batch of an epoch may be smaller. The dataset must
- * outlive the loader. */
+ * order is the dataset's. The last batch of an epoch may be smaller; a batch larger than
+ * the dataset gives one batch of every example. The dataset must outlive the loader. */
 tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t seed);
 void tg_loader_free(tg_loader *ld);
 /* The next batch of this epoch as a step tensor x (B, example...) in ctx and labels y
@@ -796,8 +806,11 @@ typedef struct tg_train_state {
  * train state, and a CRC-32; no timestamps (the same state gives the same bytes).
  * Written to a temporary file in the same directory, flushed and fsynced, then renamed
  * over `path` (and the directory fsynced): a crash at any moment leaves either the old
- * or the new checkpoint. opt and state may be NULL. Refused (nothing written) while an
- * error is pending: state an error may have touched is never saved. */
+ * or the new checkpoint; temporary files a killed save left behind are removed by the
+ * next save of the same path. opt and state may be NULL. Refused (nothing written) while
+ * an error is pending: state an error may have touched is never saved; and refused
+ * (TG_ERR_NONFINITE) when a parameter, buffer or optimizer state value is NaN or
+ * infinite (tg_checkpoint_save_opts can allow it). */
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state);
 /* Validates everything (magic, version, sizes, checksum, the model's parameter names and
@@ -883,7 +896,8 @@ typedef struct tg_gradcheck_result {
  * double, against the tape's gradients for every element of every input that requires
  * grad (at most max_per_input elements each, spread evenly; 0 = all). Inputs are CPU
  * tensors (parameters or step tensors). An element passes when
- * |analytic - numeric| <= atol + rtol * |numeric|. */
+ * |analytic - numeric| <= atol + rtol * |numeric|; a NaN on either side fails it. eps must
+ * be finite and > 0, atol and rtol >= 0 (TG_ERR_ARG otherwise). */
 tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
                        int ninputs, double eps, double atol, double rtol,
                        int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result);
@@ -894,6 +908,55 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
 tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, void *user,
                                  double eps, uint64_t seed, double *analytic,
                                  double *numeric);
+
+/* ================================================================ sizes, non-finite
+ * values, files (issue 11). The error model: docs/ARCHITECTURE.md, "Errors".
+ *
+ * SIZES. No tensor, parameter store or file payload holds more than TG_MAX_NUMEL
+ * elements. Every size is computed with overflow-checked arithmetic (core/size.c): a
+ * shape whose dims multiply past the limit — a huge reshape, conv padding INT_MAX, a
+ * model width of INT_MAX — is a TG_ERR_SHAPE naming the op and the shape, never a
+ * wrapped size. Memory is estimated before it is touched: a CPU allocation of 64 MiB or
+ * more, a parameter store, a model and a loader are checked against the memory the
+ * kernel reports available (MemAvailable) and refused (TG_ERR_NOMEM) with a message
+ * naming what, how much and how much is available. */
+#define TG_MAX_NUMEL ((int64_t)1 << 40) /* 2^40 elements: 4 TiB of float32 */
+
+/* Bytes the kernel says can be allocated without swapping (/proc/meminfo MemAvailable,
+ * else sysconf); SIZE_MAX when unknown. */
+size_t tg_mem_available(void);
+/* TG_OK when `bytes` fit in tg_mem_available(); else TG_ERR_NOMEM with a message naming
+ * `what`, the size and the available memory. */
+tg_status tg_mem_check(const char *what, size_t bytes);
+
+/* ANOMALY MODE (off by default; PyTorch's detect_anomaly). While on, every op's output
+ * and every gradient a backward step writes is checked for NaN/Inf; the first non-finite
+ * one is TG_ERR_NONFINITE naming the op, its tape index, its inputs' shapes and whether
+ * its inputs were finite. It costs one pass over each output and gradient. */
+void tg_ctx_set_anomaly(tg_ctx *ctx, bool on);
+bool tg_ctx_anomaly(const tg_ctx *ctx);
+/* TG_OK when every value (grad: every gradient value) of t is finite, else
+ * TG_ERR_NONFINITE naming `what`, the first bad index and its value. */
+tg_status tg_tensor_check_finite(const tg_tensor *t, bool grad, const char *what);
+
+/* Optimizers: when on (off by default), tg_optim_step first checks every gradient; if one
+ * is NaN or infinite it changes nothing (parameters, state, step count), counts the step
+ * as skipped, and returns TG_OK (as AMP's GradScaler skips a step). */
+void tg_optim_set_skip_nonfinite(tg_optim *opt, bool on);
+int64_t tg_optim_skipped_steps(const tg_optim *opt);   /* skipped so far */
+bool tg_optim_last_step_skipped(const tg_optim *opt);  /* the last tg_optim_step skipped */
+
+/* Checkpoint save refuses (TG_ERR_NONFINITE, nothing written) a model whose parameters,
+ * buffers or optimizer state hold a NaN or infinity, unless allow_nonfinite is set. */
+typedef struct tg_checkpoint_opts {
+    bool allow_nonfinite;
+} tg_checkpoint_opts;
+tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim *opt,
+                                  const tg_train_state *state, tg_checkpoint_opts opts);
+/* TG_OK when a checkpoint can be written at `path`: its directory exists and is writable
+ * (a temporary file is created and removed), and path is not a directory. Call it before
+ * training, so a bad --checkpoint is found before the first epoch. */
+tg_status tg_checkpoint_check_writable(const char *path);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@ typedef struct forum_args {
     const char *model, *loss, *optim, *device, *conv, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
-    bool relu, bn, profile, json, compare;
+    bool relu, bn, profile, json, compare, check_finite;
 } forum_args;
 
 /* One configuration to run and what it measured. */
@@ -61,6 +61,8 @@ static void usage(FILE *f) {
         "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
         "  --json                    one JSON object per result on stdout; the human\n"
         "                            output goes to stderr\n"
+        "  --check-finite            anomaly mode: stop at the first op whose output or\n"
+        "                            gradient is NaN/Inf and name it (slower)\n"
         "  --plot FILE               bar chart of the forward, forward+backward and step\n"
         "                            medians per run, as a PNG (needs gnuplot)\n\n"
         "example: tapegrad forum --compare --size 32 --steps 3\n");
@@ -90,7 +92,7 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
             .loss = loss, .labels = labels, .target = target,
             .target_shape = tg_shape4(a->batch, outc, a->size, a->size),
             .steps = a->steps, .warmup = a->warmup, .profile = a->profile,
-            .conv_algo = conv_algo_named(a->conv)};
+            .conv_algo = conv_algo_named(a->conv), .check_finite = a->check_finite};
         st = bench_run(&spec, &run->res);
     }
     tg_optim_free(opt);
@@ -244,6 +246,7 @@ int cmd_forum(int argc, char **argv) {
         {"--profile", OPT_FLAG, &a.profile, 0, 0, NULL},
         {"--json", OPT_FLAG, &a.json, 0, 0, NULL},
         {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
+        {"--check-finite", OPT_FLAG, &a.check_finite, 0, 0, NULL},
         {"--plot", OPT_STR, &a.plot, 0, 0, NULL},
     };
     bool help;
@@ -278,6 +281,23 @@ int cmd_forum(int argc, char **argv) {
             snprintf(r->label, sizeof r->label, "%s/%s", separable ? "separable" : "dense",
                      optim);
         }
+    }
+
+    /* Memory first: every step holds each conv's output (and its ReLU / batchnorm
+     * results) until tg_step_end, plus the input, targets and four copies of the
+     * parameters (values, gradients, optimizer state). A lower bound, refused at once
+     * rather than after minutes of paging. */
+    {
+        double C = a.channels ? a.channels : 256, L = a.layers ? a.layers : 50;
+        double plane = (double)a.batch * a.size * a.size;
+        double nconv = !strcmp(a.model, "separable") || a.compare ? 2 * (L - 2) + 2 : L;
+        double per_conv = 1 + (a.relu ? 1 : 0) + (a.bn ? 2 : 0);
+        double act = 4.0 * plane * C * nconv * per_conv;
+        double params = 4.0 * 4 * (L * 9 * C * C);
+        char what[96];
+        snprintf(what, sizeof what, "a training step at batch %d, %dx%d, %d channels",
+                 a.batch, a.size, a.size, (int)C);
+        if (check_memory("forum", what, act + params + 4.0 * plane * 7)) return 1;
     }
 
     /* Input, class targets and MSE target: made once, deterministic from the seed. */

@@ -266,3 +266,13 @@ void progress_done(progress *p) {
     if (p->shown && isatty(fileno(stderr))) fputs("\r\033[K", stderr);
     p->shown = false;
 }
+
+int check_memory(const char *cmd, const char *what, double bytes) {
+    size_t avail = tg_mem_available();
+    if (avail == SIZE_MAX || bytes <= (double)avail) return 0;
+    char need[32], have[32];
+    fprintf(stderr, "tapegrad %s: %s needs at least %s but only %s of memory is available "
+            "(MemAvailable); hint: a smaller --size or --batch\n", cmd, what,
+            fmt_bytes(bytes, need, sizeof need), fmt_bytes((double)avail, have, sizeof have));
+    return 1;
+}

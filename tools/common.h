@@ -92,4 +92,9 @@ void progress_done(progress *p);
 
 double now_seconds(void); /* monotonic */
 
+/* Memory estimated before it is touched: 0 when `bytes` (a lower bound of what the run
+ * will hold) fit in tg_mem_available(); otherwise prints one line naming the command,
+ * `what`, the estimate and the available memory, and returns 1. */
+int check_memory(const char *cmd, const char *what, double bytes);
+
 #endif

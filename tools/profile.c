@@ -341,6 +341,7 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
     /* Per-op times are only true with the device drained around each op (on CUDA:
      * event-timed); a profile turns that on, a plain timed run leaves ops asynchronous. */
     tg_ctx_set_sync_timing(ctx, s->profile);
+    tg_ctx_set_anomaly(ctx, s->check_finite);
     /* The input and target live in their own context: made once, like the peer's. */
     tg_tensor *x = tg_tensor_from(data, s->in_shape, s->input);
     tg_tensor *target = s->train && s->loss == TG_LOSS_MSE

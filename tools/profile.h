@@ -76,6 +76,7 @@ typedef struct bench_spec {
     int steps, warmup;
     bool profile;           /* keep per-op times (sync timing on) */
     tg_conv_algo conv_algo; /* of the step context (tg_ctx_set_conv_algo) */
+    bool check_finite;      /* anomaly mode on the step context (--check-finite) */
 } bench_spec;
 
 /* One row of the profile: the records of one tape index averaged over the steps, or
