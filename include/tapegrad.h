@@ -338,10 +338,26 @@ tg_tensor *tg_max_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 /* count_include_pad = true, as PyTorch's default. */
 tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 
-/* Cross entropy with integer class targets, mean over all targets (fused log-softmax +
- * NLL). logits (N, C) with target[N], or per pixel: logits (N, C, H, W) with
- * target[N*H*W] laid out (N, H, W). target is host memory; it is copied. -> scalar. */
+/* >>> semantics (issue 10): cross entropy options ---------------------------------- */
+/* Cross entropy with integer class targets (fused log-softmax + NLL), PyTorch's
+ * F.cross_entropy: logits (N, C) with target[N], (N, C, L) with target[N*L] laid out
+ * (N, L), or per pixel (N, C, H, W) with target[N*H*W] laid out (N, H, W). target is
+ * host memory; it is copied. -> scalar: the mean over the targets that are not
+ * ignore_index (-100 here, as PyTorch); NaN if every target is ignored (PyTorch's 0/0),
+ * and ignored positions get zero gradient. Accurate at any logit scale (the max and the
+ * log-sum are kept apart, as PyTorch's float32 log_softmax). */
 tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
+
+/* Options: start from tg_cross_entropy_opts_default() and change fields; a struct not
+ * made by it (a zeroed one would ignore class 0) is refused with a message. */
+typedef struct tg_cross_entropy_opts {
+    int32_t ignore_index; /* targets equal to it are left out of loss and mean; -100 */
+    uint32_t tag;         /* set by tg_cross_entropy_opts_default(); do not touch */
+} tg_cross_entropy_opts;
+tg_cross_entropy_opts tg_cross_entropy_opts_default(void);
+tg_tensor *tg_cross_entropy_with(tg_ctx *ctx, tg_tensor *logits, const int32_t *target,
+                                 tg_cross_entropy_opts opts);
+/* <<< semantics (issue 10): cross entropy options ---------------------------------- */
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
