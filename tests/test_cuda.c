@@ -74,6 +74,7 @@ typedef struct op_case {
     op_run run;
     const void *user;
     double tol;
+    int nan_every;          /* > 0: every nan_every-th input element is NaN */
 } op_case;
 
 /* What one device computed: the output, every input after the step (in-place updates
@@ -126,6 +127,9 @@ static void check_case(tg_ctx *cpu, tg_ctx *gpu, const char *what, const op_case
     for (int i = 0; i < c->ninputs; i++)
         if (c->shape[i].ndim >= 0)
             host_in[i] = random_host(tg_shape_numel(c->shape[i]), c->lo, c->hi, seed + i);
+    for (int i = 0; i < c->ninputs && c->nan_every > 0; i++)
+        for (int64_t j = 0; host_in[i] && j < tg_shape_numel(c->shape[i]); j += c->nan_every)
+            host_in[i][j] = NAN;
     op_result rc = {0}, rg = {0};
     run_on(cpu, what, c, host_in, &rc);
     run_on(gpu, what, c, host_in, &rg);
@@ -372,6 +376,13 @@ START_TEST(elementwise_ops) {
     check_case(cpu, gpu, "relu", &c, 1);
     c = unary(s, run_relu6, NULL, -8, 8, TOL_EXACT);
     check_case(cpu, gpu, "relu6", &c, 2);
+    /* NaN propagates (forward NaN, gradient dy at NaN) the same way on both devices. */
+    c = unary(s, run_relu, NULL, -8, 8, TOL_EXACT);
+    c.nan_every = 5;
+    check_case(cpu, gpu, "relu with NaN", &c, 5);
+    c = unary(s, run_relu6, NULL, -8, 8, TOL_EXACT);
+    c.nan_every = 5;
+    check_case(cpu, gpu, "relu6 with NaN", &c, 6);
     c = unary(s, run_add_self, NULL, -1, 1, TOL_EXACT);
     check_case(cpu, gpu, "add(x, x)", &c, 3);
     c = unary(s, run_flatten_relu, NULL, -1, 1, TOL_EXACT);
@@ -466,6 +477,9 @@ START_TEST(pool_ops) {
         c = unary(s, run_max_pool, &opts[i], -1, 1, TOL_EXACT);
         snprintf(what, sizeof what, "max_pool2d k%d s%d p%d", k, st, pad);
         check_case(cpu, gpu, what, &c, 31 + i);
+        c.nan_every = 7; /* a window with NaN gives NaN, its gradient to the last NaN */
+        snprintf(what, sizeof what, "max_pool2d k%d s%d p%d with NaN", k, st, pad);
+        check_case(cpu, gpu, what, &c, 35 + i);
         c = unary(s, run_avg_pool, &opts[i], -1, 1, TOL_SUM);
         snprintf(what, sizeof what, "avg_pool2d k%d s%d p%d", k, st, pad);
         check_case(cpu, gpu, what, &c, 41 + i);
@@ -485,20 +499,26 @@ START_TEST(loss_ops) {
     check_case(cpu, gpu, "mse_loss", &c, 50);
     c.grad[1] = false;
     check_case(cpu, gpu, "mse_loss, target without grad", &c, 51);
-    /* (N, C) logits and per-pixel (N, C, H, W) logits with integer targets. */
-    const tg_shape shapes[] = {tg_shape2(5, 7), tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
-                               tg_shape4(1, 10, 16, 16)};
-    for (int i = 0; i < 4; i++) {
-        tg_shape ls = shapes[i];
-        int64_t count = ls.dim[0] * (ls.ndim == 4 ? ls.dim[2] * ls.dim[3] : 1);
+    /* (N, C), (N, C, L) and per-pixel (N, C, H, W) logits with integer targets; the last
+     * three again with every 5th target ignored (-100) and with logits near 1e5. */
+    const tg_shape shapes[] = {tg_shape2(5, 7),        tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
+                               tg_shape4(1, 10, 16, 16), tg_shape3(3, 5, 40)};
+    for (int i = 0; i < 5 * 3; i++) {
+        tg_shape ls = shapes[i % 5];
+        int variant = i / 5; /* 0 plain, 1 ignored targets, 2 logits near 1e5 */
+        if (variant > 0 && i % 5 < 2) continue;
+        int64_t count = ls.dim[0];
+        for (int d = 2; d < ls.ndim; d++) count *= ls.dim[d];
         int32_t *target = malloc((size_t)count * sizeof *target);
         tg_rng rng;
         tg_rng_seed(&rng, 60 + i);
         for (int64_t j = 0; j < count; j++)
-            target[j] = (int32_t)tg_rng_below(&rng, ls.dim[1]);
-        c = unary(ls, run_ce, target, -4, 4, TOL_SUM);
-        char what[64], sh[64];
-        snprintf(what, sizeof what, "cross_entropy %s", tg_shape_str(ls, sh, sizeof sh));
+            target[j] = variant == 1 && j % 5 == 0 ? -100 : (int32_t)tg_rng_below(&rng, ls.dim[1]);
+        float lo = variant == 2 ? 1e5f - 4 : -4, hi = variant == 2 ? 1e5f + 4 : 4;
+        c = unary(ls, run_ce, target, lo, hi, TOL_SUM);
+        char what[96], sh[64];
+        snprintf(what, sizeof what, "cross_entropy %s%s", tg_shape_str(ls, sh, sizeof sh),
+                 variant == 1 ? " ignore_index" : variant == 2 ? " near 1e5" : "");
         check_case(cpu, gpu, what, &c, 70 + i);
         free(target);
     }
