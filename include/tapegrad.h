@@ -365,20 +365,43 @@ tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
 typedef struct tg_optim tg_optim;
 
+/* >>> semantics (issue 10): optimizer options ------------------------------------- */
+/* Every value PyTorch accepts can be expressed, and a zero field means zero (lr = 0,
+ * Adam's beta1 = 0, eps = 0 are legal, as in torch.optim). Ranges are checked as
+ * PyTorch does (lr, eps, weight_decay >= 0, betas in [0, 1), all finite); a bad one
+ * gives NULL and a message naming the option, its value and the range. */
+
+/* torch.optim.SGD. Its defaults are all zero (no momentum, no dampening, no weight
+ * decay, no Nesterov) and lr has none, so a designated initializer is the constructor:
+ * (tg_sgd_opts){.lr = 0.1f, .momentum = 0.9f}. */
 typedef struct tg_sgd_opts {
-    float lr;
+    float lr;           /* >= 0 (0: the parameters do not move) */
     float momentum;     /* 0: plain SGD */
     float dampening;
     float weight_decay; /* L2, added to the gradient */
     bool nesterov;      /* needs momentum > 0 and dampening = 0 */
 } tg_sgd_opts;
 
+/* torch.optim.Adam / AdamW. Start from a constructor, which fills PyTorch's defaults,
+ * then change fields:
+ *     tg_adam_opts o = tg_adam_opts_default();   (lr 1e-3, betas 0.9 and 0.999, eps 1e-8)
+ *     o.lr = 3e-4;
+ *     tg_optim *opt = tg_adam_new(ps, o);
+ * A struct not made by a constructor (zeroed, or a compound literal) is refused, since
+ * its zero betas and eps would otherwise silently mean zero. Values are doubles, as
+ * torch's Python floats: 1e-8 is exactly the eps torch uses. */
 typedef struct tg_adam_opts {
-    float lr;           /* 0 means 1e-3 */
-    float beta1, beta2; /* 0 means 0.9, 0.999 */
-    float eps;          /* 0 means 1e-8 */
-    float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
+    double lr;           /* >= 0 */
+    double beta1, beta2; /* each in [0, 1); beta1 = 0: no momentum (RMSprop-like) */
+    double eps;          /* >= 0, added after the square root */
+    double weight_decay; /* >= 0. Adam: L2 added to the gradient; AdamW: decoupled */
+    uint32_t tag;        /* set by the constructors below; do not touch */
 } tg_adam_opts;
+/* lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0 (torch.optim.Adam). */
+tg_adam_opts tg_adam_opts_default(void);
+/* The same with weight_decay 1e-2 (torch.optim.AdamW's default). */
+tg_adam_opts tg_adamw_opts_default(void);
+/* <<< semantics (issue 10): optimizer options ------------------------------------- */
 
 /* The optimizer keeps its state (momentum, moments) in the parameter store, so add
  * every parameter before creating it. One optimizer with state per store: creating a
@@ -392,6 +415,8 @@ void tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
+/* lr >= 0 and finite (0 is legal: the next steps move nothing); otherwise an error and
+ * the rate is left unchanged. */
 void tg_optim_set_lr(tg_optim *opt, float lr);
 float tg_optim_lr(const tg_optim *opt);
 int64_t tg_optim_steps(const tg_optim *opt);

@@ -534,7 +534,10 @@ typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } opt_kind;
 typedef struct opt_cfg {
     opt_kind kind;
     tg_sgd_opts sgd;
-    tg_adam_opts adam;
+    struct {
+        double lr, weight_decay;
+        bool beta1_zero, eps_zero; /* else PyTorch's 0.9 and 1e-8 */
+    } adam;
     const char *name;
 } opt_cfg;
 
@@ -559,9 +562,14 @@ static void opt_fill(tg_params *ps, bool grad, uint64_t seed) {
 }
 
 static tg_optim *opt_new(tg_params *ps, const opt_cfg *c) {
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = c->adam.lr;
+    ao.weight_decay = c->adam.weight_decay;
+    if (c->adam.beta1_zero) ao.beta1 = 0;
+    if (c->adam.eps_zero) ao.eps = 0;
     tg_optim *o = c->kind == OPT_SGD    ? tg_sgd_new(ps, c->sgd)
-                  : c->kind == OPT_ADAM ? tg_adam_new(ps, c->adam)
-                                        : tg_adamw_new(ps, c->adam);
+                  : c->kind == OPT_ADAM ? tg_adam_new(ps, ao)
+                                        : tg_adamw_new(ps, ao);
     ck_assert_msg(o != NULL, "%s: %s", c->name, tg_error_message());
     return o;
 }
@@ -581,6 +589,10 @@ START_TEST(optimizers) {
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f}, .name = "adam"},
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adam l2"},
         {.kind = OPT_ADAMW, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adamw"},
+        {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .beta1_zero = true}, .name = "adam beta1 0"},
+        {.kind = OPT_ADAMW,
+         .adam = {.lr = 0.01f, .weight_decay = 0.1f, .beta1_zero = true, .eps_zero = true},
+         .name = "adamw beta1 0 eps 0"},
     };
     for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
         tg_params *pc = opt_store(TG_DEVICE_CPU), *pg = opt_store(TG_DEVICE_CUDA);
