@@ -315,6 +315,8 @@ tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tenso
                           tg_tensor *running_mean, tg_tensor *running_var, bool training,
                           float momentum, float eps);
 
+/* max(x, 0) and min(max(x, 0), 6). NaN propagates as in PyTorch: the output is NaN and
+ * the gradient there is dy (0 only where x <= 0, or x >= 6 for relu6). */
 tg_tensor *tg_relu(tg_ctx *ctx, tg_tensor *x);
 tg_tensor *tg_relu6(tg_ctx *ctx, tg_tensor *x);
 /* a + b, same shapes (residual connections). */
@@ -334,6 +336,8 @@ typedef struct tg_pool2d_opts {
     int pad_h, pad_w;       /* implicit padding: -inf for max, zeros counted for avg */
 } tg_pool2d_opts;
 tg_pool2d_opts tg_pool2d_opts_make(int kernel, int stride, int padding);
+/* A window holding NaN gives NaN, and its gradient goes to that NaN (the last one in
+ * row-major order), as PyTorch; ties go to the first maximum. */
 tg_tensor *tg_max_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 /* count_include_pad = true, as PyTorch's default. */
 tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
