@@ -176,7 +176,7 @@ tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, voi
     norm = sqrt(norm);
     for (int64_t i = 0; i < n; i++) d[i] /= norm;
 
-    tg_params_zero_grad(ps);
+    if ((st = tg_params_zero_grad(ps))) goto done;
     tg_tensor *loss = fn(ctx, NULL, user);
     if (!loss || (st = tg_backward(ctx, loss))) {
         st = st ? st : tg_error();

@@ -8,6 +8,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef TG_HAVE_CUDA
+#include "../cuda/tg_cuda.h"
+#endif
+
+/* The clock around one op's forward or backward. Without sync timing it is the host
+ * clock (on a GPU: how long the launches took to queue). With it (tg_ctx_set_sync_timing,
+ * on whenever a tool profiles): the device is drained first, then on CUDA the op's time
+ * is the GPU time between two events on the library's stream around its work (what the
+ * GPU spent on it, launch gaps included), on the CPU the host clock. */
+static tg_status op_clock_start(tg_ctx *ctx, double *t0) {
+    tg_status st = TG_OK;
+    if (ctx->sync_timing) st = tg_device_sync(ctx->device);
+#ifdef TG_HAVE_CUDA
+    if (ctx->sync_timing && st == TG_OK && ctx->device == TG_DEVICE_CUDA)
+        st = tg_cuda_timer_start();
+#endif
+    *t0 = tg_now();
+    return st;
+}
+
+/* Called once after every op_clock_start that succeeded, whether or not the op did
+ * (on CUDA it pops the clock). */
+static tg_status op_clock_stop(tg_ctx *ctx, double t0, double *seconds) {
+#ifdef TG_HAVE_CUDA
+    if (ctx->sync_timing && ctx->device == TG_DEVICE_CUDA) return tg_cuda_timer_stop(seconds);
+#endif
+    tg_status st = ctx->sync_timing ? tg_device_sync(ctx->device) : TG_OK;
+    *seconds = tg_now() - t0;
+    return st;
+}
+
 bool tg_check_tensor(const char *op, const char *arg, const tg_tensor *t, int ndim) {
     if (!t) {
         /* An earlier failure already explains this NULL; otherwise say which argument. */
@@ -52,7 +83,28 @@ static tg_record *tape_push(tg_tape *tape) {
 tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, int ninputs,
                        tg_shape out_shape, const void *params, size_t size,
                        float *share_data) {
-    TG_ASSERT(op && ninputs <= TG_MAX_INPUTS && size <= TG_OP_PARAMS_BYTES);
+    if (!op || !op->name) {
+        tg_fail(TG_ERR_ARG, "tg_op_apply: the op descriptor%s is NULL", op ? "'s name" : "");
+        return NULL;
+    }
+    if (ninputs < 0 || ninputs > TG_MAX_INPUTS || (ninputs > 0 && !inputs)) {
+        tg_fail(TG_ERR_ARG, "%s: tg_op_apply got %d inputs%s; an op takes 0 to %d "
+                "(TG_MAX_INPUTS)", op->name, ninputs, ninputs > 0 && !inputs ? " but a NULL "
+                "input array" : "", TG_MAX_INPUTS);
+        return NULL;
+    }
+    if (size > TG_OP_PARAMS_BYTES || (size > 0 && !params)) {
+        tg_fail(TG_ERR_ARG, "%s: tg_op_apply got %zu bytes of params%s; at most %d "
+                "(TG_OP_PARAMS_BYTES) are kept inline — keep larger data with "
+                "tg_record_save_bytes", op->name, size, size > 0 && !params ? " from NULL" : "",
+                TG_OP_PARAMS_BYTES);
+        return NULL;
+    }
+    if (!op->forward[TG_DEVICE_CPU]) {
+        tg_fail(TG_ERR_ARG, "%s: the op descriptor has no CPU forward (every op needs one)",
+                op->name);
+        return NULL;
+    }
     if (!ctx) {
         tg_fail(TG_ERR_ARG, "%s: ctx is NULL", op->name);
         return NULL;
@@ -87,16 +139,20 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
     if (!rec) return NULL;
     memset(rec, 0, sizeof *rec);
     rec->op = op;
+    rec->index = needs_grad ? ctx->tape.len - 1 : -1;
     rec->ninputs = ninputs;
     for (int i = 0; i < ninputs; i++) rec->inputs[i] = inputs[i];
     rec->out = out;
-    if (params) memcpy(rec->params, params, size);
+    if (params && size) memcpy(rec->params, params, size);
 
-    if (ctx->sync_timing) tg_device_sync(ctx->device);
-    double t0 = tg_now();
-    tg_status st = forward(ctx, rec);
-    if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
-    rec->fwd_seconds = tg_now() - t0;
+    double t0, t1 = 0;
+    tg_status st = op_clock_start(ctx, &t0);
+    if (st == TG_OK) {
+        st = forward(ctx, rec);
+        tg_status cs = op_clock_stop(ctx, t0, &t1); /* also pops the clock on failure */
+        if (st == TG_OK) st = cs;
+        rec->fwd_seconds = t1;
+    }
     if (st != TG_OK) {
         if (needs_grad) ctx->tape.len--;
         tg_fail(st, "%s: forward failed", op->name);
@@ -106,7 +162,15 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
 }
 
 tg_tensor *tg_record_save(tg_ctx *ctx, tg_record *rec, int slot, tg_shape shape) {
-    TG_ASSERT(slot >= 0 && slot < TG_MAX_SAVED);
+    if (!ctx || !rec) {
+        tg_fail(TG_ERR_ARG, "tg_record_save: %s is NULL", ctx ? "rec" : "ctx");
+        return NULL;
+    }
+    if (slot < 0 || slot >= TG_MAX_SAVED) {
+        tg_fail(TG_ERR_ARG, "%s: tg_record_save slot %d is outside 0..%d (TG_MAX_SAVED - 1)",
+                rec->op ? rec->op->name : "tg_record_save", slot, TG_MAX_SAVED - 1);
+        return NULL;
+    }
     tg_tensor *t = tg_ctx_tensor(ctx, shape);
     if (t) {
         rec->saved[slot] = t;
@@ -116,6 +180,10 @@ tg_tensor *tg_record_save(tg_ctx *ctx, tg_record *rec, int slot, tg_shape shape)
 }
 
 void *tg_record_save_bytes(tg_ctx *ctx, tg_record *rec, size_t bytes) {
+    if (!ctx || !rec) {
+        tg_fail(TG_ERR_ARG, "tg_record_save_bytes: %s is NULL", ctx ? "rec" : "ctx");
+        return NULL;
+    }
     void *p = tg_ctx_scratch(ctx, bytes);
     if (p) rec->saved_bytes += bytes;
     return p;
@@ -139,6 +207,36 @@ static const char *tensor_label(const tg_tensor *t, char *buf, size_t size) {
     if (t->name) snprintf(buf, size, "%s", t->name);
     else snprintf(buf, size, "t%d", t->id);
     return buf;
+}
+
+const char *tg_record_explain(const tg_record *rec, char *buf, size_t size) {
+    if (!buf || size == 0) return "";
+    buf[0] = '\0';
+    if (rec->op->explain) rec->op->explain(rec, buf, size);
+    else if (rec->op->backward_doc) snprintf(buf, size, "%s", rec->op->backward_doc);
+    return buf;
+}
+
+/* Explain mode, after the walk: every parameter the tape reached, in first-use order,
+ * with its gradient's L2 norm (what the optimizer is about to apply). */
+static void explain_param_grads(const tg_ctx *ctx, FILE *ex) {
+    fprintf(ex, "parameter gradients (L2 norm):\n");
+    for (int r = 0; r < ctx->tape.len; r++) {
+        const tg_record *rec = &ctx->tape.records[r];
+        for (int i = 0; i < rec->ninputs; i++) {
+            const tg_tensor *p = rec->inputs[i];
+            if (!p || !p->is_param || !p->grad) continue;
+            bool seen = false; /* first use only (shared weights appear once) */
+            for (int q = 0; q < r && !seen; q++)
+                for (int j = 0; j < ctx->tape.records[q].ninputs; j++)
+                    seen |= ctx->tape.records[q].inputs[j] == p;
+            for (int j = 0; j < i; j++) seen |= rec->inputs[j] == p;
+            if (seen) continue;
+            char s[80], l[64];
+            fprintf(ex, "    %-28s %-20s |grad|=%.6g\n", tensor_label(p, l, sizeof l),
+                    tg_shape_str(p->shape, s, sizeof s), grad_norm(p, p->grad));
+        }
+    }
 }
 
 tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
@@ -168,9 +266,12 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     if (ctx->device == TG_DEVICE_CPU) {
         for (int64_t i = 0; i < out->numel; i++) out->grad[i] += seed[i];
     } else {
-        if ((st = tg_device_copy(ctx->device, out->grad, ctx->device, seed,
-                                 (size_t)out->numel * sizeof(float))))
-            return st;
+#ifdef TG_HAVE_CUDA
+        /* Adds, as on the CPU: a loss that already holds a gradient keeps it. */
+        if ((st = accumulate_cuda(out->grad, seed, out->numel))) return st;
+#else
+        return tg_cuda_check();
+#endif
     }
     ctx->tape.consumed = true;
     FILE *ex = ctx->tape.explain;
@@ -179,34 +280,42 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         if (!rec->out->grad) continue; /* no gradient reached this op's output */
         /* The clock includes zeroing the inputs' fresh gradient buffers: that is part of
          * what this op's backward costs (profiles must add up to the step). */
-        if (ctx->sync_timing) tg_device_sync(ctx->device);
-        double t0 = tg_now();
+        double t0;
+        if ((st = op_clock_start(ctx, &t0))) return tg_fail(st, "%s: backward clock", rec->op->name);
         float *dinputs[TG_MAX_INPUTS] = {0};
         bool any = false;
         for (int i = 0; i < rec->ninputs; i++) {
             tg_tensor *in = rec->inputs[i];
             if (!in || !in->requires_grad) continue;
-            if ((st = tg_ctx_ensure_grad(ctx, in))) return st;
+            if ((st = tg_ctx_ensure_grad(ctx, in))) break;
             dinputs[i] = in->grad;
             any = true;
         }
-        if (!any) continue;
+        if (st || !any) {
+            double unused;
+            tg_status cs = op_clock_stop(ctx, t0, &unused); /* pop the clock */
+            if (st) return st;
+            if (cs) return cs;
+            continue;
+        }
         if (ex) {
-            char s[80], l[64];
+            char s[80], l[64], doc[256];
             fprintf(ex, "backward #%d %-14s dL/d%s %s |g|=%.6g\n    %s\n", r, rec->op->name,
                     tensor_label(rec->out, l, sizeof l),
                     tg_shape_str(rec->out->shape, s, sizeof s),
-                    grad_norm(rec->out, rec->out->grad),
-                    rec->op->backward_doc ? rec->op->backward_doc : "");
+                    grad_norm(rec->out, rec->out->grad), tg_record_explain(rec, doc, sizeof doc));
         }
         st = rec->op->backward[ctx->device](ctx, rec, dinputs, rec->out->grad);
-        if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
-        rec->bwd_seconds = tg_now() - t0;
+        double t1 = 0;
+        tg_status cs = op_clock_stop(ctx, t0, &t1); /* also pops the clock on failure */
+        rec->bwd_seconds = t1;
+        if (st == TG_OK) st = cs;
         if (st != TG_OK) return tg_fail(st, "%s: backward failed", rec->op->name);
         /* Every consumer of rec->out was recorded after rec and has run: its gradient
          * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
         tg_ctx_release_grad(ctx, rec->out);
     }
+    if (ex) explain_param_grads(ctx, ex);
     return TG_OK;
 }
 
@@ -234,31 +343,45 @@ void tg_tape_set_explain(tg_ctx *ctx, FILE *f) {
     if (ctx) ctx->tape.explain = f;
 }
 
+/* "t7 (1, 16, 8, 8)" or "conv1.weight (16, 1, 3, 3)": the label the table, the DOT graph
+ * and the explain log share. */
+static const char *tensor_desc(const tg_tensor *t, char *buf, size_t size) {
+    char s[80], l[64];
+    snprintf(buf, size, "%s %s", tensor_label(t, l, sizeof l),
+             tg_shape_str(t->shape, s, sizeof s));
+    return buf;
+}
+
 void tg_tape_print(const tg_ctx *ctx, FILE *f) {
     if (!ctx || !f) return;
-    fprintf(f, "%4s  %-14s %-52s %-20s %11s %10s %10s\n", "#", "op", "inputs", "output",
+    fprintf(f, "%4s  %-14s %-64s %-24s %11s %10s %10s\n", "#", "op", "inputs", "output",
             "saved", "fwd ms", "bwd ms");
     size_t total_saved = 0;
     double total_fwd = 0, total_bwd = 0;
+    bool zero_saved = false;
     for (int r = 0; r < ctx->tape.len; r++) {
         const tg_record *rec = &ctx->tape.records[r];
-        char ins[256] = "", s[80];
+        char ins[512] = "", d[160];
         size_t pos = 0;
         for (int i = 0; i < rec->ninputs && pos < sizeof ins; i++) {
             if (!rec->inputs[i]) continue;
-            int n = snprintf(ins + pos, sizeof ins - pos, "%s%s", pos ? " " : "",
-                             tg_shape_str(rec->inputs[i]->shape, s, sizeof s));
+            int n = snprintf(ins + pos, sizeof ins - pos, "%s%s", pos ? ", " : "",
+                             tensor_desc(rec->inputs[i], d, sizeof d));
             if (n > 0) pos += (size_t)n;
         }
-        fprintf(f, "%4d  %-14s %-52s %-20s %11zu %10.3f %10.3f\n", r, rec->op->name, ins,
-                tg_shape_str(rec->out->shape, s, sizeof s), rec->saved_bytes,
+        fprintf(f, "%4d  %-14s %-64s %-24s %11zu %10.3f %10.3f\n", r, rec->op->name, ins,
+                tensor_desc(rec->out, d, sizeof d), rec->saved_bytes,
                 1e3 * rec->fwd_seconds, 1e3 * rec->bwd_seconds);
         total_saved += rec->saved_bytes;
         total_fwd += rec->fwd_seconds;
         total_bwd += rec->bwd_seconds;
+        zero_saved |= rec->saved_bytes == 0;
     }
-    fprintf(f, "%4s  %-14s %-52s %-20s %11zu %10.3f %10.3f\n", "", "total", "", "", total_saved,
-            1e3 * total_fwd, 1e3 * total_bwd);
+    fprintf(f, "%4s  %-14s %-64s %-24s %11zu %10.3f %10.3f\n", "", "total", "", "",
+            total_saved, 1e3 * total_fwd, 1e3 * total_bwd);
+    if (zero_saved)
+        fprintf(f, "saved 0: the op's backward needs only its inputs (conv, linear, add), and "
+                "those stay alive in the step arena until tg_step_end, so nothing is copied.\n");
 }
 
 static void dot_tensor(FILE *f, const tg_tensor *t) {
@@ -274,7 +397,10 @@ tg_status tg_tape_write_dot(const tg_ctx *ctx, FILE *f) {
     fprintf(f, "digraph tape {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
     for (int r = 0; r < ctx->tape.len; r++) {
         const tg_record *rec = &ctx->tape.records[r];
-        fprintf(f, "  \"op%d\" [shape=ellipse, label=\"#%d %s\"];\n", r, r, rec->op->name);
+        char detail[64] = "";
+        if (rec->op->describe) rec->op->describe(rec, detail, sizeof detail);
+        fprintf(f, "  \"op%d\" [shape=ellipse, label=\"#%d %s%s%s\"];\n", r, r, rec->op->name,
+                detail[0] ? "\\n" : "", detail);
         for (int i = 0; i < rec->ninputs; i++) {
             if (!rec->inputs[i]) continue;
             dot_tensor(f, rec->inputs[i]);

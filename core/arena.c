@@ -11,9 +11,19 @@
 #define TG_ARENA_ALIGN 64
 #define TG_ARENA_MIN_BLOCK ((size_t)1 << 20) /* 1 MiB: small steps fit in one block */
 
+/* Debug mode: with TG_ARENA_POISON set (and not "0") when an arena is created, every
+ * allocation it hands out is filled with NaN (all bits set), so a kernel that reads
+ * memory nothing wrote this step produces NaN and fails its parity test instead of
+ * passing on stale values. */
+static bool poison_requested(void) {
+    const char *v = getenv("TG_ARENA_POISON");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 void tg_arena_init(tg_arena *a, tg_device device) {
     memset(a, 0, sizeof *a);
     a->device = device;
+    a->poison = poison_requested();
 }
 
 void tg_arena_release(tg_arena *a) {
@@ -21,7 +31,9 @@ void tg_arena_release(tg_arena *a) {
     for (int i = 0; i < a->nblocks; i++) tg_device_free(a->device, a->blocks[i].base);
     free(a->blocks);
     tg_device device = a->device;
+    bool poison = a->poison;
     tg_arena_init(a, device);
+    a->poison = poison;
 }
 
 static bool arena_push_block(tg_arena *a, size_t size) {
@@ -60,6 +72,7 @@ void *tg_arena_alloc(tg_arena *a, size_t bytes) {
         a->off = 0;
     }
     void *p = a->blocks[a->cur].base + a->off;
+    if (a->poison && tg_device_poison(a->device, p, need) != TG_OK) return NULL;
     a->off += need;
     a->used += need;
     if (a->used > a->peak) a->peak = a->used;

@@ -155,6 +155,14 @@ tg_status tg_tensor_to_host(const tg_tensor *t, float *host, bool grad) {
     return tg_device_copy(TG_DEVICE_CPU, host, t->device, src, (size_t)t->numel * sizeof(float));
 }
 
+tg_status tg_tensor_copy_from_host(tg_tensor *t, const float *host) {
+    if (!t || !host) return tg_fail(TG_ERR_ARG, "tg_tensor_copy_from_host: argument '%s' is "
+                                    "NULL", t ? "host" : "t");
+    if (!t->data) return tg_fail(TG_ERR_ARG, "tg_tensor_copy_from_host: the tensor has no data");
+    return tg_device_copy(t->device, t->data, TG_DEVICE_CPU, host,
+                          (size_t)t->numel * sizeof(float));
+}
+
 void tg_tensor_set_requires_grad(tg_tensor *t, bool requires_grad) {
     if (t && !t->is_param) t->requires_grad = requires_grad;
 }

@@ -22,9 +22,8 @@
 
 /* ------------------------------------------------------------ errors (core/error.c) */
 
-/* Records `status` and a formatted message unless an error is already pending (the
- * first error is the one worth reading). Returns status, so `return tg_fail(...)`. */
-tg_status tg_fail(tg_status status, const char *fmt, ...) TG_PRINTF(2, 3);
+/* tg_fail(status, fmt, ...) records an error; it is public (tapegrad.h, "writing your
+ * own op"). */
 /* True (and nothing recorded) when any tensor in the list is NULL: an earlier op
  * failed, its message stands. When none pending, records one naming op/argument. */
 bool tg_check_not_null(const char *op, const char *arg, const void *ptr);
@@ -44,6 +43,8 @@ void tg_device_free(tg_device device, void *ptr);
 tg_status tg_device_copy(tg_device dst_device, void *dst, tg_device src_device,
                          const void *src, size_t bytes);
 tg_status tg_device_zero(tg_device device, void *ptr, size_t bytes);
+/* Every float of ptr[0 .. bytes) set to a NaN (all bits set): the arena's poison mode. */
+tg_status tg_device_poison(tg_device device, void *ptr, size_t bytes);
 /* Waits for all queued device work (a no-op on the CPU). */
 tg_status tg_device_sync(tg_device device);
 
@@ -59,6 +60,7 @@ typedef struct tg_arena_block {
 
 typedef struct tg_arena {
     tg_device device;
+    bool poison;      /* TG_ARENA_POISON set: every allocation filled with NaN */
     tg_arena_block *blocks;
     int nblocks, cap;
     int cur;          /* block being filled */

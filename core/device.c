@@ -85,6 +85,19 @@ tg_status tg_device_zero(tg_device device, void *ptr, size_t bytes) {
 #endif
 }
 
+tg_status tg_device_poison(tg_device device, void *ptr, size_t bytes) {
+    if (bytes == 0) return TG_OK;
+    if (device == TG_DEVICE_CPU) {
+        memset(ptr, 0xFF, bytes);
+        return TG_OK;
+    }
+#ifdef TG_HAVE_CUDA
+    return tg_cuda_fill_bytes(ptr, 0xFF, bytes);
+#else
+    return tg_cuda_check();
+#endif
+}
+
 tg_status tg_device_sync(tg_device device) {
     if (device == TG_DEVICE_CPU) return TG_OK;
 #ifdef TG_HAVE_CUDA

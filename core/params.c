@@ -218,8 +218,9 @@ float *tg_params_data(tg_params *ps) { return ps ? ps->values : NULL; }
 float *tg_params_grad(tg_params *ps) { return ps ? ps->grads : NULL; }
 float *tg_params_buffers(tg_params *ps) { return ps ? ps->buffers : NULL; }
 
-void tg_params_zero_grad(tg_params *ps) {
-    if (ps && ps->grads) tg_device_zero(ps->device, ps->grads, (size_t)ps->numel * sizeof(float));
+tg_status tg_params_zero_grad(tg_params *ps) {
+    if (!ps || !ps->grads) return TG_OK;
+    return tg_device_zero(ps->device, ps->grads, (size_t)ps->numel * sizeof(float));
 }
 
 float *tg_params_state(tg_params *ps, int slots) {
@@ -235,7 +236,11 @@ float *tg_params_state(tg_params *ps, int slots) {
     size_t bytes = (size_t)slots * (size_t)(ps->numel ? ps->numel : 1) * sizeof(float);
     ps->state = tg_device_alloc(ps->device, bytes);
     if (!ps->state) return NULL;
-    tg_device_zero(ps->device, ps->state, bytes);
+    if (tg_device_zero(ps->device, ps->state, bytes) != TG_OK) {
+        tg_device_free(ps->device, ps->state);
+        ps->state = NULL;
+        return NULL;
+    }
     ps->state_slots = slots;
     return ps->state;
 }

@@ -60,18 +60,67 @@ void tg_rng_fill_normal(tg_rng *rng, float *x, int64_t n, float mean, float std)
     for (int64_t i = 0; i < n; i++) x[i] = mean + std * (float)tg_rng_normal(rng);
 }
 
-/* Fill a parameter (either device) with U(-bound, bound) drawn on the host. */
-static tg_status fill_param_uniform(tg_rng *rng, tg_tensor *t, float bound) {
+/* How a tensor is filled on the host before it goes to its device. */
+typedef enum fill_kind { FILL_CONSTANT, FILL_UNIFORM, FILL_NORMAL } fill_kind;
+
+/* Fill t (either device) with a constant, U(a, b) or N(a, b^2) drawn on the host: in
+ * place on the CPU, through a host buffer and one copy on CUDA. */
+static tg_status fill_tensor(const char *what, tg_rng *rng, tg_tensor *t, fill_kind kind,
+                             float a, float b) {
+    if (!t) return tg_fail(TG_ERR_ARG, "%s: argument 't' is NULL", what);
+    if (!rng && kind != FILL_CONSTANT) return tg_fail(TG_ERR_ARG, "%s: argument 'rng' is NULL", what);
+    if (!t->data) return tg_fail(TG_ERR_ARG, "%s: the tensor has no data", what);
     float *host = t->device == TG_DEVICE_CPU ? t->data : malloc((size_t)t->numel * sizeof *host);
-    if (!host) return tg_fail(TG_ERR_NOMEM, "init: out of memory for %lld values",
+    if (!host) return tg_fail(TG_ERR_NOMEM, "%s: out of memory for %lld values", what,
                               (long long)t->numel);
-    tg_rng_fill_uniform(rng, host, t->numel, -bound, bound);
+    switch (kind) {
+    case FILL_CONSTANT:
+        for (int64_t i = 0; i < t->numel; i++) host[i] = a;
+        break;
+    case FILL_UNIFORM: tg_rng_fill_uniform(rng, host, t->numel, a, b); break;
+    case FILL_NORMAL: tg_rng_fill_normal(rng, host, t->numel, a, b); break;
+    }
     tg_status st = TG_OK;
     if (host != t->data) {
         st = tg_device_copy(t->device, t->data, TG_DEVICE_CPU, host,
                             (size_t)t->numel * sizeof *host);
         free(host);
     }
+    return st;
+}
+
+static tg_status fill_param_uniform(tg_rng *rng, tg_tensor *t, float bound) {
+    return fill_tensor("init", rng, t, FILL_UNIFORM, -bound, bound);
+}
+
+tg_status tg_init_constant(tg_tensor *t, float value) {
+    return fill_tensor("tg_init_constant", NULL, t, FILL_CONSTANT, value, 0);
+}
+
+tg_status tg_init_uniform(tg_rng *rng, tg_tensor *t, float lo, float hi) {
+    if (!(lo <= hi) || !isfinite(lo) || !isfinite(hi))
+        return tg_fail(TG_ERR_ARG, "tg_init_uniform: the range [%g, %g) is not a finite "
+                       "interval with lo <= hi", lo, hi);
+    return fill_tensor("tg_init_uniform", rng, t, FILL_UNIFORM, lo, hi);
+}
+
+tg_status tg_init_normal(tg_rng *rng, tg_tensor *t, float mean, float std) {
+    if (!(std >= 0) || !isfinite(mean) || !isfinite(std))
+        return tg_fail(TG_ERR_ARG, "tg_init_normal: mean %g and std %g must be finite, std "
+                       ">= 0", mean, std);
+    return fill_tensor("tg_init_normal", rng, t, FILL_NORMAL, mean, std);
+}
+
+tg_status tg_init_batchnorm(tg_tensor *weight, tg_tensor *bias) {
+    if (weight && bias && weight->numel != bias->numel) {
+        char s1[64], s2[64];
+        return tg_fail(TG_ERR_SHAPE, "tg_init_batchnorm: weight %s and bias %s differ in size",
+                       tg_shape_str(weight->shape, s1, sizeof s1),
+                       tg_shape_str(bias->shape, s2, sizeof s2));
+    }
+    tg_status st = weight ? fill_tensor("tg_init_batchnorm", NULL, weight, FILL_CONSTANT, 1, 0)
+                          : TG_OK;
+    if (st == TG_OK && bias) st = fill_tensor("tg_init_batchnorm", NULL, bias, FILL_CONSTANT, 0, 0);
     return st;
 }
 

@@ -166,6 +166,17 @@ int64_t tg_rng_below(tg_rng *rng, int64_t n); /* uniform integer in [0, n) */
 void tg_rng_fill_uniform(tg_rng *rng, float *x, int64_t n, float lo, float hi);
 void tg_rng_fill_normal(tg_rng *rng, float *x, int64_t n, float mean, float std);
 
+/* Setting values: copy n = t->numel floats from host memory into t (a parameter, a buffer
+ * or a step tensor, on either device), or read them back with tg_tensor_to_host. */
+tg_status tg_tensor_copy_from_host(tg_tensor *t, const float *host);
+/* Initialisers for parameters of either device, drawn on the host from rng (seeded:
+ * the same seed gives the same values). */
+tg_status tg_init_constant(tg_tensor *t, float value);
+tg_status tg_init_uniform(tg_rng *rng, tg_tensor *t, float lo, float hi);
+tg_status tg_init_normal(tg_rng *rng, tg_tensor *t, float mean, float std);
+/* nn.BatchNorm2d / nn.LayerNorm's start: weight 1, bias 0 (either may be NULL). */
+tg_status tg_init_batchnorm(tg_tensor *weight, tg_tensor *bias);
+
 /* PyTorch's default initialisation of nn.Conv2d / nn.Linear: weight and bias uniform in
  * ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)). bias may be NULL. Works on
  * parameters of either device. */
@@ -193,7 +204,8 @@ tg_device tg_params_device(const tg_params *ps);
 /* Flat views: all trainable values, their gradients (tg_params_numel floats each). */
 float *tg_params_data(tg_params *ps);
 float *tg_params_grad(tg_params *ps);
-void tg_params_zero_grad(tg_params *ps);
+/* Zeroes every gradient (queued on a GPU); the status of the device call. */
+tg_status tg_params_zero_grad(tg_params *ps);
 
 /* ---------------------------------------------------------------- context, step arena */
 
@@ -325,7 +337,8 @@ tg_tensor *tg_add(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
 /* (N, ...) -> (N, rest). */
 tg_tensor *tg_flatten(tg_ctx *ctx, tg_tensor *x);
-/* x (N, in), weight (out, in), bias (out) or NULL -> (N, out). */
+/* x (..., in) with 2 to 4 dims, weight (out, in), bias (out) or NULL -> (..., out): the
+ * leading dims are folded into one SGEMM's rows, so (B, T, in) costs what (B T, in) does. */
 tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias);
 /* (N, C, H, W) -> (N, C, 1, 1), the mean over H and W. */
 tg_tensor *tg_global_avg_pool(tg_ctx *ctx, tg_tensor *x);
@@ -364,6 +377,171 @@ tg_tensor *tg_cross_entropy_with(tg_ctx *ctx, tg_tensor *logits, const int32_t *
 /* <<< semantics (issue 10): cross entropy options ---------------------------------- */
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
+
+/* ---------------------------------------------------------------- linear algebra, layout and
+ * reductions (issue 12, part B; docs/OPS.md). Dims may be negative, Python style (-1 is the
+ * last). Every result is a new contiguous tensor (no views). */
+
+/* a (..., M, K) @ b (..., K, N) -> (..., M, N); 2 to 4 dims each. The batch dims (those
+ * before the last two) are aligned from the right and broadcast as in NumPy (each pair
+ * equal or one of them 1); the backward sums the gradient over broadcast dims. One SGEMM
+ * per matrix (threads spread over many small ones), or ONE SGEMM when b has no batch
+ * dims; cuBLAS strided-batched on CUDA. */
+tg_tensor *tg_matmul(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* x with dims dim0 and dim1 swapped (a copy). */
+tg_tensor *tg_transpose(tg_ctx *ctx, tg_tensor *x, int dim0, int dim1);
+/* x with its dims reordered: out.dim[k] = x.dim[dims[k]]; dims has x->shape.ndim entries,
+ * each dim once (a copy). */
+tg_tensor *tg_permute(tg_ctx *ctx, tg_tensor *x, const int *dims);
+/* xs[0..n-1] (1 <= n <= TG_MAX_INPUTS) joined along dim; all other dims equal. */
+tg_tensor *tg_concat(tg_ctx *ctx, tg_tensor *const *xs, int n, int dim);
+/* x[.., start:end, ..] along dim, Python slicing: negative positions count from the end,
+ * positions are clamped to [0, size]; an empty result is an error (a copy). */
+tg_tensor *tg_slice(tg_ctx *ctx, tg_tensor *x, int dim, int64_t start, int64_t end);
+/* Reductions along dim; keepdim keeps it as size 1, else it is removed. A scalar input
+ * takes dim 0 or -1. */
+tg_tensor *tg_sum(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+tg_tensor *tg_mean(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* The maximum (a NaN wins); the gradient goes to the FIRST arg-max, as torch.max(x, dim). */
+tg_tensor *tg_max(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* Variance, divided by n - 1 (unbiased, PyTorch's default) or n. */
+tg_tensor *tg_var(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim, bool unbiased);
+/* Over every element -> a scalar (shape ()). tg_max_all shares the gradient evenly between
+ * tied maxima, as torch.max(x) does. */
+tg_tensor *tg_sum_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_mean_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_max_all(tg_ctx *ctx, tg_tensor *x);
+/* ---------------------------------------------------------------- end of part B */
+
+/* ---------------------------------------------------------------- writing your own op
+ *
+ * Every op, built-in or yours, is one constant descriptor (`tg_op`) and one call,
+ * `tg_op_apply`. There is no second mechanism: tg_relu, tg_conv2d and the ops in
+ * examples/custom_op.c all go through it, so a user op shows in tg_tape_print, the DOT
+ * graph, tg_tape_profile (with its cost model) and the explain log, and tg_gradcheck
+ * checks it like any other. docs/WRITING_OPS.md teaches it step by step.
+ *
+ *   static tg_status softplus_forward(tg_ctx *ctx, tg_record *rec) {
+ *       const tg_tensor *x = rec->inputs[0];             // y = log(1 + e^x)
+ *       for (int64_t i = 0; i < x->numel; i++)
+ *           rec->out->data[i] = log1pf(expf(x->data[i]));
+ *       return TG_OK;
+ *   }
+ *   static tg_status softplus_backward(tg_ctx *ctx, tg_record *rec,
+ *                                      float *const *dinputs, const float *dout) {
+ *       const tg_tensor *x = rec->inputs[0];             // dy/dx = sigmoid(x)
+ *       for (int64_t i = 0; i < x->numel; i++)
+ *           dinputs[0][i] += dout[i] / (1 + expf(-x->data[i]));   // ADD, never assign
+ *       return TG_OK;
+ *   }
+ *   static const tg_op softplus_op = {
+ *       .name = "softplus",
+ *       .forward = {[TG_DEVICE_CPU] = softplus_forward},
+ *       .backward = {[TG_DEVICE_CPU] = softplus_backward},
+ *       .backward_doc = "dx += dy * sigmoid(x)",
+ *   };
+ *   tg_tensor *softplus(tg_ctx *ctx, tg_tensor *x) {
+ *       if (!tg_check_tensor("softplus", "x", x, -1)) return NULL;
+ *       return tg_op_apply(ctx, &softplus_op, &x, 1, x->shape, NULL, 0, NULL);
+ *   }
+ *
+ * THE CONTRACT
+ *   - forward computes rec->out->data (allocated by tg_op_apply, uninitialised, on the
+ *     context's device) from rec->inputs[i]->data and the inline params. It may keep
+ *     what the backward needs: tg_record_save (a tensor) or tg_record_save_bytes (raw
+ *     bytes), both in the step arena. The inputs themselves stay alive until
+ *     tg_step_end, so an op that only needs its inputs saves nothing.
+ *   - backward ADDS dL/d(inputs[i]) into dinputs[i] (fan-out and shared weights then
+ *     just work) and skips every dinputs[i] that is NULL (not needed). dout is
+ *     dL/d(out), out->numel floats; it must not be written.
+ *   - both return TG_OK, or a status after tg_fail(...) with a message.
+ *   - pointers are device pointers on the context's device (host memory on the CPU). A
+ *     descriptor without a CUDA entry is refused on a CUDA context with a clear error.
+ *   - kernels: plain functions of raw pointers and sizes; parallelise with OpenMP if you
+ *     like (tapegrad's thread count is tg_get_num_threads()).
+ */
+
+#define TG_MAX_INPUTS 4      /* inputs per op (an entry may be NULL: optional bias) */
+#define TG_MAX_SAVED 4       /* saved tensors per record */
+#define TG_OP_PARAMS_BYTES 128 /* inline params per record (copied by tg_op_apply) */
+
+typedef struct tg_record tg_record;
+
+/* C11 _Alignas / C++11 alignas (the header is also read by the CUDA backend's C++). */
+#ifdef __cplusplus
+#define TG_ALIGN16 alignas(16)
+#else
+#define TG_ALIGN16 _Alignas(16)
+#endif
+
+/* Computes rec->out->data from rec->inputs and the inline params; may save tensors. */
+typedef tg_status (*tg_forward_fn)(tg_ctx *ctx, tg_record *rec);
+/* dinputs[i]: where to ADD dL/d(inputs[i]), or NULL when not needed. dout: dL/d(out). */
+typedef tg_status (*tg_backward_fn)(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
+                                    const float *dout);
+/* FLOPs and bytes moved by the forward and the backward, for profiles. */
+typedef void (*tg_cost_fn)(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
+                           double *bwd_flops, double *bwd_bytes);
+/* Writes one line of text about this record into buf (size bytes, NUL-terminated). */
+typedef void (*tg_text_fn)(const tg_record *rec, char *buf, size_t size);
+
+typedef struct tg_op {
+    const char *name;                          /* shown in tables, DOT, profiles, errors */
+    tg_forward_fn forward[TG_DEVICE_COUNT];    /* CPU required; CUDA optional */
+    tg_backward_fn backward[TG_DEVICE_COUNT];  /* NULL: the op cannot be differentiated */
+    tg_cost_fn cost;                           /* optional: profile shows "-" without */
+    tg_text_fn describe;                       /* optional: the variant ("depthwise 3x3") */
+    tg_text_fn explain;                        /* optional: what THIS record's backward
+                                                  computes (--explain); else backward_doc */
+    const char *backward_doc;                  /* optional: the same, one line for all */
+} tg_op;
+
+/* One entry of the tape. Read by forward/backward (and by learners); tg_op_apply
+ * fills it. */
+struct tg_record {
+    const tg_op *op;
+    int ninputs;
+    tg_tensor *inputs[TG_MAX_INPUTS]; /* an entry may be NULL (conv without bias) */
+    tg_tensor *out;
+    tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
+    void *aux;                        /* other saved data (tg_record_save_bytes result) */
+    size_t saved_bytes;               /* counted for the tape table */
+    TG_ALIGN16 unsigned char params[TG_OP_PARAMS_BYTES];
+    double fwd_seconds, bwd_seconds;
+    int index;                        /* position on the tape (-1: not recorded) */
+};
+
+/* The inline params of rec as a pointer to your struct:  TG_OP_PARAMS(rec, my_params). */
+#define TG_OP_PARAMS(rec, type) ((type *)(void *)(rec)->params)
+
+/* Runs `op` on `inputs` (ninputs <= TG_MAX_INPUTS, entries may be NULL), producing a new
+ * step tensor of shape out_shape. `params` (size <= TG_OP_PARAMS_BYTES bytes, may be
+ * NULL) is copied into the record. When any input requires grad and grad mode is on, the
+ * record is appended to the tape and the output requires grad. The forward is timed
+ * (waiting for the device when sync timing is on). When share_data is non-NULL the
+ * output is a view over that storage (reshape) and no data is allocated. Returns NULL
+ * with a message on failure (wrong device, no entry for this device, forward failed). */
+tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, int ninputs,
+                       tg_shape out_shape, const void *params, size_t size,
+                       float *share_data);
+/* Inside a forward: a tensor of `shape` saved in slot (0 .. TG_MAX_SAVED-1) of rec, in
+ * the step arena on the context's device, uninitialised; its bytes count as saved. */
+tg_tensor *tg_record_save(tg_ctx *ctx, tg_record *rec, int slot, tg_shape shape);
+/* Inside a forward: raw bytes in the step arena (host memory on the CPU, device memory
+ * on CUDA), counted as saved; keep the pointer in rec->aux or your params. */
+void *tg_record_save_bytes(tg_ctx *ctx, tg_record *rec, size_t bytes);
+
+/* Argument checks for op entry points; each records a message naming op and argument
+ * and returns false. ndim < 0 accepts any rank. A NULL from an earlier failed op keeps
+ * that op's message. */
+bool tg_check_tensor(const char *op, const char *arg, const tg_tensor *t, int ndim);
+/* Records `status` with a printf-style message, unless an error is already pending (the
+ * first error is the one worth reading). Returns status:  return tg_fail(...); */
+tg_status tg_fail(tg_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ---------------------------------------------------------------- optimizers */
 
@@ -415,7 +593,7 @@ tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts);
 tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts);
 tg_optim *tg_adamw_new(tg_params *ps, tg_adam_opts opts);
 void tg_optim_free(tg_optim *opt);
-void tg_optim_zero_grad(tg_optim *opt);
+tg_status tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
@@ -428,8 +606,38 @@ const char *tg_optim_name(const tg_optim *opt);
 
 /* ---------------------------------------------------------------- models */
 
-/* A model owns a parameter store (parameters + buffers) and knows its forward pass. */
+/* A model is a parameter store (parameters + buffers) + a forward function + your own
+ * data. The built-in models below are made with tg_model_new like yours, so anything you
+ * build this way checkpoints, resumes and trains like them (tg_checkpoint_save/load):
+ *
+ *   typedef struct { tg_tensor *w, *b; } my_net;
+ *   static tg_tensor *my_forward(tg_ctx *ctx, tg_model *m, tg_tensor *x, bool training) {
+ *       my_net *net = tg_model_user(m);
+ *       return tg_linear(ctx, x, net->w, net->b);
+ *   }
+ *   ...
+ *   my_net *net = calloc(1, sizeof *net);
+ *   tg_model *m = tg_model_new("my-net", TG_DEVICE_CPU, my_forward, net, free);
+ *   net->w = tg_params_add(tg_model_params(m), "fc.weight", tg_shape2(10, 784));
+ *   net->b = tg_params_add(tg_model_params(m), "fc.bias", tg_shape1(10));
+ *   tg_init_linear(&rng, net->w, net->b);
+ *
+ * The name is stored in checkpoints: a checkpoint loads only into a model of the same
+ * name with the same parameter names and shapes. */
 typedef struct tg_model tg_model;
+
+/* The model's output for input x; training selects e.g. batchnorm's mode. May be NULL in
+ * tg_model_new for a model you drive with your own functions (then tg_model_forward is
+ * an error, checkpoints still work). */
+typedef tg_tensor *(*tg_model_forward_fn)(tg_ctx *ctx, tg_model *m, tg_tensor *x,
+                                          bool training);
+/* A model with an empty parameter store on `device` (add to tg_model_params(m)). `user`
+ * is yours (tg_model_user); tg_model_free calls free_user(user) when free_user is not
+ * NULL — also when tg_model_new itself fails, so the caller never leaks it. name: 1 to 63
+ * characters. NULL + message on failure. */
+tg_model *tg_model_new(const char *name, tg_device device, tg_model_forward_fn forward,
+                       void *user, void (*free_user)(void *user));
+void *tg_model_user(const tg_model *m);
 
 typedef enum tg_loss_kind { TG_LOSS_CE = 0, TG_LOSS_MSE } tg_loss_kind;
 

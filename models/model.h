@@ -1,24 +1,24 @@
 /*
  * models/model.h — the model interface behind tg_model: a parameter store plus a
- * forward function. Each model file (forum50.c, mobilenet.c, mlp.c, cnn.c) builds its
- * layers in a constructor and fills one of these.
+ * forward function plus user data (public: tg_model_new). Each built-in model file
+ * (forum50.c, mobilenet.c, mlp.c, cnn.c) builds its layers in a constructor through it,
+ * exactly as a user's model does.
  */
 #ifndef TG_MODEL_H
 #define TG_MODEL_H
 
 #include "../core/core.h"
 
-typedef tg_tensor *(*tg_model_forward_fn)(tg_ctx *ctx, tg_model *m, tg_tensor *x,
-                                          bool training);
-
 struct tg_model {
     char name[64];
     tg_params *params;
     tg_model_forward_fn forward;
-    void *impl;                  /* the model's own layer table, freed with free() */
+    void *impl;                  /* the user data of tg_model_new (built-ins: layer table) */
+    void (*free_impl)(void *impl);
 };
 
-/* A model with an empty parameter store on `device`; NULL + message on failure. */
+/* What the built-in models call: tg_model_new(name, device, forward, NULL, free); they
+ * then set m->impl to their layer table (freed with free()). */
 tg_model *tg_model_alloc(const char *name, tg_device device, tg_model_forward_fn forward);
 
 /* The parameters of a BatchNorm2d over `channels` named "<prefix>.weight", ".bias",

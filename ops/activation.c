@@ -25,6 +25,7 @@
 #include "../cuda/tg_cuda.h"
 
 #include <math.h>
+#include <stdio.h>
 
 void relu_forward_cpu(float *out, const float *inp, int64_t n, float cap) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -84,13 +85,21 @@ static void relu_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes
     *bwd_bytes = 16 * n; /* read y, dy, dx; write dx */
 }
 
+static void relu_explain(const tg_record *rec, char *buf, size_t size) {
+    if (isinf(TG_PARAMS(rec, relu_params)->cap))
+        snprintf(buf, size, "relu: dx += dy except where y <= 0; the gradient at exactly 0 "
+                 "is 0, at NaN it is dy (as PyTorch)");
+    else
+        snprintf(buf, size, "relu6: dx += dy except where y <= 0 or y >= 6; the gradient at "
+                 "exactly 0 and 6 is 0, at NaN it is dy (as PyTorch)");
+}
+
 static const tg_op relu_op = {
     .name = "relu",
     .forward = {[TG_DEVICE_CPU] = relu_forward, TG_CUDA_ENTRY(cuda_relu_forward)},
     .backward = {[TG_DEVICE_CPU] = relu_backward, TG_CUDA_ENTRY(cuda_relu_backward)},
     .cost = relu_cost,
-    .backward_doc = "dx += dy except where y <= 0 (or y >= 6 for relu6): 0 at exactly 0, "
-                    "dy at NaN (as PyTorch)",
+    .explain = relu_explain,
 };
 
 static tg_tensor *relu_apply(const char *name, tg_ctx *ctx, tg_tensor *x, float cap) {

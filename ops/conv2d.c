@@ -516,9 +516,33 @@ static void conv2d_describe(const tg_record *rec, char *buf, size_t size) {
     snprintf(buf, size, "%s %s%s", conv2d_path_name(path), kernel, extra);
 }
 
-#define CONV2D_BACKWARD_DOC                                                               \
-    "dW += dy col^T and dx += col2im(W^T dy) per im2col tile (GEMMs, beta = 1); "        \
-    "depthwise: one direct pass per channel; db += sums of dy"
+/* Explain mode: what this record's backward computes, for the path it took. */
+static void conv2d_explain(const tg_record *rec, char *buf, size_t size) {
+    const conv2d_params *p = TG_PARAMS(rec, conv2d_params);
+    const char *db = rec->inputs[2] ? "; db += sums of dy over N, OH, OW" : "";
+    if (p->winograd) {
+        snprintf(buf, size, "Winograd F(4x4,3x3): dx = the same transform with rot180(W)^T, "
+                 "dW = G^T[(A dy A^T) .* (B^T x B)]G, 36 GEMMs each (beta = 1)%s", db);
+        return;
+    }
+    switch (conv2d_choose_path(&p->geom)) {
+    case CONV2D_POINTWISE:
+        snprintf(buf, size, "pointwise 1x1: dx += W^T dy and dW += dy x^T per image, straight "
+                 "SGEMMs on NCHW (beta = 1)%s", db);
+        break;
+    case CONV2D_DEPTHWISE:
+        snprintf(buf, size, "depthwise: one direct pass per channel reads dy and x once and "
+                 "adds into dx and dW%s", db);
+        break;
+    case CONV2D_GROUPED:
+        snprintf(buf, size, "grouped (%d groups): per group and im2col tile, dW += dy col^T "
+                 "and dx += col2im(W^T dy) (GEMMs, beta = 1)%s", p->geom.groups, db);
+        break;
+    default:
+        snprintf(buf, size, "dense: per im2col tile, dW += dy col^T and dx += col2im(W^T dy) "
+                 "(GEMMs, beta = 1; the columns are recomputed, not stored)%s", db);
+    }
+}
 
 static const tg_op conv2d_op = {
     .name = "conv2d",
@@ -526,7 +550,7 @@ static const tg_op conv2d_op = {
     .backward = {[TG_DEVICE_CPU] = conv2d_backward, TG_CUDA_ENTRY(cuda_conv2d_backward)},
     .cost = conv2d_cost,
     .describe = conv2d_describe,
-    .backward_doc = CONV2D_BACKWARD_DOC,
+    .explain = conv2d_explain,
 };
 
 static const tg_op conv1d_op = {
@@ -535,7 +559,7 @@ static const tg_op conv1d_op = {
     .backward = {[TG_DEVICE_CPU] = conv2d_backward, TG_CUDA_ENTRY(cuda_conv2d_backward)},
     .cost = conv2d_cost,
     .describe = conv2d_describe,
-    .backward_doc = CONV2D_BACKWARD_DOC,
+    .explain = conv2d_explain,
 };
 
 /* ---------------------------------------------------------------- entry points */

@@ -77,8 +77,8 @@ tg_optim *tg_optim_create(const tg_optim_kind *kind, tg_params *ps, double lr,
 
 void tg_optim_free(tg_optim *opt) { free(opt); }
 
-void tg_optim_zero_grad(tg_optim *opt) {
-    if (opt) tg_params_zero_grad(opt->ps);
+tg_status tg_optim_zero_grad(tg_optim *opt) {
+    return opt ? tg_params_zero_grad(opt->ps) : TG_OK;
 }
 
 tg_status tg_optim_step(tg_optim *opt) {

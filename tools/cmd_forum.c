@@ -300,14 +300,9 @@ int cmd_forum(int argc, char **argv) {
             "%s, conv %s, %d threads, %d timed steps after %d warm-up\n", a.loss, a.batch,
             a.size, a.size, a.channels, a.layers, a.relu ? ", relu" : "", a.bn ? ", bn" : "",
             a.device, a.conv, tg_get_num_threads(), a.steps, a.warmup);
-    for (int i = 0; i < nruns; i++) {
-        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
-            fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
-            rc = 1;
-            goto done;
-        }
-    }
-
+    busy_probe whole_probe; /* the whole command, when the timed steps are too short */
+    busy_begin(&whole_probe);
+    /* Ceilings before the runs; bench_settle_ceilings measures them again after. */
     peaks pk;
     peak_gemm shapes[PEAKS_MAX_SHAPES];
     int nshapes = peaks_forum_shapes(shapes, a.size, a.channels, a.batch, 16384);
@@ -316,16 +311,32 @@ int cmd_forum(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    bool plausible = true;
+    peak_rss_reset(); /* the measuring buffers are not the runs' memory */
     for (int i = 0; i < nruns; i++) {
-        bench_bound(&runs[i].res, &pk);
-        plausible &= bench_rates_plausible(&runs[i].res, &pk, runs[i].label, stderr);
+        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
+            fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
+            rc = 1;
+            goto done;
+        }
     }
-    if (!plausible) {
+
+    bench_result *results[4];
+    const char *run_labels[4];
+    busy_report busy = {.what = "the timed steps"}, whole = {.what = "the run"};
+    for (int i = 0; i < nruns; i++) {
+        results[i] = &runs[i].res;
+        run_labels[i] = runs[i].label;
+        busy_add(&busy, &runs[i].res.busy); /* all runs' timed steps together */
+    }
+    if (!bench_settle_ceilings(results, run_labels, nruns, &pk, shapes, nshapes, stderr)) {
         rc = 1;
         goto done;
     }
+    busy_end(&whole_probe, &whole);
+    const busy_report *judged = busy_pick(&busy, &whole);
+    for (int i = 0; i < nruns; i++) runs[i].res.busy = *judged; /* what --json reports */
     peaks_print(&pk, out);
+    busy_print(judged, out);
     for (int i = 0; i < nruns; i++) {
         if (nruns == 1 || a.profile) {
             fprintf(out, "\n== %s\n", runs[i].label);

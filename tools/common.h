@@ -22,6 +22,9 @@ tg_stats stats_of(const double *samples, int n);
 
 /* Resident set size high-water mark of this process, in bytes (0 if unknown). */
 int64_t peak_rss_bytes(void);
+/* Starts the high-water mark again from the current RSS (Linux; a no-op elsewhere), so
+ * that memory used and freed before a run does not count as the run's. */
+void peak_rss_reset(void);
 
 /* ---------------------------------------------------------------- options
  * A table of options for one subcommand. parse_options() fills the destinations and
