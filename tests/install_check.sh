@@ -13,6 +13,9 @@ set -euo pipefail
 build=$(cd "${1:?usage: install_check.sh BUILD_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 cc=${CC:-cc}
+# meson test points LD_LIBRARY_PATH at the build tree when a test links the shared
+# library; a user's program has no such help, so neither do ours.
+unset LD_LIBRARY_PATH
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
