@@ -15,6 +15,11 @@
 #define TG_PRINTF(a, b)
 #endif
 
+/* The `tag` that the options constructors (tg_adam_opts_default,
+ * tg_cross_entropy_opts_default, ...) write, so that a struct zeroed or built field by
+ * field, where 0 would silently mean zero, is refused instead. */
+#define TG_OPTS_TAG 0x74676f70u /* "tgop" */
+
 /* ------------------------------------------------------------ errors (core/error.c) */
 
 /* tg_fail(status, fmt, ...) records an error; it is public (tapegrad.h, "writing your

@@ -128,18 +128,22 @@ tg_status linear_backward_cuda(float *dx, float *dweight, float *dbias, const fl
 
 /* Doubles of the `partial` workspace cross_entropy_forward_cuda needs. */
 int64_t cross_entropy_partials_cuda(int64_t N, int64_t inner);
-/* loss[0] (1 float, device) = mean over the N*inner positions of lse - logits[target];
- * lse (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
- * int32 on the device, each in [0, C). */
-tg_status cross_entropy_forward_cuda(float *loss, float *lse, double *partial,
-                                     const float *logits, const int32_t *target, int64_t N,
-                                     int64_t C, int64_t inner);
-/* dlogits (N, C, inner) += (exp(logits - lse) - onehot(target)) dloss[0] / (N inner).
- * dloss: the incoming gradient of the loss, 1 float ON THE DEVICE (where the tape keeps
- * it), so the backward never waits for the GPU. */
-tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *lse,
-                                      const int32_t *target, const float *dloss, int64_t N,
-                                      int64_t C, int64_t inner);
+/* loss[0] (1 float, device) = mean over the positions whose target is not ignore_index
+ * of (max - logits[target]) + logsum (count of them; NaN when count is 0); max and logsum
+ * (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
+ * int32 on the device, each in [0, C) or equal to ignore_index. */
+tg_status cross_entropy_forward_cuda(float *loss, float *max, float *logsum, double *partial,
+                                     const float *logits, const int32_t *target,
+                                     int32_t ignore_index, int64_t count, int64_t N, int64_t C,
+                                     int64_t inner);
+/* dlogits (N, C, inner) += (exp((logits - max) - logsum) - onehot(target)) dloss[0] / count
+ * at positions whose target is not ignore_index. dloss: the incoming gradient of the
+ * loss, 1 float ON THE DEVICE (where the tape keeps it), so the backward never waits for
+ * the GPU. */
+tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *max,
+                                      const float *logsum, const int32_t *target,
+                                      int32_t ignore_index, const float *dloss, int64_t count,
+                                      int64_t N, int64_t C, int64_t inner);
 /* Doubles of the `partial` workspace mse_forward_cuda needs. */
 int64_t mse_partials_cuda(int64_t n);
 /* loss[0] (device) = mean((pred - target)^2) over n, summed in double in a fixed order. */

@@ -337,6 +337,8 @@ tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tenso
                           tg_tensor *running_mean, tg_tensor *running_var, bool training,
                           float momentum, float eps);
 
+/* max(x, 0) and min(max(x, 0), 6). NaN propagates as in PyTorch: the output is NaN and
+ * the gradient there is dy (0 only where x <= 0, or x >= 6 for relu6). */
 tg_tensor *tg_relu(tg_ctx *ctx, tg_tensor *x);
 tg_tensor *tg_relu6(tg_ctx *ctx, tg_tensor *x);
 /* a + b, same shapes (residual connections). */
@@ -357,14 +359,32 @@ typedef struct tg_pool2d_opts {
     int pad_h, pad_w;       /* implicit padding: -inf for max, zeros counted for avg */
 } tg_pool2d_opts;
 tg_pool2d_opts tg_pool2d_opts_make(int kernel, int stride, int padding);
+/* A window holding NaN gives NaN, and its gradient goes to that NaN (the last one in
+ * row-major order), as PyTorch; ties go to the first maximum. */
 tg_tensor *tg_max_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 /* count_include_pad = true, as PyTorch's default. */
 tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 
-/* Cross entropy with integer class targets, mean over all targets (fused log-softmax +
- * NLL). logits (N, C) with target[N], or per pixel: logits (N, C, H, W) with
- * target[N*H*W] laid out (N, H, W). target is host memory; it is copied. -> scalar. */
+/* >>> semantics (issue 10): cross entropy options ---------------------------------- */
+/* Cross entropy with integer class targets (fused log-softmax + NLL), PyTorch's
+ * F.cross_entropy: logits (N, C) with target[N], (N, C, L) with target[N*L] laid out
+ * (N, L), or per pixel (N, C, H, W) with target[N*H*W] laid out (N, H, W). target is
+ * host memory; it is copied. -> scalar: the mean over the targets that are not
+ * ignore_index (-100 here, as PyTorch); NaN if every target is ignored (PyTorch's 0/0),
+ * and ignored positions get zero gradient. Accurate at any logit scale (the max and the
+ * log-sum are kept apart, as PyTorch's float32 log_softmax). */
 tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
+
+/* Options: start from tg_cross_entropy_opts_default() and change fields; a struct not
+ * made by it (a zeroed one would ignore class 0) is refused with a message. */
+typedef struct tg_cross_entropy_opts {
+    int32_t ignore_index; /* targets equal to it are left out of loss and mean; -100 */
+    uint32_t tag;         /* set by tg_cross_entropy_opts_default(); do not touch */
+} tg_cross_entropy_opts;
+tg_cross_entropy_opts tg_cross_entropy_opts_default(void);
+tg_tensor *tg_cross_entropy_with(tg_ctx *ctx, tg_tensor *logits, const int32_t *target,
+                                 tg_cross_entropy_opts opts);
+/* <<< semantics (issue 10): cross entropy options ---------------------------------- */
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
@@ -605,20 +625,43 @@ tg_status tg_fail(tg_status status, const char *fmt, ...)
 
 typedef struct tg_optim tg_optim;
 
+/* >>> semantics (issue 10): optimizer options ------------------------------------- */
+/* Every value PyTorch accepts can be expressed, and a zero field means zero (lr = 0,
+ * Adam's beta1 = 0, eps = 0 are legal, as in torch.optim). Ranges are checked as
+ * PyTorch does (lr, eps, weight_decay >= 0, betas in [0, 1), all finite); a bad one
+ * gives NULL and a message naming the option, its value and the range. */
+
+/* torch.optim.SGD. Its defaults are all zero (no momentum, no dampening, no weight
+ * decay, no Nesterov) and lr has none, so a designated initializer is the constructor:
+ * (tg_sgd_opts){.lr = 0.1f, .momentum = 0.9f}. */
 typedef struct tg_sgd_opts {
-    float lr;
+    float lr;           /* >= 0 (0: the parameters do not move) */
     float momentum;     /* 0: plain SGD */
     float dampening;
     float weight_decay; /* L2, added to the gradient */
     bool nesterov;      /* needs momentum > 0 and dampening = 0 */
 } tg_sgd_opts;
 
+/* torch.optim.Adam / AdamW. Start from a constructor, which fills PyTorch's defaults,
+ * then change fields:
+ *     tg_adam_opts o = tg_adam_opts_default();   (lr 1e-3, betas 0.9 and 0.999, eps 1e-8)
+ *     o.lr = 3e-4;
+ *     tg_optim *opt = tg_adam_new(ps, o);
+ * A struct not made by a constructor (zeroed, or a compound literal) is refused, since
+ * its zero betas and eps would otherwise silently mean zero. Values are doubles, as
+ * torch's Python floats: 1e-8 is exactly the eps torch uses. */
 typedef struct tg_adam_opts {
-    float lr;           /* 0 means 1e-3 */
-    float beta1, beta2; /* 0 means 0.9, 0.999 */
-    float eps;          /* 0 means 1e-8 */
-    float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
+    double lr;           /* >= 0 */
+    double beta1, beta2; /* each in [0, 1); beta1 = 0: no momentum (RMSprop-like) */
+    double eps;          /* >= 0, added after the square root */
+    double weight_decay; /* >= 0. Adam: L2 added to the gradient; AdamW: decoupled */
+    uint32_t tag;        /* set by the constructors below; do not touch */
 } tg_adam_opts;
+/* lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0 (torch.optim.Adam). */
+tg_adam_opts tg_adam_opts_default(void);
+/* The same with weight_decay 1e-2 (torch.optim.AdamW's default). */
+tg_adam_opts tg_adamw_opts_default(void);
+/* <<< semantics (issue 10): optimizer options ------------------------------------- */
 
 /* The optimizer keeps its state (momentum, moments) in the parameter store, so add
  * every parameter before creating it. One optimizer with state per store: creating a
@@ -632,6 +675,8 @@ tg_status tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
+/* lr >= 0 and finite (0 is legal: the next steps move nothing); otherwise an error and
+ * the rate is left unchanged. */
 void tg_optim_set_lr(tg_optim *opt, float lr);
 float tg_optim_lr(const tg_optim *opt);
 int64_t tg_optim_steps(const tg_optim *opt);

@@ -159,8 +159,8 @@ void tg_optim_set_lr(tg_optim *opt, float lr) {
         tg_check_not_null("tg_optim_set_lr", "opt", opt);
         return;
     }
-    if (!tg_optim_check_option("tg_optim_set_lr", "lr", lr, lr > 0 && isfinite(lr),
-                               "finite and > 0 (the learning rate is left unchanged)"))
+    if (!tg_optim_check_option("tg_optim_set_lr", "lr", lr, lr >= 0 && isfinite(lr),
+                               "finite and >= 0 (the learning rate is left unchanged)"))
         return;
     opt->lr = lr;
 }

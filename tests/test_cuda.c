@@ -658,20 +658,26 @@ START_TEST(loss_ops) {
     check_case(cpu, gpu, "mse_loss", &c, 50);
     c.grad[1] = false;
     check_case(cpu, gpu, "mse_loss, target without grad", &c, 51);
-    /* (N, C) logits and per-pixel (N, C, H, W) logits with integer targets. */
-    const tg_shape shapes[] = {tg_shape2(5, 7), tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
-                               tg_shape4(1, 10, 16, 16)};
-    for (int i = 0; i < 4; i++) {
-        tg_shape ls = shapes[i];
-        int64_t count = ls.dim[0] * (ls.ndim == 4 ? ls.dim[2] * ls.dim[3] : 1);
+    /* (N, C), (N, C, L) and per-pixel (N, C, H, W) logits with integer targets; the last
+     * three again with every 5th target ignored (-100) and with logits near 1e5. */
+    const tg_shape shapes[] = {tg_shape2(5, 7),        tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
+                               tg_shape4(1, 10, 16, 16), tg_shape3(3, 5, 40)};
+    for (int i = 0; i < 5 * 3; i++) {
+        tg_shape ls = shapes[i % 5];
+        int variant = i / 5; /* 0 plain, 1 ignored targets, 2 logits near 1e5 */
+        if (variant > 0 && i % 5 < 2) continue;
+        int64_t count = ls.dim[0];
+        for (int d = 2; d < ls.ndim; d++) count *= ls.dim[d];
         int32_t *target = malloc((size_t)count * sizeof *target);
         tg_rng rng;
         tg_rng_seed(&rng, 60 + i);
         for (int64_t j = 0; j < count; j++)
-            target[j] = (int32_t)tg_rng_below(&rng, ls.dim[1]);
-        c = unary(ls, run_ce, target, -4, 4, TOL_SUM);
-        char what[64], sh[64];
-        snprintf(what, sizeof what, "cross_entropy %s", tg_shape_str(ls, sh, sizeof sh));
+            target[j] = variant == 1 && j % 5 == 0 ? -100 : (int32_t)tg_rng_below(&rng, ls.dim[1]);
+        float lo = variant == 2 ? 1e5f - 4 : -4, hi = variant == 2 ? 1e5f + 4 : 4;
+        c = unary(ls, run_ce, target, lo, hi, TOL_SUM);
+        char what[96], sh[64];
+        snprintf(what, sizeof what, "cross_entropy %s%s", tg_shape_str(ls, sh, sizeof sh),
+                 variant == 1 ? " ignore_index" : variant == 2 ? " near 1e5" : "");
         check_case(cpu, gpu, what, &c, 70 + i);
         free(target);
     }
@@ -687,7 +693,10 @@ typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } opt_kind;
 typedef struct opt_cfg {
     opt_kind kind;
     tg_sgd_opts sgd;
-    tg_adam_opts adam;
+    struct {
+        double lr, weight_decay;
+        bool beta1_zero, eps_zero; /* else PyTorch's 0.9 and 1e-8 */
+    } adam;
     const char *name;
 } opt_cfg;
 
@@ -712,9 +721,14 @@ static void opt_fill(tg_params *ps, bool grad, uint64_t seed) {
 }
 
 static tg_optim *opt_new(tg_params *ps, const opt_cfg *c) {
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = c->adam.lr;
+    ao.weight_decay = c->adam.weight_decay;
+    if (c->adam.beta1_zero) ao.beta1 = 0;
+    if (c->adam.eps_zero) ao.eps = 0;
     tg_optim *o = c->kind == OPT_SGD    ? tg_sgd_new(ps, c->sgd)
-                  : c->kind == OPT_ADAM ? tg_adam_new(ps, c->adam)
-                                        : tg_adamw_new(ps, c->adam);
+                  : c->kind == OPT_ADAM ? tg_adam_new(ps, ao)
+                                        : tg_adamw_new(ps, ao);
     ck_assert_msg(o != NULL, "%s: %s", c->name, tg_error_message());
     return o;
 }
@@ -734,6 +748,10 @@ START_TEST(optimizers) {
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f}, .name = "adam"},
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adam l2"},
         {.kind = OPT_ADAMW, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adamw"},
+        {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .beta1_zero = true}, .name = "adam beta1 0"},
+        {.kind = OPT_ADAMW,
+         .adam = {.lr = 0.01f, .weight_decay = 0.1f, .beta1_zero = true, .eps_zero = true},
+         .name = "adamw beta1 0 eps 0"},
     };
     for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
         tg_params *pc = opt_store(TG_DEVICE_CPU), *pg = opt_store(TG_DEVICE_CUDA);

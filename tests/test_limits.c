@@ -246,7 +246,9 @@ END_TEST
 START_TEST(optim_skip_nonfinite) {
     tg_params *ps = tg_params_new(TG_DEVICE_CPU);
     tg_tensor *w = tg_params_add(ps, "w", tg_shape1(3));
-    tg_optim *opt = tg_adam_new(ps, (tg_adam_opts){.lr = 0.1f});
+    tg_adam_opts o = tg_adam_opts_default();
+    o.lr = 0.1;
+    tg_optim *opt = tg_adam_new(ps, o);
     tg_optim_set_skip_nonfinite(opt, true);
     w->grad[0] = 1;
     w->grad[1] = NAN;

@@ -80,7 +80,7 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
     run->params = tg_params_numel(ps);
     tg_optim *opt = strcmp(run->optim, "adam")
                         ? tg_sgd_new(ps, (tg_sgd_opts){.lr = 1e-3f, .momentum = 0.9f})
-                        : tg_adam_new(ps, (tg_adam_opts){.lr = 1e-3f});
+                        : tg_adam_new(ps, tg_adam_opts_default()); /* lr 1e-3 */
     tg_status st = TG_OK;
     if (!opt) {
         st = tg_error();

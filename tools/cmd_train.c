@@ -262,7 +262,9 @@ static int train(const train_args *a) {
     bool adam = !strcmp(a->optim, "adam");
     double base_lr = a->lr ? a->lr : adam ? 3e-3 : 0.05;
     float lr = (float)base_lr;
-    opt = adam ? tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = lr})
+    tg_adam_opts adam_opts = tg_adam_opts_default();
+    adam_opts.lr = lr;
+    opt = adam ? tg_adam_new(tg_model_params(m), adam_opts)
                : tg_sgd_new(tg_model_params(m), (tg_sgd_opts){.lr = lr, .momentum = 0.9f});
     ld = tg_loader_new(train_set, a->batch, true, a->seed);
     ctx = tg_ctx_new(dev);
