@@ -4,6 +4,8 @@
  */
 #include "tape.h"
 
+#include "../core/dist.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +176,7 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     ctx->tape.consumed = true;
     FILE *ex = ctx->tape.explain;
+    if (ctx->dist) tg_dist_backward_hook(ctx->dist, TG_DIST_BACKWARD_BEGIN);
     for (int r = ctx->tape.len - 1; r >= 0; r--) {
         tg_record *rec = &ctx->tape.records[r];
         if (!rec->out->grad) continue; /* no gradient reached this op's output */
@@ -206,7 +209,10 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         /* Every consumer of rec->out was recorded after rec and has run: its gradient
          * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
         tg_ctx_release_grad(ctx, rec->out);
+        /* Parameters whose last contribution this was are final: start their bucket. */
+        if (ctx->dist) tg_dist_backward_hook(ctx->dist, r);
     }
+    if (ctx->dist) tg_dist_backward_hook(ctx->dist, TG_DIST_BACKWARD_END);
     return TG_OK;
 }
 

@@ -249,3 +249,17 @@ void progress_done(progress *p) {
     if (p->shown && isatty(fileno(stderr))) fputs("\r\033[K", stderr);
     p->shown = false;
 }
+
+bool dist_refused(const char *cmd) {
+    if (!tg_dist_available()) {
+        fprintf(stderr, "%s: --dist needs a build with MPI (install libopenmpi-dev and "
+                "reconfigure with -Dmpi=enabled)\n", cmd);
+        return true;
+    }
+    if (!tg_dist_launched()) {
+        fprintf(stderr, "%s: --dist needs an MPI launch: mpirun -np N %s ... --dist\n", cmd,
+                cmd);
+        return true;
+    }
+    return false;
+}

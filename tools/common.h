@@ -89,4 +89,8 @@ void progress_done(progress *p);
 
 double now_seconds(void); /* monotonic */
 
+/* --dist: true (after printing one line naming `cmd`) when this build has no MPI or the
+ * process was not launched by mpirun; the caller exits with status 2. */
+bool dist_refused(const char *cmd);
+
 #endif
