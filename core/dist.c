@@ -162,8 +162,6 @@ void tg_dist_free(tg_dist *d) {
 #ifdef TG_HAVE_NCCL
     if (d->nccl) tg_nccl_free(d->nccl);
 #endif
-    if (d->ctx && d->ctx->dist == d) d->ctx->dist = NULL;
-    if (d->ctx && d->ctx->sync_bn == d) d->ctx->sync_bn = NULL;
     free(d->buckets);
 #ifdef TG_HAVE_MPI
     if (d->world > 1 || d->mpi_initialized) {
@@ -362,8 +360,10 @@ void tg_dist_backward_hook(tg_dist *d, int record) {
         for (int b = 0; b < d->nbuckets && !d->pending; b++) {
             dist_bucket *bk = &d->buckets[b];
             if (!bk->started && bk->first_use >= 0 && bk->first_use >= record &&
-                record != TG_DIST_BACKWARD_END)
+                record != TG_DIST_BACKWARD_END) {
                 d->pending = bucket_start(d, bk);
+                d->stats.early_buckets++;
+            }
         }
 #ifdef TG_HAVE_MPI
         /* Let the running all-reduces advance (Open MPI progresses them only in calls). */

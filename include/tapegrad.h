@@ -576,7 +576,8 @@ bool tg_dist_launched(void);
  * selects GPU (local rank mod device count) and creates the NCCL communicator; call it
  * before anything else touches the GPU. NULL and a message on failure. One per process. */
 tg_dist *tg_dist_init(tg_device device);
-/* MPI_Finalize (when init called MPI_Init). Accepts NULL. */
+/* MPI_Finalize (when init called MPI_Init). Accepts NULL. Free the contexts attached to
+ * d first (a context keeps a pointer to it). */
 void tg_dist_free(tg_dist *d);
 int tg_dist_rank(const tg_dist *d);        /* 0 for NULL */
 int tg_dist_world(const tg_dist *d);       /* 1 for NULL */
@@ -614,6 +615,7 @@ typedef struct tg_dist_stats {
     int buckets;            /* buckets of the attached store */
     int64_t steps;          /* tg_dist_sync_grads calls */
     double bytes;           /* gradient bytes all-reduced */
+    int64_t early_buckets;  /* buckets started from inside tg_backward (overlapped) */
     double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication */
     double launch_seconds;  /* time spent starting buckets and polling during backward */
 } tg_dist_stats;
