@@ -6,7 +6,8 @@
 #      message names the world size);
 #   3. a rank killed mid-run (SIGKILL) ends the whole job with a non-zero status within a
 #      bounded time, and the checkpoint written before still loads;
-#   4. --dist outside mpirun is one line and exit status 2.
+#   4. `tapegrad forum --dist` runs, rank 0 alone prints;
+#   5. --dist outside mpirun is one line and exit status 2.
 #   usage: dist_cli.sh MPIRUN TAPEGRAD MNIST_DIR
 set -u
 mpirun=$1
@@ -71,7 +72,16 @@ run -np 2 "$tapegrad" train mnist --dist $common --epochs 1 --resume "$dir/kill.
     || fail "the checkpoint left by the killed job does not load"
 echo "ok: checkpoint after the kill loads"
 
-# 4. --dist without mpirun
+# 4. forum --dist: rank 0 alone prints one JSON result and the communication line
+out=$(run -np 2 "$tapegrad" forum --dist --size 6 --channels 4 --layers 4 --batch 3 --bn \
+    --steps 1 --warmup 0 --threads 1 --json 2>"$dir/forum.err") || fail "forum --dist failed"
+[ "$(printf '%s\n' "$out" | grep -c '"command": "forum"')" -eq 1 ] \
+    || fail "forum --dist: expected one JSON line from rank 0: $out"
+grep -q "data parallel (dense/sgd): 2 ranks, global batch 3" "$dir/forum.err" \
+    || fail "forum --dist: no data-parallel line"
+echo "ok: forum --dist"
+
+# 5. --dist without mpirun
 out=$(env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK -u PMI_SIZE "$tapegrad" train mnist --dist 2>&1)
 [ $? -eq 2 ] || fail "--dist outside mpirun did not exit 2"
 [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || fail "--dist outside mpirun: not one line: $out"

@@ -269,9 +269,10 @@ static int train(const train_args *arg, tg_dist *d) {
             goto fail;
         state.world_size = world;
         state.batch = world > 1 ? a->batch : 0;
-        fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
-                (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
-        if (state.epoch >= a->epochs)
+        if (rank == 0)
+            fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
+                    (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
+        if (rank == 0 && state.epoch >= a->epochs)
             fprintf(human, "nothing to do: the checkpoint has %lld epochs, --epochs is %d\n",
                     (long long)state.epoch, a->epochs);
     }

@@ -63,6 +63,9 @@ typedef struct bench_spec {
     int steps, warmup;
     bool profile;           /* keep per-op times (sync timing on) */
     tg_conv_algo conv_algo; /* of the step context (tg_ctx_set_conv_algo) */
+    tg_dist *dist;          /* data parallel (NULL: one process): in_shape is this rank's
+                               slice of global_batch; gradients all-reduced after backward */
+    int global_batch;
 } bench_spec;
 
 /* One row of the profile: the records of one tape index averaged over the steps, or
@@ -89,6 +92,7 @@ typedef struct bench_result {
     int tape_len;
     prof_row *rows;               /* tape_len + 2 rows: the records, zero_grad, optimizer */
     int nrows;
+    tg_dist_stats dist;           /* data parallel: the timed steps' communication */
 } bench_result;
 
 /* Runs warm-up and timed steps; on failure prints nothing and returns the status with
