@@ -513,7 +513,8 @@ typedef struct tg_train_state {
     int64_t step;        /* optimizer steps taken */
     tg_rng rng;          /* the loop's own RNG (augmentation, dropout, ...) */
     tg_loader_pos data;  /* the minibatch iterator's position */
-    /* Distributed runs (0 or 1: one process). Recorded in the checkpoint when > 1. On
+    /* Distributed runs (0 or 1: one process; a load gives 0 for a one-process file).
+     * Recorded in the checkpoint when > 1. On
      * load, when the caller sets them > 0 beforehand, a file written with another world
      * size or global batch is refused before anything changes (the ranks' shards, hence
      * per-rank statistics and the data each rank sees, would differ silently). */

@@ -398,7 +398,6 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
     } else if (state) {
         return BAD("%s: '%s' holds no train state; hint: pass NULL for the state", op, what);
     }
-    ts.world_size = 1;
     if (flags & CKPT_HAS_DIST) {
         uint32_t world, batch;
         if (!tg_reader_u32(&r, &world) || !tg_reader_u32(&r, &batch) || world < 2 ||
@@ -407,12 +406,15 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
         ts.world_size = (int32_t)world;
         ts.batch = (int32_t)batch;
     }
-    /* A resume must see the data the same way: the caller says how it runs. */
-    if (state && state->world_size > 0 && state->world_size != ts.world_size)
+    /* A resume must see the data the same way: the caller says how it runs. No section
+     * means one process (world_size stays 0, as such files always had it). */
+    int32_t file_world = ts.world_size ? ts.world_size : 1;
+    if (state && state->world_size > 0 && state->world_size != file_world)
         return BAD("%s: '%s' was written by a run of %d process%s; this run has %d; resuming "
                    "would change which examples each rank sees (and per-rank statistics); "
-                   "hint: resume with mpirun -np %d", op, what, ts.world_size,
-                   ts.world_size == 1 ? "" : "es", state->world_size, ts.world_size);
+                   "hint: resume with %s%d", op, what, file_world, file_world == 1 ? "" : "es",
+                   state->world_size, file_world == 1 ? "one process, without --dist, or -np " :
+                   "mpirun -np ", file_world);
     if (state && state->batch > 0 && ts.batch > 0 && state->batch != ts.batch)
         return BAD("%s: '%s' was written with global batch %d; this run uses %d; resuming "
                    "would change the batches of the data order; hint: --batch %d", op, what,
