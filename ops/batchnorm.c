@@ -205,8 +205,9 @@ static tg_status cuda_batchnorm_forward(tg_ctx *ctx, tg_record *rec) {
     if (!mean || !rstd) return tg_error();
     if (p->sync)
         return tg_fail(TG_ERR_UNSUPPORTED, "batchnorm2d: synchronised batchnorm has no CUDA "
-                       "kernels; hint: turn it off (tg_dist_opts.sync_batchnorm = false, "
-                       "--no-sync-bn) to normalise with each rank's own statistics");
+                       "kernels; hint: turn it off (tg_dist_opts.sync_batchnorm = false; "
+                       "tapegrad forum --no-sync-bn) to normalise with each rank's own "
+                       "statistics");
     tg_status st = batchnorm_stats_cuda(
         mean->data, rstd->data, p->running_mean ? p->running_mean->data : NULL,
         p->running_var ? p->running_var->data : NULL, x->data, p->N, p->C, p->HW, p->training,

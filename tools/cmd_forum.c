@@ -25,7 +25,7 @@ typedef struct forum_args {
     const char *model, *loss, *optim, *device, *conv, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
-    bool relu, bn, profile, json, compare, dist;
+    bool relu, bn, profile, json, compare, dist, no_sync_bn;
 } forum_args;
 
 /* One configuration to run and what it measured. */
@@ -66,7 +66,9 @@ static void usage(FILE *f) {
         "  --plot FILE               bar chart of the forward, forward+backward and step\n"
         "                            medians per run, as a PNG (needs gnuplot)\n"
         "  --dist                    data parallel under mpirun (mpirun -np N tapegrad forum\n"
-        "                            --dist ...): --batch is the global batch\n\n"
+        "                            --dist ...): --batch is the global batch\n"
+        "  --no-sync-bn              with --dist and --bn: each rank normalises with its\n"
+        "                            own batch statistics (default: over all ranks)\n\n"
         "example: tapegrad forum --compare --size 32 --steps 3\n");
 }
 
@@ -100,7 +102,7 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
             .in_shape = tg_shape4(b, 3, a->size, a->size), .input = input,
             .loss = loss, .labels = labels, .target = target,
             .target_shape = tg_shape4(b, outc, a->size, a->size),
-            .dist = d, .global_batch = a->batch,
+            .dist = d, .global_batch = a->batch, .no_sync_bn = a->no_sync_bn,
             .steps = a->steps, .warmup = a->warmup, .profile = a->profile,
             .conv_algo = conv_algo_named(a->conv)};
         st = bench_run(&spec, &run->res);
@@ -258,6 +260,7 @@ int cmd_forum(int argc, char **argv) {
         {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
         {"--plot", OPT_STR, &a.plot, 0, 0, NULL},
         {"--dist", OPT_FLAG, &a.dist, 0, 0, NULL},
+        {"--no-sync-bn", OPT_FLAG, &a.no_sync_bn, 0, 0, NULL},
     };
     bool help;
     int rc = parse_options("forum", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &help);

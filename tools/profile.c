@@ -278,8 +278,9 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
         goto done;
     }
     if ((st = tg_ctx_set_conv_algo(ctx, s->conv_algo)) != TG_OK) goto done;
-    if (s->dist && ((st = tg_dist_attach(s->dist, ctx, tg_model_params(s->model),
-                                         tg_dist_opts_default())) ||
+    tg_dist_opts dist_opts = tg_dist_opts_default();
+    dist_opts.sync_batchnorm = !s->no_sync_bn;
+    if (s->dist && ((st = tg_dist_attach(s->dist, ctx, tg_model_params(s->model), dist_opts)) ||
                     (st = tg_dist_set_batch(s->dist, s->in_shape.dim[0], s->global_batch))))
         goto done;
     /* The input and target live in their own context: made once, like the peer's. */

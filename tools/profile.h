@@ -66,6 +66,7 @@ typedef struct bench_spec {
     tg_dist *dist;          /* data parallel (NULL: one process): in_shape is this rank's
                                slice of global_batch; gradients all-reduced after backward */
     int global_batch;
+    bool no_sync_bn;        /* data parallel: batchnorm with each rank's own statistics */
 } bench_spec;
 
 /* One row of the profile: the records of one tape index averaged over the steps, or
