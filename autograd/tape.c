@@ -5,6 +5,8 @@
 #include "tape.h"
 #include "anomaly.h"
 
+#include "../core/dist.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +285,7 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     ctx->tape.consumed = true;
     FILE *ex = ctx->tape.explain;
+    if (ctx->dist) tg_dist_backward_hook(ctx->dist, TG_DIST_BACKWARD_BEGIN);
     for (int r = ctx->tape.len - 1; r >= 0; r--) {
         tg_record *rec = &ctx->tape.records[r];
         if (!rec->out->grad) continue; /* no gradient reached this op's output */
@@ -323,8 +326,11 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         /* Every consumer of rec->out was recorded after rec and has run: its gradient
          * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
         tg_ctx_release_grad(ctx, rec->out);
+        /* Parameters whose last contribution this was are final: start their bucket. */
+        if (ctx->dist) tg_dist_backward_hook(ctx->dist, r);
     }
     if (ex) explain_param_grads(ctx, ex);
+    if (ctx->dist) tg_dist_backward_hook(ctx->dist, TG_DIST_BACKWARD_END);
     return TG_OK;
 }
 

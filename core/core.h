@@ -135,6 +135,10 @@ struct tg_ctx {
     float *free_grad[TG_FREE_GRADS];
     int64_t free_grad_numel[TG_FREE_GRADS];
     int nfree_grads;
+    /* Data parallel (core/dist.h): tg_backward reports its progress to `dist` so gradient
+     * buckets start early; batchnorm reduces its statistics over `sync_bn`'s ranks. */
+    struct tg_dist *dist;
+    struct tg_dist *sync_bn;
 };
 
 /* A step tensor whose data is allocated in the arena (uninitialised). */

@@ -844,6 +844,13 @@ typedef struct tg_train_state {
     int64_t step;        /* optimizer steps taken */
     tg_rng rng;          /* the loop's own RNG (augmentation, dropout, ...) */
     tg_loader_pos data;  /* the minibatch iterator's position */
+    /* Distributed runs (0 or 1: one process; a load gives 0 for a one-process file).
+     * Recorded in the checkpoint when > 1. On
+     * load, when the caller sets them > 0 beforehand, a file written with another world
+     * size or global batch is refused before anything changes (the ranks' shards, hence
+     * per-rank statistics and the data each rank sees, would differ silently). */
+    int32_t world_size;
+    int32_t batch;       /* the global batch */
 } tg_train_state;
 
 /* One file: magic, format version, model name, every parameter's and buffer's name and
@@ -923,6 +930,98 @@ tg_status tg_safetensors_parse(const void *bytes, size_t size, const char *what,
  * into name (size bytes). TG_ERR_FORMAT when the file is not a checkpoint. */
 tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
 /* ---------------------------------------------------------------- end safetensors */
+/* ================================================================ BEGIN distributed
+ * Data-parallel training (core/dist.c; DESIGN §12). Every rank holds the whole model and
+ * takes its share of every global batch; gradients are all-reduced so every rank applies
+ * the same update. `mpirun` launches and MPI bootstraps; CPU gradients go through MPI,
+ * CUDA gradients through NCCL on the library's stream (device buffers, no host copies).
+ * A process not launched by mpirun, or a build without MPI (-Dmpi=disabled), has a world
+ * of 1 and every call below is a cheap no-op: single-process training is unchanged.
+ *
+ *   tg_dist *d = tg_dist_init(device);          // rank, world, local rank -> GPU
+ *   ... build the model and optimizer (same seed on every rank) ...
+ *   tg_dist_broadcast_params(d, ps);            // rank 0's values and buffers everywhere
+ *   tg_dist_attach(d, ctx, ps, tg_dist_opts_default());
+ *   tg_loader_shard(loader, tg_dist_rank(d), tg_dist_world(d));
+ *   for each step:
+ *       x, y = this rank's slice of the global batch; tg_dist_set_batch(d, local, global);
+ *       zero_grad; forward; tg_backward(ctx, loss);   // buckets start as they complete
+ *       tg_dist_sync_grads(d);                   // wait: grads = the global batch's
+ *       tg_optim_step(opt); tg_step_end(ctx);
+ *   tg_dist_free(d);                             // MPI_Finalize
+ *
+ * The gradient all-reduce is weighted by each rank's share (local / global examples), so
+ * N ranks with global batch B compute the gradient of the same mean loss as one process
+ * with batch B, also when B is not a multiple of N. With synchronised batchnorm (on by
+ * default) batch statistics and their backward sums are reduced across ranks, so even
+ * nets with batchnorm train as with one process, to fp32 rounding. */
+typedef struct tg_dist tg_dist;
+
+/* True when built with MPI. */
+bool tg_dist_available(void);
+/* True when this process was started by mpirun (Open MPI / PMIx / PMI environment). */
+bool tg_dist_launched(void);
+/* Joins the job: MPI_Init when launched by mpirun (world of 1 otherwise), and for CUDA
+ * selects GPU (local rank mod device count) and creates the NCCL communicator; call it
+ * before anything else touches the GPU. NULL and a message on failure. One per process. */
+tg_dist *tg_dist_init(tg_device device);
+/* MPI_Finalize (when init called MPI_Init). Accepts NULL. Free the contexts attached to
+ * d first (a context keeps a pointer to it). */
+void tg_dist_free(tg_dist *d);
+int tg_dist_rank(const tg_dist *d);        /* 0 for NULL */
+int tg_dist_world(const tg_dist *d);       /* 1 for NULL */
+int tg_dist_local_rank(const tg_dist *d);  /* rank among the processes of this host */
+
+/* Copies rank 0's trainable values and buffers to every rank. */
+tg_status tg_dist_broadcast_params(tg_dist *d, tg_params *ps);
+tg_status tg_dist_barrier(tg_dist *d);
+/* Element-wise sum of n doubles (host memory) over all ranks, in place (metrics). */
+tg_status tg_dist_allreduce_sum(tg_dist *d, double *values, int n);
+
+typedef struct tg_dist_opts {
+    size_t bucket_bytes;  /* gradient bytes per all-reduce, cut at parameter boundaries */
+    bool overlap;         /* start a bucket as soon as backward has finished it */
+    bool sync_batchnorm;  /* batch statistics over all ranks' examples */
+} tg_dist_opts;
+/* bucket_bytes 512 KiB, overlap on, sync batchnorm on. */
+tg_dist_opts tg_dist_opts_default(void);
+
+/* Prepares gradient synchronisation of ps for backward passes on ctx (d NULL: a world of
+ * 1, nothing to do). The flat gradient
+ * store is cut into buckets in backward order (last parameters first), and with overlap
+ * tg_backward starts a bucket's all-reduce as soon as the op with the bucket's last
+ * contribution has run. One store and one context per tg_dist. A world of 1 changes
+ * nothing. */
+tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts opts);
+/* This step's share: `local` of the `global` examples (weights the all-reduce). */
+tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global);
+/* Starts the buckets not started yet and waits for all of them: afterwards every rank
+ * holds the gradient of the global batch's mean loss. Call after tg_backward. */
+tg_status tg_dist_sync_grads(tg_dist *d);
+
+/* What the gradient synchronisation did so far (rank-local figures). */
+typedef struct tg_dist_stats {
+    int buckets;            /* buckets of the attached store */
+    int64_t steps;          /* tg_dist_sync_grads calls */
+    double bytes;           /* gradient bytes all-reduced */
+    int64_t early_buckets;  /* buckets started from inside tg_backward (overlapped) */
+    double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication */
+    double launch_seconds;  /* time spent starting buckets and polling during backward */
+} tg_dist_stats;
+tg_dist_stats tg_dist_get_stats(const tg_dist *d);
+void tg_dist_reset_stats(tg_dist *d);
+
+/* Loader sharding (io/dataset.c). After tg_loader_shard(ld, rank, world) the loader still
+ * walks the same global permutation in global batches of its `batch` examples, and
+ * tg_loader_next returns rank's contiguous slice of each: examples [g r / N, g (r+1) / N)
+ * of a global batch of g, so shares differ by at most one. The position stays global, so
+ * checkpoints and tg_loader_seek work unchanged. An epoch's last global batch with fewer
+ * examples than ranks is skipped on every rank (at most N - 1 examples, only when the
+ * dataset size mod batch < N). world 1 is the unsharded loader. */
+tg_status tg_loader_shard(tg_loader *ld, int rank, int world);
+/* Sizes of the batch the last tg_loader_next returned: this rank's and the global one. */
+void tg_loader_last_batch(const tg_loader *ld, int64_t *local, int64_t *global);
+/* ================================================================ END distributed */
 
 /* ---------------------------------------------------------------- gradient checks */
 

@@ -7,7 +7,8 @@
  *   magic      8 bytes  89 'T' 'G' 'C' 'K' 'P' 'T' 0a  (the 0x89 and the newline catch
  *                       7-bit and text-mode transfers, as PNG's magic does)
  *   version    u32      1
- *   flags      u32      bit 0: optimizer section present, bit 1: train state present
+ *   flags      u32      bit 0: optimizer section present, bit 1: train state present,
+ *                       bit 2: distributed section present
  *   payload    u64      bytes from here to the checksum
  *   model      string   tg_model_name, e.g. "mlp-784-128-10"
  *   count      u32      parameters + buffers, in the store's order
@@ -17,6 +18,9 @@
  *                         weight_decay f64 }
  *   train      (flag 1) { epoch i64, step i64, rng u64[4], data seed u64, data epoch i64,
  *                         data cursor i64 }
+ *   dist       (flag 2) { world size u32, global batch u32 }: written only by distributed
+ *                         runs (world > 1), so one-process files are unchanged; a build
+ *                         without this section refuses such files (unknown flag)
  *   values     every entry's elements (f32), in entry order, no padding
  *   state      (flag 0) for each state slot, every trainable entry's elements (f32)
  *   crc32      u32      zlib's CRC-32 of every byte before it
@@ -54,6 +58,7 @@
 #define CKPT_VERSION 1u
 #define CKPT_HAS_OPTIM 1u
 #define CKPT_HAS_TRAIN 2u
+#define CKPT_HAS_DIST 4u
 #define CKPT_HEADER 24      /* magic + version + flags + payload */
 #define CKPT_MAX_NAME 255
 #define CKPT_MAX_BYTES ((size_t)1 << 36) /* 64 GiB: far above any model we build */
@@ -103,7 +108,9 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
                              tg_writer *w) {
     tg_params *ps = m->params;
     tg_device device = tg_params_device(ps);
-    uint32_t flags = (opt ? CKPT_HAS_OPTIM : 0) | (state ? CKPT_HAS_TRAIN : 0);
+    bool dist = state && state->world_size > 1;
+    uint32_t flags = (opt ? CKPT_HAS_OPTIM : 0) | (state ? CKPT_HAS_TRAIN : 0) |
+                     (dist ? CKPT_HAS_DIST : 0);
     tg_writer_bytes(w, ckpt_magic, sizeof ckpt_magic);
     tg_writer_u32(w, CKPT_VERSION);
     tg_writer_u32(w, flags);
@@ -138,6 +145,10 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
         tg_writer_u64(w, state->data.seed);
         tg_writer_i64(w, state->data.epoch);
         tg_writer_i64(w, state->data.cursor);
+    }
+    if (dist) {
+        tg_writer_u32(w, (uint32_t)state->world_size);
+        tg_writer_u32(w, (uint32_t)state->batch);
     }
     for (int i = 0; i < count; i++) {
         const tg_tensor *t = tg_params_at(ps, i);
@@ -314,7 +325,8 @@ static tg_status ckpt_check_header(const uint8_t *b, size_t avail, uint64_t size
     if (version != CKPT_VERSION)
         return BAD("%s: '%s' has format version %u; this build reads version %u", op, what,
                    version, CKPT_VERSION);
-    if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN))
+    if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN | CKPT_HAS_DIST) ||
+        ((flags & CKPT_HAS_DIST) && !(flags & CKPT_HAS_TRAIN)))
         return BAD("%s: '%s' has unknown flags 0x%x", op, what, flags);
     if (payload != size - CKPT_HEADER - 4)
         return BAD("%s: '%s' is %llu bytes but its header promises %llu; the file is %s", op,
@@ -429,6 +441,27 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
     } else if (state) {
         return BAD("%s: '%s' holds no train state; hint: pass NULL for the state", op, what);
     }
+    if (flags & CKPT_HAS_DIST) {
+        uint32_t world, batch;
+        if (!tg_reader_u32(&r, &world) || !tg_reader_u32(&r, &batch) || world < 2 ||
+            world > INT32_MAX || batch > INT32_MAX)
+            return BAD("%s: '%s': the distributed section is malformed", op, what);
+        ts.world_size = (int32_t)world;
+        ts.batch = (int32_t)batch;
+    }
+    /* A resume must see the data the same way: the caller says how it runs. No section
+     * means one process (world_size stays 0, as such files always had it). */
+    int32_t file_world = ts.world_size ? ts.world_size : 1;
+    if (state && state->world_size > 0 && state->world_size != file_world)
+        return BAD("%s: '%s' was written by a run of %d process%s; this run has %d; resuming "
+                   "would change which examples each rank sees (and per-rank statistics); "
+                   "hint: resume with %s%d", op, what, file_world, file_world == 1 ? "" : "es",
+                   state->world_size, file_world == 1 ? "one process, without --dist, or -np " :
+                   "mpirun -np ", file_world);
+    if (state && state->batch > 0 && ts.batch > 0 && state->batch != ts.batch)
+        return BAD("%s: '%s' was written with global batch %d; this run uses %d; resuming "
+                   "would change the batches of the data order; hint: --batch %d", op, what,
+                   ts.batch, state->batch, ts.batch);
     /* The values and the optimizer state: sizes must match exactly. */
     int64_t values = tg_params_numel(ps) + tg_params_buffer_numel(ps);
     int64_t state_floats = (int64_t)fo.slots * tg_params_numel(ps);

@@ -30,6 +30,8 @@ struct tg_loader {
     int64_t perm_epoch;   /* the epoch perm was drawn for; -1 none */
     int32_t *labels;      /* the current batch's labels */
     float *staging;       /* the current batch's examples, gathered on the host */
+    int rank, world;      /* tg_loader_shard: this rank's slice of every global batch */
+    int64_t last_local, last_global;
 };
 
 static tg_dataset *dataset_alloc(const char *op, int64_t n, tg_shape example,
@@ -255,7 +257,24 @@ tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t
     ld->shuffle = shuffle;
     ld->pos = (tg_loader_pos){.seed = seed, .epoch = 0, .cursor = 0};
     ld->perm_epoch = -1;
+    ld->world = 1;
     return ld;
+}
+
+tg_status tg_loader_shard(tg_loader *ld, int rank, int world) {
+    if (!ld) return tg_fail(TG_ERR_ARG, "tg_loader_shard: argument 'ld' is NULL");
+    if (world < 1 || rank < 0 || rank >= world || world > ld->batch)
+        return tg_fail(TG_ERR_ARG, "tg_loader_shard: rank %d of %d ranks with a global batch "
+                       "of %d; hint: every rank needs at least one example of each batch",
+                       rank, world, ld->batch);
+    ld->rank = rank;
+    ld->world = world;
+    return TG_OK;
+}
+
+void tg_loader_last_batch(const tg_loader *ld, int64_t *local, int64_t *global) {
+    if (local) *local = ld ? ld->last_local : 0;
+    if (global) *global = ld ? ld->last_global : 0;
 }
 
 void tg_loader_free(tg_loader *ld) {
@@ -293,16 +312,19 @@ bool tg_loader_next(tg_loader *ld, tg_ctx *ctx, tg_tensor **x, const int32_t **y
         return false;
     }
     const tg_dataset *ds = ld->ds;
-    if (ld->pos.cursor >= ds->n) {
+    /* Sharded: a last global batch smaller than the world is skipped by every rank. */
+    if (ld->pos.cursor >= ds->n || (ld->world > 1 && ds->n - ld->pos.cursor < ld->world)) {
         ld->pos.epoch++;
         ld->pos.cursor = 0;
         return false;
     }
     if (ld->perm_epoch != ld->pos.epoch) loader_draw(ld, ld->pos.epoch);
-    int64_t b = ds->n - ld->pos.cursor < ld->batch ? ds->n - ld->pos.cursor : ld->batch;
+    int64_t g = ds->n - ld->pos.cursor < ld->batch ? ds->n - ld->pos.cursor : ld->batch;
+    /* This rank's slice [g r / N, g (r + 1) / N) of the global batch (all of it at N 1). */
+    int64_t first = g * ld->rank / ld->world, b = g * (ld->rank + 1) / ld->world - first;
     int64_t en = ds->example_numel;
     for (int64_t i = 0; i < b; i++) {
-        int64_t k = ld->perm[ld->pos.cursor + i];
+        int64_t k = ld->perm[ld->pos.cursor + first + i];
         memcpy(ld->staging + i * en, ds->x + k * en, (size_t)en * sizeof(float));
         ld->labels[i] = ds->y[k];
     }
@@ -311,7 +333,9 @@ bool tg_loader_next(tg_loader *ld, tg_ctx *ctx, tg_tensor **x, const int32_t **y
     for (int i = 0; i < ds->example.ndim; i++) shape.dim[i + 1] = ds->example.dim[i];
     tg_tensor *t = tg_tensor_from(ctx, shape, ld->staging);
     if (!t) return false;
-    ld->pos.cursor += b;
+    ld->pos.cursor += g;
+    ld->last_local = b;
+    ld->last_global = g;
     *x = t;
     *y = ld->labels;
     return true;

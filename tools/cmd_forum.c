@@ -5,7 +5,9 @@
  * synchronised median/min/max times, achieved GFLOP/s, memory, and this machine's
  * roofline lower bound, all from ceilings measured in the same run. `--compare` runs
  * dense and separable side by side; `--profile` shows where the time goes, op by op;
- * `--plot` draws the median times as a bar chart (gnuplot).
+ * `--plot` draws the median times as a bar chart (gnuplot). `--dist` (under mpirun) trains
+ * data-parallel: --batch is the global batch, each rank runs its slice, rank 0 reports
+ * (its own times) and adds the communication figures (bytes, buckets, exposed wait).
  */
 #include "commands.h"
 #include "gnuplot.h"
@@ -23,7 +25,7 @@ typedef struct forum_args {
     const char *model, *loss, *optim, *device, *conv, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
-    bool relu, bn, profile, json, compare, check_finite;
+    bool relu, bn, profile, json, compare, check_finite, dist, no_sync_bn;
 } forum_args;
 
 /* One configuration to run and what it measured. */
@@ -64,12 +66,16 @@ static void usage(FILE *f) {
         "  --check-finite            anomaly mode: stop at the first op whose output or\n"
         "                            gradient is NaN/Inf and name it (slower)\n"
         "  --plot FILE               bar chart of the forward, forward+backward and step\n"
-        "                            medians per run, as a PNG (needs gnuplot)\n\n"
+        "                            medians per run, as a PNG (needs gnuplot)\n"
+        "  --dist                    data parallel under mpirun (mpirun -np N tapegrad forum\n"
+        "                            --dist ...): --batch is the global batch\n"
+        "  --no-sync-bn              with --dist and --bn: each rank normalises with its\n"
+        "                            own batch statistics (default: over all ranks)\n\n"
         "example: tapegrad forum --compare --size 32 --steps 3\n");
 }
 
 static tg_status run_one(const forum_args *a, forum_run *run, const float *input,
-                         const int32_t *labels, const float *target) {
+                         const int32_t *labels, const float *target, tg_dist *d) {
     tg_device dev = strcmp(a->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     tg_loss_kind loss = strcmp(a->loss, "ce") ? TG_LOSS_MSE : TG_LOSS_CE;
     tg_forum50_opts mo = {.separable = run->separable, .loss = loss, .channels = a->channels,
@@ -82,15 +88,23 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
                         ? tg_sgd_new(ps, (tg_sgd_opts){.lr = 1e-3f, .momentum = 0.9f})
                         : tg_adam_new(ps, tg_adam_opts_default()); /* lr 1e-3 */
     tg_status st = TG_OK;
-    if (!opt) {
+    /* Data parallel: this rank's rows [B r / N, B (r + 1) / N) of the global batch. */
+    int N = tg_dist_world(d), r = tg_dist_rank(d);
+    int first = a->batch * r / N, b = a->batch * (r + 1) / N - first;
+    int64_t hw = (int64_t)a->size * a->size;
+    if (!opt || tg_dist_broadcast_params(d, ps)) {
         st = tg_error();
     } else {
         int outc = loss == TG_LOSS_CE ? 10 : 3;
+        input += first * 3 * hw;
+        target += first * 3 * hw;
+        labels += first * hw;
         bench_spec spec = {
             .label = run->label, .model = m, .device = dev, .opt = opt, .train = true,
-            .in_shape = tg_shape4(a->batch, 3, a->size, a->size), .input = input,
+            .in_shape = tg_shape4(b, 3, a->size, a->size), .input = input,
             .loss = loss, .labels = labels, .target = target,
-            .target_shape = tg_shape4(a->batch, outc, a->size, a->size),
+            .target_shape = tg_shape4(b, outc, a->size, a->size),
+            .dist = d, .global_batch = a->batch, .no_sync_bn = a->no_sync_bn,
             .steps = a->steps, .warmup = a->warmup, .profile = a->profile,
             .conv_algo = conv_algo_named(a->conv), .check_finite = a->check_finite};
         st = bench_run(&spec, &run->res);
@@ -248,6 +262,8 @@ int cmd_forum(int argc, char **argv) {
         {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
         {"--check-finite", OPT_FLAG, &a.check_finite, 0, 0, NULL},
         {"--plot", OPT_STR, &a.plot, 0, 0, NULL},
+        {"--dist", OPT_FLAG, &a.dist, 0, 0, NULL},
+        {"--no-sync-bn", OPT_FLAG, &a.no_sync_bn, 0, 0, NULL},
     };
     bool help;
     int rc = parse_options("forum", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &help);
@@ -258,11 +274,34 @@ int cmd_forum(int argc, char **argv) {
     }
     if (a.threads) tg_set_num_threads(a.threads);
     tg_device dev = strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
-    if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
+    if (a.dist && dist_refused("tapegrad forum")) return 2;
+    /* Before anything touches the GPU: init picks this rank's device. */
+    tg_dist *d = a.dist ? tg_dist_init(dev) : NULL;
+    if (a.dist && !d) {
         fprintf(stderr, "tapegrad forum: %s\n", tg_error_message());
         return 1;
     }
-    if (a.plot && !gnuplot_ready("forum", a.plot)) return 1;
+    if (tg_dist_world(d) > a.batch) {
+        fprintf(stderr, "tapegrad forum: --batch %d is smaller than the %d ranks; every rank "
+                "needs at least one example\n", a.batch, tg_dist_world(d));
+        tg_dist_free(d);
+        return 2;
+    }
+    if (tg_dist_rank(d) != 0) { /* only rank 0 prints and writes */
+        a.json = false;
+        a.plot = NULL;
+        a.profile = false;
+        if (!freopen("/dev/null", "w", stdout)) return 1;
+    }
+    if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
+        fprintf(stderr, "tapegrad forum: %s\n", tg_error_message());
+        tg_dist_free(d);
+        return 1;
+    }
+    if (a.plot && !gnuplot_ready("forum", a.plot)) {
+        tg_dist_free(d);
+        return 1;
+    }
     FILE *out = a.json ? stderr : stdout;
 
     /* The runs: the model(s) asked for, each with the optimizer(s) asked for. */
@@ -333,7 +372,7 @@ int cmd_forum(int argc, char **argv) {
     }
     peak_rss_reset(); /* the measuring buffers are not the runs' memory */
     for (int i = 0; i < nruns; i++) {
-        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
+        if (run_one(&a, &runs[i], input, labels, target, d) != TG_OK) {
             fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
             rc = 1;
             goto done;
@@ -365,6 +404,16 @@ int cmd_forum(int argc, char **argv) {
         if (a.profile) bench_print_profile(&runs[i].res, &pk, out);
     }
     if (nruns > 1) print_compare(runs, nruns, &pk, out);
+    for (int i = 0; i < nruns && d; i++) {
+        const tg_dist_stats *ds = &runs[i].res.dist;
+        int64_t n = ds->steps ? ds->steps : 1;
+        fprintf(out, "data parallel (%s): %d ranks, global batch %d (%d on rank 0); per step "
+                "%.2f MB of gradients all-reduced in %d buckets (%.1f started during "
+                "backward); exposed wait %.4f s, polling %.4f s per step (rank 0)\n",
+                runs[i].label, tg_dist_world(d), a.batch, a.batch / tg_dist_world(d),
+                ds->bytes / n * 1e-6, ds->buckets, (double)ds->early_buckets / n,
+                ds->wait_seconds / n, ds->launch_seconds / n);
+    }
     if (a.json)
         for (int i = 0; i < nruns; i++) print_json(&a, &runs[i], &pk);
     if (a.plot) {
@@ -377,5 +426,6 @@ done:
     free(input);
     free(target);
     free(labels);
+    tg_dist_free(d);
     return rc;
 }

@@ -9,6 +9,12 @@
  * the loop's RNG and the loader's position. `--resume` restores all of it, so
  * `--epochs 2` in one go and `--epochs 1` then `--resume ... --epochs 2` end in
  * byte-identical checkpoints on the CPU.
+ *
+ * `--dist` (under mpirun) trains data-parallel (core/dist.c): --batch stays the global
+ * batch, each rank takes its slice of every batch and the gradients are all-reduced, so
+ * the same command line means the same training at any world size. Rank 0 alone prints,
+ * logs and writes checkpoints (after a barrier); every rank loads them. Loss and accuracy
+ * are summed over ranks before they are printed; every rank evaluates the held-out set.
  */
 #include "commands.h"
 #include "common.h"
@@ -27,7 +33,7 @@ typedef struct train_args {
     int epochs, batch, threads;
     double lr, lr_decay;
     uint64_t seed;
-    bool json, quiet, check_finite;
+    bool json, quiet, check_finite, dist;
 } train_args;
 
 /* The learning-rate floor: lr * G^e never goes below it, so a long run with a decay
@@ -60,7 +66,10 @@ static void usage(FILE *f) {
         "  --json                 one JSON object per epoch on stdout; the rest on stderr\n"
         "  --check-finite         anomaly mode: stop at the first op whose output or\n"
         "                         gradient is NaN/Inf and name it (slower)\n"
-        "  --quiet                no progress bar or per-epoch lines\n\n"
+        "  --quiet                no progress bar or per-epoch lines\n"
+        "  --dist                 data parallel over the ranks of an MPI launch:\n"
+        "                         mpirun -np N tapegrad train mnist --dist ... (--batch is\n"
+        "                         the global batch; rank 0 prints and writes files)\n\n"
         "example: tapegrad train mnist --model cnn --epochs 3 --log run.csv\n");
 }
 
@@ -96,6 +105,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
         if (!strcmp(o, "--json")) { a->json = true; continue; }
         if (!strcmp(o, "--quiet")) { a->quiet = true; continue; }
         if (!strcmp(o, "--check-finite")) { a->check_finite = true; continue; }
+        if (!strcmp(o, "--dist")) { a->dist = true; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "tapegrad train: option '%s' needs a value (or is unknown); see "
                     "--help\n", o);
@@ -162,15 +172,16 @@ static int64_t count_correct(const float *logits, const int32_t *y, int64_t n, i
 }
 
 /* One forward (+ backward and step when opt) on a batch; adds loss*n and correct. */
-static tg_status run_batch(tg_ctx *ctx, tg_model *m, tg_optim *opt, tg_tensor *x,
-                           const int32_t *y, float *logits_host, double *loss_sum,
-                           int64_t *correct) {
+static tg_status run_batch(tg_ctx *ctx, tg_model *m, tg_optim *opt, tg_dist *d,
+                           tg_tensor *x, const int32_t *y, float *logits_host,
+                           double *loss_sum, int64_t *correct) {
     tg_tensor *logits = tg_model_forward(ctx, m, x, opt != NULL);
     tg_tensor *loss = tg_cross_entropy(ctx, logits, y);
     if (!loss) return tg_error();
     if (opt) {
         tg_optim_zero_grad(opt);
-        if (tg_backward(ctx, loss) || tg_optim_step(opt)) return tg_error();
+        if (tg_backward(ctx, loss) || tg_dist_sync_grads(d) || tg_optim_step(opt))
+            return tg_error();
     }
     float l;
     if (tg_tensor_to_host(loss, &l, false) || tg_tensor_to_host(logits, logits_host, false))
@@ -192,7 +203,7 @@ static tg_status evaluate(tg_ctx *ctx, tg_model *m, const tg_dataset *test, floa
     const int32_t *y;
     tg_status st = TG_OK;
     while (st == TG_OK && tg_loader_next(ld, ctx, &x, &y)) {
-        st = run_batch(ctx, m, NULL, x, y, logits_host, &loss_sum, &correct);
+        st = run_batch(ctx, m, NULL, NULL, x, y, logits_host, &loss_sum, &correct);
         tg_step_end(ctx);
     }
     if (st == TG_OK && tg_error()) st = tg_error();
@@ -234,9 +245,19 @@ static FILE *open_log(const char *path, bool resumed) {
     return f;
 }
 
-static int train(const train_args *a) {
-    tg_device dev = strcmp(a->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
-    if (a->threads) tg_set_num_threads(a->threads);
+static int train(const train_args *arg, tg_dist *d) {
+    tg_device dev = strcmp(arg->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
+    if (arg->threads) tg_set_num_threads(arg->threads);
+    int rank = tg_dist_rank(d), world = tg_dist_world(d);
+    /* Only rank 0 talks and writes files; the others run the same loop silently. */
+    train_args quiet_rank = *arg;
+    if (rank != 0) {
+        quiet_rank.quiet = true;
+        quiet_rank.json = false;
+        quiet_rank.log = NULL;
+        quiet_rank.checkpoint = NULL;
+    }
+    const train_args *a = &quiet_rank;
     FILE *human = a->json ? stderr : stdout;
     /* A checkpoint that cannot be written is found now, not after the first epoch. */
     if (a->checkpoint && tg_checkpoint_check_writable(a->checkpoint)) {
@@ -271,7 +292,13 @@ static int train(const train_args *a) {
     logits_host = malloc((size_t)(a->batch > 500 ? a->batch : 500) * 10 * sizeof(float));
     if (!opt || !ld || !ctx || !logits_host) goto fail;
     tg_ctx_set_anomaly(ctx, a->check_finite);
-    tg_train_state state = {.data = tg_loader_position(ld)};
+    /* A world of 1 makes these no-ops. */
+    if (tg_dist_broadcast_params(d, tg_model_params(m)) ||
+        tg_dist_attach(d, ctx, tg_model_params(m), tg_dist_opts_default()) ||
+        tg_loader_shard(ld, rank, world))
+        goto fail;
+    tg_train_state state = {.data = tg_loader_position(ld), .world_size = world,
+                            .batch = world > 1 ? a->batch : 0};
     tg_rng_seed(&state.rng, a->seed);
     if (a->init_from) {
         tg_safetensors_report rep;
@@ -283,9 +310,12 @@ static int train(const train_args *a) {
     if (a->resume) {
         if (tg_checkpoint_load(a->resume, m, opt, &state) || tg_loader_seek(ld, state.data))
             goto fail;
-        fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
-                (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
-        if (state.epoch >= a->epochs)
+        state.world_size = world;
+        state.batch = world > 1 ? a->batch : 0;
+        if (rank == 0)
+            fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
+                    (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
+        if (rank == 0 && state.epoch >= a->epochs)
             fprintf(human, "nothing to do: the checkpoint has %lld epochs, --epochs is %d\n",
                     (long long)state.epoch, a->epochs);
     }
@@ -300,6 +330,9 @@ static int train(const train_args *a) {
                 a->lr_decay, a->batch, (long long)tg_dataset_size(train_set),
                 (long long)tg_dataset_size(test_set), tg_get_num_threads(),
                 tg_get_num_threads() == 1 ? "" : "s");
+    if (!a->quiet && world > 1)
+        fprintf(human, "data parallel: %d ranks, global batch %d, about %d per rank\n", world,
+                a->batch, a->batch / world);
     double t_start = now_s();
     int64_t n_train = tg_dataset_size(train_set);
     while (state.epoch < a->epochs) {
@@ -313,9 +346,19 @@ static int train(const train_args *a) {
         const int32_t *y;
         while (tg_loader_next(ld, ctx, &x, &y)) {
             double bl = loss_sum;
-            int64_t bc = correct, b = x->shape.dim[0];
-            if (run_batch(ctx, m, opt, x, y, logits_host, &loss_sum, &correct)) goto fail;
+            int64_t bc = correct, b, local;
+            tg_loader_last_batch(ld, &local, &b);
+            if (tg_dist_set_batch(d, local, b) ||
+                run_batch(ctx, m, opt, d, x, y, logits_host, &loss_sum, &correct))
+                goto fail;
             tg_step_end(ctx);
+            if (world > 1 && arg->log) {
+                /* The step's loss and accuracy over all ranks, for rank 0's log. */
+                double step[2] = {loss_sum - bl, (double)(correct - bc)};
+                if (tg_dist_allreduce_sum(d, step, 2)) goto fail;
+                loss_sum = bl + step[0];
+                correct = bc + (int64_t)step[1];
+            }
             seen += b;
             state.step = tg_optim_steps(opt);
             double now = now_s();
@@ -333,6 +376,12 @@ static int train(const train_args *a) {
             }
         }
         if (tg_error()) goto fail;
+        if (world > 1 && !arg->log) {
+            double totals[2] = {loss_sum, (double)correct};
+            if (tg_dist_allreduce_sum(d, totals, 2)) goto fail;
+            loss_sum = totals[0];
+            correct = (int64_t)totals[1];
+        }
         double train_seconds = now_s() - t0, test_loss = NAN, test_acc = NAN;
         if (evaluate(ctx, m, test_set, logits_host, &test_loss, &test_acc)) goto fail;
         double seconds = now_s() - t0;
@@ -360,13 +409,19 @@ static int train(const train_args *a) {
                     test_loss, test_acc, (double)tg_optim_lr(opt), now_s() - t_start);
             fflush(log);
         }
+        /* Every rank has finished the epoch (and holds the same state) before rank 0
+         * writes; the others go on at once. */
+        if (tg_dist_barrier(d)) goto fail;
         if (a->checkpoint && tg_checkpoint_save(a->checkpoint, m, opt, &state)) goto fail;
     }
     rc = 0;
     goto done;
 fail:
     if (tty) fputc('\n', stderr);
-    if (tg_error()) fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
+    if (tg_error() && world > 1)
+        fprintf(stderr, "tapegrad train (rank %d): %s\n", rank, tg_error_message());
+    else if (tg_error())
+        fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
 done:
     if (log && fclose(log) != 0 && rc == 0) {
         fprintf(stderr, "tapegrad train: writing the log '%s' failed\n", a->log);
@@ -386,5 +441,17 @@ int cmd_train(int argc, char **argv) {
     train_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
-    return train(&a);
+    if (a.dist && dist_refused("tapegrad train")) return 2;
+    tg_dist *d = NULL;
+    if (a.dist) {
+        /* Before anything touches the GPU: init picks this rank's device. */
+        d = tg_dist_init(strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA);
+        if (!d) {
+            fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
+            return 1;
+        }
+    }
+    rc = train(&a, d);
+    tg_dist_free(d);
+    return rc;
 }

@@ -276,3 +276,17 @@ int check_memory(const char *cmd, const char *what, double bytes) {
             fmt_bytes(bytes, need, sizeof need), fmt_bytes((double)avail, have, sizeof have));
     return 1;
 }
+
+bool dist_refused(const char *cmd) {
+    if (!tg_dist_available()) {
+        fprintf(stderr, "%s: --dist needs a build with MPI (install libopenmpi-dev and "
+                "reconfigure with -Dmpi=enabled)\n", cmd);
+        return true;
+    }
+    if (!tg_dist_launched()) {
+        fprintf(stderr, "%s: --dist needs an MPI launch: mpirun -np N %s ... --dist\n", cmd,
+                cmd);
+        return true;
+    }
+    return false;
+}

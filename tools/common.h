@@ -96,5 +96,8 @@ double now_seconds(void); /* monotonic */
  * will hold) fit in tg_mem_available(); otherwise prints one line naming the command,
  * `what`, the estimate and the available memory, and returns 1. */
 int check_memory(const char *cmd, const char *what, double bytes);
+/* --dist: true (after printing one line naming `cmd`) when this build has no MPI or the
+ * process was not launched by mpirun; the caller exits with status 2. */
+bool dist_refused(const char *cmd);
 
 #endif

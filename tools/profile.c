@@ -342,6 +342,11 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
      * event-timed); a profile turns that on, a plain timed run leaves ops asynchronous. */
     tg_ctx_set_sync_timing(ctx, s->profile);
     tg_ctx_set_anomaly(ctx, s->check_finite);
+    tg_dist_opts dist_opts = tg_dist_opts_default();
+    dist_opts.sync_batchnorm = !s->no_sync_bn;
+    if (s->dist && ((st = tg_dist_attach(s->dist, ctx, tg_model_params(s->model), dist_opts)) ||
+                    (st = tg_dist_set_batch(s->dist, s->in_shape.dim[0], s->global_batch))))
+        goto done;
     /* The input and target live in their own context: made once, like the peer's. */
     tg_tensor *x = tg_tensor_from(data, s->in_shape, s->input);
     tg_tensor *target = s->train && s->loss == TG_LOSS_MSE
@@ -358,6 +363,7 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
         int k = i - s->warmup;
         double t0, ta, tb, tc, td;
         if (i == s->warmup) busy_begin(&probe);
+        if (k == 0) tg_dist_reset_stats(s->dist);
         tg_ctx_sync(ctx);
         t0 = tg_now();
         if (s->train) {
@@ -371,7 +377,10 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
             }
             if ((st = tg_ctx_sync(ctx))) goto done;
             tb = tg_now();
-            if ((st = tg_backward(ctx, loss)) || (st = tg_ctx_sync(ctx))) goto done;
+            /* Data parallel: the exposed part of the gradient all-reduce counts as backward. */
+            if ((st = tg_backward(ctx, loss)) || (st = tg_dist_sync_grads(s->dist)) ||
+                (st = tg_ctx_sync(ctx)))
+                goto done;
             tc = tg_now();
             if ((st = tg_optim_step(s->opt)) || (st = tg_ctx_sync(ctx))) goto done;
             td = tg_now();
@@ -450,6 +459,7 @@ tg_status bench_run(const bench_spec *s, bench_result *res) {
     res->store_bytes = 4 * (tg_params_flat_numel(ps) * (2 + slots) + tg_params_buffer_numel(ps));
     res->arena_peak = tg_ctx_arena_peak(ctx) + tg_ctx_arena_peak(data);
     res->rss_bytes = peak_rss_bytes();
+    res->dist = tg_dist_get_stats(s->dist);
 done:
     free(times);
     tg_ctx_free(ctx);
