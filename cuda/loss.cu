@@ -44,16 +44,20 @@ __global__ void cross_entropy_forward_kernel(float *lse, double *partial, const 
     if (threadIdx.x == 0) partial[blockIdx.x] = nll;
 }
 
+/* One thread per logit i = (n C + c) inner + p (total = N C inner; positions = N inner);
+ * i is split by precomputed divisors (common.cuh), 32-bit when the tensor allows. */
+template <typename I>
 __global__ void cross_entropy_backward_kernel(float *dlogits, const float *logits,
                                               const float *lse, const int32_t *target,
-                                              const float *dloss, int64_t N, int64_t C,
-                                              int64_t inner) {
-    float scale = (float)((double)dloss[0] / (double)(N * inner));
-    TG_GRID_STRIDE(i, N * C * inner) {
-        int64_t p = i % inner, c = i / inner % C, n = i / (C * inner);
-        int64_t q = n * inner + p;
+                                              const float *dloss, I total, int64_t positions,
+                                              tg_fastdiv C, tg_fastdiv inner) {
+    float scale = (float)((double)dloss[0] / (double)positions);
+    TG_GRID_STRIDE_I(I, i, total) {
+        I nc = tg_div(i, inner), p = i - nc * (I)inner.d; /* nc = n C + c */
+        I n = tg_div(nc, C), c = nc - n * (I)C.d;
+        I q = n * (I)inner.d + p;
         float g = expf(logits[i] - lse[q]) * scale;
-        if (target[q] == c) g -= scale;
+        if ((I)target[q] == c) g -= scale;
         dlogits[i] += g;
     }
 }
@@ -109,9 +113,9 @@ extern "C" tg_status cross_entropy_backward_cuda(float *dlogits, const float *lo
                                                  int64_t inner) {
     int64_t total = N * C * inner;
     if (total <= 0) return TG_OK;
-    cross_entropy_backward_kernel<<<tg_cuda_blocks(total), TG_CUDA_THREADS, 0,
-                                    tg_cuda_stream()>>>(dlogits, logits, lse, target, dloss, N,
-                                                        C, inner);
+    TG_LAUNCH_INDEXED(total, cross_entropy_backward_kernel, tg_cuda_blocks(total),
+                      TG_CUDA_THREADS, 0, tg_cuda_stream(), dlogits, logits, lse, target, dloss,
+                      total, N * inner, tg_fastdiv_make(C), tg_fastdiv_make(inner));
     TG_CUDA_LAUNCHED("cross_entropy_backward_cuda");
     return TG_OK;
 }

@@ -83,6 +83,13 @@ extern "C" {
 
 #define TG_VERSION_STRING "0.1.0"
 
+/* _Alignas is C11; C++ (the CUDA sources include this header) spells it alignas. */
+#ifdef __cplusplus
+#define TG_ALIGNAS(n) alignas(n)
+#else
+#define TG_ALIGNAS(n) _Alignas(n)
+#endif
+
 /* ---------------------------------------------------------------- errors */
 
 typedef enum tg_status {
@@ -443,7 +450,7 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
-    _Alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
+    TG_ALIGNAS(16) unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };
