@@ -1131,7 +1131,7 @@ START_TEST(depthwise_small_planes) {
         {2, 5, 10, 17, 9, 5, 5, opts2(1, 1, 2, 2, 1, 1, 5), true},    /* 5x5 */
         {1, 8, 8, 33, 33, 3, 3, opts2(1, 1, 1, 1, 1, 1, 8), true},    /* 32-wide + 1 */
         {2, 16, 16, 28, 28, 3, 3, opts2(1, 1, 1, 1, 1, 1, 16), true}, /* rpt 2 */
-        {1, 4, 4, 100, 6, 3, 3, opts2(1, 1, 1, 1, 1, 1, 4), true},    /* tall: 8 wide, rpt 4 */
+        {1, 4, 4, 140, 6, 3, 3, opts2(1, 1, 1, 1, 1, 1, 4), true},    /* tall: 8 wide, rpt 4 */
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
         check_conv_any(cpu, gpu, "depthwise small planes", &cfgs[i], 400 + i);
