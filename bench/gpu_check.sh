@@ -234,7 +234,7 @@ run() {
         echo "gpu_check summary ($(elapsed) s; $(nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null))"
         printf '  %s\n' "${SUMMARY[@]}"
         echo "key figures:"
-        grep -hE "copy bandwidth|SGEMM|target|GFLOP/s = |Time cost" "$L"/bench.log "$L"/forum.log 2>/dev/null | head -60 | sed 's/^/  /'
+        grep -hE "copy bandwidth|SGEMM|target|GFLOP/s = |Time cost|of copy" "$L"/bench.log "$L"/forum.log 2>/dev/null | head -80 | sed 's/^/  /'
     } >"$L/summary.txt"
     tar czf "$OUT/gpu_check_logs.tgz" -C "$L" . 2>/dev/null
     [ -f "$L/build.log" ] && cp "$L/build.log" "$L/gpu_build.log" # kept in the tarball

@@ -24,8 +24,8 @@
 extern "C" tg_status tg_fail(tg_status status, const char *fmt, ...);
 
 /* The stream every kernel and cuBLAS call of the library is queued on (blas.cu). It is a
- * blocking stream, so the synchronous cudaMemcpy/cudaMemset of memory.cu (legacy default
- * stream) are ordered with it. tg_cuda_probe creates it (tg_cuda_stream_init) when it
+ * blocking stream (ordered with the legacy default stream too); memory.cu queues its
+ * copies and memsets on it as well. tg_cuda_probe creates it (tg_cuda_stream_init) when it
  * finds a device, so every context and parameter store on CUDA has it. */
 cudaError_t tg_cuda_stream_init(void);
 cudaStream_t tg_cuda_stream(void);

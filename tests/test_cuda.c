@@ -8,7 +8,10 @@
  * pooling, channels > 24, reductions spanning many blocks, NaN/Inf inputs, multi-step
  * training with arena reuse, run-twice bitwise determinism, and a run of the op grid
  * with TG_ARENA_POISON (every fresh arena allocation filled with NaN, so a kernel that
- * reads memory nothing wrote fails parity).
+ * reads memory nothing wrote fails parity). Second round: depthwise planes of every
+ * tiling (7x7, 14x14, 3x3, odd sizes, conv1d rows), the conv bias gradient as chunked
+ * sums, host-to-device copies staged while the caller reuses its array, and the 64-bit
+ * index path on tensors over 2^31 elements (GPUs of 40 GB or more).
  *
  * Without a usable GPU (or in a build without CUDA) it prints one SKIP line and exits 77,
  * which meson reports as SKIP. It is its own meson test (suite 'cuda'), not part of
