@@ -49,19 +49,24 @@ __global__ void cross_entropy_forward_kernel(float *max, float *logsum, double *
     if (threadIdx.x == 0) partial[blockIdx.x] = nll;
 }
 
+/* One thread per logit i = (n C + c) inner + p (total = N C inner; positions = N inner);
+ * i is split by precomputed divisors (common.cuh), 32-bit when the tensor allows. A
+ * target equal to ignore_index contributes nothing; count is the targets that count. */
+template <typename I>
 __global__ void cross_entropy_backward_kernel(float *dlogits, const float *logits,
                                               const float *max, const float *logsum,
                                               const int32_t *target, int32_t ignore_index,
-                                              const float *dloss, int64_t count, int64_t N,
-                                              int64_t C, int64_t inner) {
+                                              const float *dloss, int64_t count, I total,
+                                              tg_fastdiv C, tg_fastdiv inner) {
     float scale = count > 0 ? (float)((double)dloss[0] / (double)count) : 0.0f;
-    TG_GRID_STRIDE(i, N * C * inner) {
-        int64_t p = i % inner, c = i / inner % C, n = i / (C * inner);
-        int64_t q = n * inner + p;
+    TG_GRID_STRIDE_I(I, i, total) {
+        I nc = tg_div(i, inner), p = i - nc * (I)inner.d; /* nc = n C + c */
+        I n = tg_div(nc, C), c = nc - n * (I)C.d;
+        I q = n * (I)inner.d + p;
         int32_t t = target[q];
         float w = t == ignore_index ? 0.0f : scale; /* ignored positions: weight 0 */
         float g = expf((logits[i] - max[q]) - logsum[q]) * w;
-        if (t == c) g -= w;
+        if ((I)t == c) g -= w;
         dlogits[i] += g;
     }
 }
@@ -122,10 +127,10 @@ extern "C" tg_status cross_entropy_backward_cuda(float *dlogits, const float *lo
                                                  int64_t C, int64_t inner) {
     int64_t total = N * C * inner;
     if (total <= 0) return TG_OK;
-    cross_entropy_backward_kernel<<<tg_cuda_blocks(total), TG_CUDA_THREADS, 0,
-                                    tg_cuda_stream()>>>(dlogits, logits, max, logsum, target,
-                                                        ignore_index, dloss, count, N, C,
-                                                        inner);
+    TG_LAUNCH_INDEXED(total, cross_entropy_backward_kernel, tg_cuda_blocks(total),
+                      TG_CUDA_THREADS, 0, tg_cuda_stream(), dlogits, logits, max, logsum,
+                      target, ignore_index, dloss, count, total, tg_fastdiv_make(C),
+                      tg_fastdiv_make(inner));
     TG_CUDA_LAUNCHED("cross_entropy_backward_cuda");
     return TG_OK;
 }

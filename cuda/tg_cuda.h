@@ -42,6 +42,9 @@ extern "C" {
 tg_status tg_cuda_probe(void);
 void *tg_cuda_alloc(size_t bytes);
 void tg_cuda_free(void *ptr);
+/* Queued on the library's stream; src may be reused when it returns. To the host: waits
+ * for the data. From the host: staged through page-locked slots, never waits for the GPU
+ * (cuda/memory.cu), so an op that uploads (the cross entropy's targets) does not block. */
 tg_status tg_cuda_copy(void *dst, bool dst_on_device, const void *src, bool src_on_device,
                        size_t bytes);
 tg_status tg_cuda_zero(void *ptr, size_t bytes);
@@ -197,8 +200,9 @@ tg_status avg_pool2d_backward_cuda(float *dx, const float *dy, const pool2d_geom
 
 /* Floats of workspace conv2d_forward_cuda (backward false) or conv2d_backward_cuda
  * (backward true) needs with a tile of tile_cols output columns (0: the default, sized
- * for GEMM efficiency): the im2col tile of the dense and grouped paths, the per-block
- * partial sums of the depthwise weight gradient; 0 for the pointwise path. */
+ * for GEMM efficiency): the im2col matrix of the dense and grouped paths, the packed
+ * operands of the pointwise dW, the per-tile partial sums of the depthwise weight
+ * gradient. (cuda/conv2d.cu; the depthwise kernels are in cuda/conv2d_depthwise.cu.) */
 size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t tile_cols, bool backward);
 /* Shapes as ops/conv2d.h; g is a host struct; dispatch on conv2d_choose_path(g):
  * dense/grouped: tiled im2col + cuBLAS (im2col recomputed in backward); pointwise: cuBLAS

@@ -86,6 +86,13 @@ extern "C" {
 
 #define TG_VERSION_STRING "0.1.0"
 
+/* _Alignas is C11; C++ (the CUDA sources include this header) spells it alignas. */
+#ifdef __cplusplus
+#define TG_ALIGNAS(n) alignas(n)
+#else
+#define TG_ALIGNAS(n) _Alignas(n)
+#endif
+
 /* ---------------------------------------------------------------- errors */
 
 typedef enum tg_status {
@@ -545,13 +552,6 @@ float tg_lr_at(const tg_lr_schedule *s, int64_t step);
 
 typedef struct tg_record tg_record;
 
-/* C11 _Alignas / C++11 alignas (the header is also read by the CUDA backend's C++). */
-#ifdef __cplusplus
-#define TG_ALIGN16 alignas(16)
-#else
-#define TG_ALIGN16 _Alignas(16)
-#endif
-
 /* Computes rec->out->data from rec->inputs and the inline params; may save tensors. */
 typedef tg_status (*tg_forward_fn)(tg_ctx *ctx, tg_record *rec);
 /* dinputs[i]: where to ADD dL/d(inputs[i]), or NULL when not needed. dout: dL/d(out). */
@@ -584,7 +584,7 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
-    TG_ALIGN16 unsigned char params[TG_OP_PARAMS_BYTES];
+    TG_ALIGNAS(16) unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };
