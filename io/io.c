@@ -22,38 +22,19 @@ tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
                           uint8_t **bytes, size_t *size) {
     *bytes = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
-    struct stat st;
-    tg_status status = TG_OK;
+    int fd;
+    uint64_t file_size;
+    tg_status status = tg_open_regular(op, path, max_bytes, &fd, &file_size);
+    if (status) return status;
+    size_t n = (size_t)file_size;
     uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0) {
-        status = tg_fail(TG_ERR_IO, "%s: cannot stat '%s': %s", op, path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        status = tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file (%s)", op, path,
-                         S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
-                         : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
-        goto done;
-    }
-    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        status = tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op,
-                         path, (long long)st.st_size, max_bytes);
-        goto done;
-    }
-    size_t n = (size_t)st.st_size;
     if (check) {
         uint8_t head[64];
         size_t h = head_bytes < sizeof head ? head_bytes : sizeof head;
         if (h > n) h = n;
-        ssize_t got = pread(fd, head, h, 0);
-        if (got < 0 || (size_t)got != h) {
-            status = tg_fail(TG_ERR_IO, "%s: reading the header of '%s' failed: %s", op, path,
-                             got < 0 ? strerror(errno) : "short read");
+        if ((status = tg_read_at(op, path, fd, 0, head, h)) ||
+            (status = check(head, h, file_size, path, user)))
             goto done;
-        }
-        if ((status = check(head, h, (uint64_t)n, path, user))) goto done;
     }
     char what[64];
     snprintf(what, sizeof what, "%s: reading a file", op);
@@ -63,17 +44,7 @@ tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
         status = tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
         goto done;
     }
-    size_t off = 0;
-    while (off < n) {
-        ssize_t k = read(fd, buf + off, n - off > (1u << 30) ? (1u << 30) : n - off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            status = tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)%s%s", op,
-                             path, off, n, k < 0 ? ": " : "", k < 0 ? strerror(errno) : "");
-            goto done;
-        }
-        off += (size_t)k;
-    }
+    if ((status = tg_read_at(op, path, fd, 0, buf, n))) goto done;
     *bytes = buf;
     *size = n;
     buf = NULL;
@@ -92,12 +63,20 @@ tg_status tg_open_regular(const char *op, const char *path, uint64_t max_bytes, 
                           uint64_t *size) {
     *fd = -1;
     *size = 0;
-    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (f < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
     struct stat st;
-    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(f, &st) != 0) {
+        tg_status status = tg_fail(TG_ERR_IO, "%s: cannot stat '%s': %s", op, path,
+                                   strerror(errno));
         close(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+        return status;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file (%s)", op, path,
+                       S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
     }
     if (st.st_size < 0 || (uint64_t)st.st_size > max_bytes) {
         close(f);
