@@ -8,7 +8,7 @@
 #define SUITES(X)                                                                         \
     X(core) X(tape) X(gradcheck) X(activation) X(conv2d) X(batchnorm) X(elementwise)     \
     X(shape) X(linear) X(pool) X(loss) X(sgd) X(adam) X(example) X(bad_input) X(models) X(io) \
-    X(winograd)
+    X(winograd) X(unary)
 
 #define DECLARE(name) Suite *name##_suite(void);
 SUITES(DECLARE)
