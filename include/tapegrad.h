@@ -469,7 +469,11 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
+#ifdef __cplusplus /* C++ (the CUDA files) spells C11's _Alignas as alignas */
+    alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
+#else
     _Alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
+#endif
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };
