@@ -35,6 +35,11 @@ extern "C" tg_status accumulate_cuda(float *dst, const float *src, int64_t n) {
 
 /* Offsets into a and b of output element i under the plan (ops/broadcast.h). */
 __device__ inline void bcast_offsets(const tg_bcast &p, int64_t i, int64_t *oa, int64_t *ob) {
+    if (p.ndim == 1) { /* same shapes, or one operand a single element: no division */
+        *oa = i * p.stride_a[0];
+        *ob = i * p.stride_b[0];
+        return;
+    }
     int64_t a = 0, b = 0;
     for (int d = p.ndim - 1; d >= 0; d--) {
         int64_t idx = i % p.dim[d];
@@ -84,6 +89,7 @@ __global__ void binary_term_kernel(float *dst, bool accumulate, const float *g, 
 extern "C" tg_status binary_forward_cuda(float *out, const float *a, const float *b,
                                          const tg_bcast *p, binary_kind kind) {
     int64_t n = tg_bcast_numel(p);
+    if (n <= 0) return TG_OK;
     binary_forward_kernel<<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
         out, a, b, *p, n, kind);
     TG_CUDA_LAUNCHED("binary_forward_cuda");
@@ -94,6 +100,7 @@ extern "C" tg_status binary_term_cuda(float *dst, bool accumulate, const float *
                                       const float *y, const float *o, const tg_bcast *p,
                                       binary_term term) {
     int64_t n = tg_bcast_numel(p);
+    if (n <= 0) return TG_OK;
     binary_term_kernel<<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
         dst, accumulate, g, y, o, *p, n, term);
     TG_CUDA_LAUNCHED("binary_term_cuda");
@@ -142,6 +149,7 @@ __global__ void axpy_kernel(float *dst, const float *src, float scale, int64_t n
 extern "C" tg_status broadcast_reduce_cuda(float *dinp, const float *g, float scale,
                                            const tg_bcast_reduce *p) {
     int64_t kept = p->k0 * p->k1 * p->k2, summed = p->r0 * p->r1;
+    if (kept <= 0) return TG_OK;
     if (summed == 1) {
         axpy_kernel<<<tg_cuda_blocks(kept), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(dinp, g,
                                                                                  scale, kept);

@@ -61,7 +61,9 @@ static void walk(const tg_bcast *plan, const walk_job *j, row_fn fn) {
     tg_bcast p = *plan;
     if (p.ndim == 0) p = (tg_bcast){.ndim = 1, .dim = {1}, .stride_a = {1}, .stride_b = {1}};
     int last = p.ndim - 1;
-    int64_t inner = p.dim[last], numel = tg_bcast_numel(&p), rows = numel / inner;
+    int64_t inner = p.dim[last], numel = tg_bcast_numel(&p);
+    if (numel == 0) return; /* an empty dim */
+    int64_t rows = numel / inner;
     int64_t per_row = (inner + ROW_CHUNK - 1) / ROW_CHUNK, tasks = rows * per_row;
 #pragma omp parallel for schedule(static) if (numel > PARALLEL_MIN)
     for (int64_t t = 0; t < tasks; t++) {
