@@ -289,12 +289,21 @@ static void binary_explain(const tg_record *rec, char *buf, size_t size) {
     }
 }
 
+/* The variant column: which operand was broadcast. */
+static void binary_describe(const tg_record *rec, char *buf, size_t size) {
+    bool ba = rec->inputs[0]->numel != rec->out->numel;
+    bool bb = rec->inputs[1]->numel != rec->out->numel;
+    snprintf(buf, size, "%s", ba && bb ? "broadcast a, b" : ba ? "broadcast a"
+                              : bb     ? "broadcast b"
+                                       : "same shapes");
+}
+
 #define BINARY_OP(label)                                                                    \
     {                                                                                       \
         .name = label,                                                                      \
         .forward = {[TG_DEVICE_CPU] = binary_forward, TG_CUDA_ENTRY(cuda_binary_forward)},  \
         .backward = {[TG_DEVICE_CPU] = binary_backward, TG_CUDA_ENTRY(binary_backward)},    \
-        .cost = binary_cost, .explain = binary_explain,                                     \
+        .cost = binary_cost, .describe = binary_describe, .explain = binary_explain, \
     }
 
 static const tg_op binary_ops[] = {

@@ -8,6 +8,8 @@
  */
 #include "testutil.h"
 
+#include "../autograd/tape.h"
+#include "../core/core.h"
 #include "../ops/broadcast.h"
 
 #include <math.h>
@@ -362,6 +364,27 @@ START_TEST(broadcast_bad_input) {
 }
 END_TEST
 
+/* The explain line says which operand was broadcast and over how many outputs its
+ * gradient sums; the variant column names it. */
+START_TEST(broadcast_explain) {
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_tensor *a = tg_tensor_zeros(ctx, tg_shape3(2, 3, 4)), *b = tg_tensor_zeros(ctx, tg_shape1(4));
+    tg_tensor_set_requires_grad(a, true);
+    ck_assert_ptr_nonnull(tg_div(ctx, a, b));
+    ck_assert_int_eq(ctx->tape.len, 1);
+    char buf[256];
+    const tg_record *rec = &ctx->tape.records[0];
+    ck_assert_str_eq(rec->op->name, "div");
+    const char *line = tg_record_explain(rec, buf, sizeof buf);
+    ck_assert_msg(strstr(line, "da += dy / b, db -= dy * y / b") &&
+                      strstr(line, "b (4) was broadcast to (2, 3, 4), so db is summed over 6"),
+                  "%s", line);
+    rec->op->describe(rec, buf, sizeof buf);
+    ck_assert_str_eq(buf, "broadcast b");
+    tg_ctx_free(ctx);
+}
+END_TEST
+
 Suite *elementwise_suite(void) {
     Suite *s = suite_create("elementwise");
     TCase *tc = tg_test_case("add");
@@ -380,6 +403,7 @@ Suite *elementwise_suite(void) {
     tcase_add_test(tc, broadcast_shapes_and_plans);
     tcase_add_test(tc, broadcast_reduce_paths);
     tcase_add_test(tc, broadcast_bad_input);
+    tcase_add_test(tc, broadcast_explain);
     suite_add_tcase(s, tc);
     return s;
 }
