@@ -24,9 +24,9 @@
  *   y = clamp(x, lo, hi)
  *                       f' = 1 where lo <= x <= hi (inclusive, as PyTorch), 0 outside
  * The math is in ops/unary.h, shared with cuda/unary.cu. Kernels switch on the kind
- * outside the loop, so each loop is one inlined expression, vectorised: exp and tanh
- * (hence sigmoid, SiLU and the tanh GELU) are our own branch-free versions (within 1
- * and 2 ulp). Left scalar: log, pow (powf) and the erf GELU (erff), libm calls.
+ * outside the loop, so each loop is one inlined expression, vectorised: exp, tanh and
+ * the normal CDF (hence sigmoid, SiLU and both GELUs) are our own branch-free versions
+ * (within 1, 2 and about 8 ulp). Left scalar: log and pow (logf, powf), libm calls.
  */
 #include "unary.h"
 

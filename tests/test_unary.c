@@ -8,6 +8,7 @@
 
 #include "../autograd/tape.h"
 #include "../core/core.h"
+#include "../ops/unary.h"
 
 #include <math.h>
 #include <string.h>
@@ -194,10 +195,39 @@ START_TEST(unary_bad_input) {
 }
 END_TEST
 
+/* Our own exp, tanh and normal CDF (ops/unary.h) against double libm over dense sweeps,
+ * as relative errors (float's unit roundoff is 6e-8). */
+START_TEST(unary_math_accuracy) {
+    double worst_exp = 0, worst_tanh = 0, worst_cdf = 0;
+    for (float x = -87.0f; x < 88.7f; x += 1.7e-3f) {
+        double want = exp((double)x);
+        worst_exp = fmax(worst_exp, fabs(tg_expf(x) - want) / want);
+    }
+    for (float x = -12.0f; x < 12.0f; x += 1.1e-4f) {
+        double want = tanh((double)x);
+        if (want != 0) worst_tanh = fmax(worst_tanh, fabs(tg_tanhf(x) - want) / fabs(want));
+    }
+    for (float x = -14.0f; x < 10.0f; x += 1.3e-4f) {
+        double want = 0.5 * erfc(-(double)x / sqrt(2.0));
+        if (want < 1e-30) continue; /* e^(-x^2/2) below 2^-126 flushes to 0 */
+        worst_cdf = fmax(worst_cdf, fabs(tg_normal_cdff(x) - want) / want);
+    }
+    ck_assert_msg(worst_exp < 1.3e-7, "exp: %.3g", worst_exp);
+    ck_assert_msg(worst_tanh < 2.4e-7, "tanh: %.3g", worst_tanh);
+    ck_assert_msg(worst_cdf < 1e-6, "normal cdf: %.3g", worst_cdf);
+    /* The edges: overflow, underflow, infinities and NaN. */
+    ck_assert(isinf(tg_expf(89.0f)) && tg_expf(-104.0f) == 0.0f && tg_expf(-INFINITY) == 0.0f);
+    ck_assert(isnan(tg_expf(NAN)) && isnan(tg_tanhf(NAN)) && isnan(tg_normal_cdff(NAN)));
+    ck_assert(tg_tanhf(INFINITY) == 1.0f && tg_tanhf(-INFINITY) == -1.0f);
+    ck_assert(tg_normal_cdff(INFINITY) == 1.0f && tg_normal_cdff(-INFINITY) == 0.0f);
+}
+END_TEST
+
 Suite *unary_suite(void) {
     Suite *s = suite_create("unary");
     TCase *tc = tg_test_case("unary");
     tcase_add_test(tc, unary_golden);
+    tcase_add_test(tc, unary_math_accuracy);
     tcase_add_test(tc, unary_gradcheck_grid);
     tcase_add_test(tc, unary_accumulates);
     tcase_add_test(tc, unary_tails);
