@@ -3,10 +3,42 @@
  * (table, Graphviz DOT, explain mode). The contract is in tape.h.
  */
 #include "tape.h"
+#include "anomaly.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef TG_HAVE_CUDA
+#include "../cuda/tg_cuda.h"
+#endif
+
+/* The clock around one op's forward or backward. Without sync timing it is the host
+ * clock (on a GPU: how long the launches took to queue). With it (tg_ctx_set_sync_timing,
+ * on whenever a tool profiles): the device is drained first, then on CUDA the op's time
+ * is the GPU time between two events on the library's stream around its work (what the
+ * GPU spent on it, launch gaps included), on the CPU the host clock. */
+static tg_status op_clock_start(tg_ctx *ctx, double *t0) {
+    tg_status st = TG_OK;
+    if (ctx->sync_timing) st = tg_device_sync(ctx->device);
+#ifdef TG_HAVE_CUDA
+    if (ctx->sync_timing && st == TG_OK && ctx->device == TG_DEVICE_CUDA)
+        st = tg_cuda_timer_start();
+#endif
+    *t0 = tg_now();
+    return st;
+}
+
+/* Called once after every op_clock_start that succeeded, whether or not the op did
+ * (on CUDA it pops the clock). */
+static tg_status op_clock_stop(tg_ctx *ctx, double t0, double *seconds) {
+#ifdef TG_HAVE_CUDA
+    if (ctx->sync_timing && ctx->device == TG_DEVICE_CUDA) return tg_cuda_timer_stop(seconds);
+#endif
+    tg_status st = ctx->sync_timing ? tg_device_sync(ctx->device) : TG_OK;
+    *seconds = tg_now() - t0;
+    return st;
+}
 
 bool tg_check_tensor(const char *op, const char *arg, const tg_tensor *t, int ndim) {
     if (!t) {
@@ -79,6 +111,9 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
         return NULL;
     }
     if (!tg_check_same_device(op->name, ctx, inputs, ninputs)) return NULL;
+    tg_threads_apply();
+    if (!tg_ctx_check_inputs(ctx, op->name, inputs, ninputs)) return NULL;
+    if (!tg_shape_check(op->name, "output", out_shape, NULL, NULL)) return NULL;
     tg_forward_fn forward = op->forward[ctx->device];
     if (!forward) {
         tg_fail(TG_ERR_UNSUPPORTED, "%s has no %s forward", op->name,
@@ -114,16 +149,21 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
     rec->out = out;
     if (params && size) memcpy(rec->params, params, size);
 
-    if (ctx->sync_timing) tg_device_sync(ctx->device);
-    double t0 = tg_now();
-    tg_status st = forward(ctx, rec);
-    if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
-    rec->fwd_seconds = tg_now() - t0;
+    double t0, t1 = 0;
+    tg_status st = op_clock_start(ctx, &t0);
+    if (st == TG_OK) {
+        st = forward(ctx, rec);
+        tg_status cs = op_clock_stop(ctx, t0, &t1); /* also pops the clock on failure */
+        if (st == TG_OK) st = cs;
+        rec->fwd_seconds = t1;
+    }
     if (st != TG_OK) {
         if (needs_grad) ctx->tape.len--;
         tg_fail(st, "%s: forward failed", op->name);
         return NULL;
     }
+    if (ctx->anomaly && tg_anomaly_forward(ctx, rec, needs_grad ? ctx->tape.len - 1 : -1))
+        return NULL;
     return out;
 }
 
@@ -221,6 +261,8 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     if (out->device != ctx->device)
         return tg_fail(TG_ERR_ARG, "tg_backward: the loss is on another device than ctx");
+    if (!tg_ctx_check_owned(ctx, "tg_backward", "the loss", out, true)) return tg_error();
+    tg_threads_apply();
     tg_status st = tg_ctx_ensure_grad(ctx, out);
     if (st) return st;
     /* Seed: dL/dout += dout. The seed is on the host for scalars, device otherwise. */
@@ -232,9 +274,12 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     if (ctx->device == TG_DEVICE_CPU) {
         for (int64_t i = 0; i < out->numel; i++) out->grad[i] += seed[i];
     } else {
-        if ((st = tg_device_copy(ctx->device, out->grad, ctx->device, seed,
-                                 (size_t)out->numel * sizeof(float))))
-            return st;
+#ifdef TG_HAVE_CUDA
+        /* Adds, as on the CPU: a loss that already holds a gradient keeps it. */
+        if ((st = accumulate_cuda(out->grad, seed, out->numel))) return st;
+#else
+        return tg_cuda_check();
+#endif
     }
     ctx->tape.consumed = true;
     FILE *ex = ctx->tape.explain;
@@ -243,18 +288,24 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         if (!rec->out->grad) continue; /* no gradient reached this op's output */
         /* The clock includes zeroing the inputs' fresh gradient buffers: that is part of
          * what this op's backward costs (profiles must add up to the step). */
-        if (ctx->sync_timing) tg_device_sync(ctx->device);
-        double t0 = tg_now();
+        double t0;
+        if ((st = op_clock_start(ctx, &t0))) return tg_fail(st, "%s: backward clock", rec->op->name);
         float *dinputs[TG_MAX_INPUTS] = {0};
         bool any = false;
         for (int i = 0; i < rec->ninputs; i++) {
             tg_tensor *in = rec->inputs[i];
             if (!in || !in->requires_grad) continue;
-            if ((st = tg_ctx_ensure_grad(ctx, in))) return st;
+            if ((st = tg_ctx_ensure_grad(ctx, in))) break;
             dinputs[i] = in->grad;
             any = true;
         }
-        if (!any) continue;
+        if (st || !any) {
+            double unused;
+            tg_status cs = op_clock_stop(ctx, t0, &unused); /* pop the clock */
+            if (st) return st;
+            if (cs) return cs;
+            continue;
+        }
         if (ex) {
             char s[80], l[64], doc[256];
             fprintf(ex, "backward #%d %-14s dL/d%s %s |g|=%.6g\n    %s\n", r, rec->op->name,
@@ -263,9 +314,12 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
                     grad_norm(rec->out, rec->out->grad), tg_record_explain(rec, doc, sizeof doc));
         }
         st = rec->op->backward[ctx->device](ctx, rec, dinputs, rec->out->grad);
-        if (ctx->sync_timing && st == TG_OK) st = tg_device_sync(ctx->device);
-        rec->bwd_seconds = tg_now() - t0;
+        double t1 = 0;
+        tg_status cs = op_clock_stop(ctx, t0, &t1); /* also pops the clock on failure */
+        rec->bwd_seconds = t1;
+        if (st == TG_OK) st = cs;
         if (st != TG_OK) return tg_fail(st, "%s: backward failed", rec->op->name);
+        if (ctx->anomaly && (st = tg_anomaly_backward(ctx, rec, r, dinputs))) return st;
         /* Every consumer of rec->out was recorded after rec and has run: its gradient
          * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
         tg_ctx_release_grad(ctx, rec->out);

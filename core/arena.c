@@ -11,9 +11,19 @@
 #define TG_ARENA_ALIGN 64
 #define TG_ARENA_MIN_BLOCK ((size_t)1 << 20) /* 1 MiB: small steps fit in one block */
 
+/* Debug mode: with TG_ARENA_POISON set (and not "0") when an arena is created, every
+ * allocation it hands out is filled with NaN (all bits set), so a kernel that reads
+ * memory nothing wrote this step produces NaN and fails its parity test instead of
+ * passing on stale values. */
+static bool poison_requested(void) {
+    const char *v = getenv("TG_ARENA_POISON");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 void tg_arena_init(tg_arena *a, tg_device device) {
     memset(a, 0, sizeof *a);
     a->device = device;
+    a->poison = poison_requested();
 }
 
 void tg_arena_release(tg_arena *a) {
@@ -21,7 +31,9 @@ void tg_arena_release(tg_arena *a) {
     for (int i = 0; i < a->nblocks; i++) tg_device_free(a->device, a->blocks[i].base);
     free(a->blocks);
     tg_device device = a->device;
+    bool poison = a->poison;
     tg_arena_init(a, device);
+    a->poison = poison;
 }
 
 static bool arena_push_block(tg_arena *a, size_t size) {
@@ -42,24 +54,30 @@ static bool arena_push_block(tg_arena *a, size_t size) {
 }
 
 void *tg_arena_alloc(tg_arena *a, size_t bytes) {
-    size_t need = (bytes + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1);
+    size_t need;
+    if (!tg_add_size(bytes, TG_ARENA_ALIGN - 1, &need)) {
+        tg_fail(TG_ERR_NOMEM, "step arena: out of memory (%zu bytes requested)", bytes);
+        return NULL;
+    }
+    need &= ~(size_t)(TG_ARENA_ALIGN - 1);
     if (need == 0) need = TG_ARENA_ALIGN;
     /* First fit among the kept blocks, in order; a block's unused tail is skipped. */
-    while (a->cur < a->nblocks && a->off + need > a->blocks[a->cur].size) {
+    while (a->cur < a->nblocks && need > a->blocks[a->cur].size - a->off) {
         if (a->cur + 1 == a->nblocks) break;
         a->cur++;
         a->off = 0;
     }
-    if (a->cur >= a->nblocks || a->off + need > a->blocks[a->cur].size) {
+    if (a->cur >= a->nblocks || need > a->blocks[a->cur].size - a->off) {
         /* Nothing kept fits: append a block at least twice the last one. */
         size_t last = a->nblocks ? a->blocks[a->nblocks - 1].size : 0;
-        size_t size = 2 * last > need ? 2 * last : need;
+        size_t size = last <= SIZE_MAX / 2 && 2 * last > need ? 2 * last : need;
         if (size < TG_ARENA_MIN_BLOCK) size = TG_ARENA_MIN_BLOCK;
         if (!arena_push_block(a, size)) return NULL;
         a->cur = a->nblocks - 1;
         a->off = 0;
     }
     void *p = a->blocks[a->cur].base + a->off;
+    if (a->poison && tg_device_poison(a->device, p, need) != TG_OK) return NULL;
     a->off += need;
     a->used += need;
     if (a->used > a->peak) a->peak = a->used;

@@ -45,7 +45,7 @@ static inline unsigned tg_cuda_blocks(int64_t n) {
     return (unsigned)(b < cap ? b : cap);
 }
 
-static inline int64_t tg_cuda_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ static inline int64_t tg_cuda_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 #define TG_GRID_STRIDE(i, n)                                                              \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);             \

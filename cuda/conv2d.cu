@@ -3,15 +3,25 @@
  * the im2col/GEMM view and the backward derivation; the path choice (dense, grouped,
  * pointwise, depthwise) is the CPU's conv2d_choose_path.
  *
- * DENSE AND GROUPED: im2col in tiles of output columns (a buffer of at most
- * CONV_TILE_BYTES, large enough that each cuBLAS call is a big GEMM), then SGEMM writing
- * straight into the tile's slice of y. Backward recomputes the tile for dW += dy col^T
- * and turns dcol = W^T dy back into dx with a GATHER: one thread per input pixel adds
- * the dcol entries that are copies of it (no atomics).
+ * DENSE AND GROUPED, IMAGE-BATCHED (the default whenever one image's im2col matrix fits
+ * CONV_TILE_BYTES): im2col of nb images at once into one (C_in KH KW) x (nb OH OW)
+ * matrix, then ONE strided-batched SGEMM per group over the nb images (or per image over
+ * the groups, whichever count is smaller) writing straight into y. Backward packs dy of
+ * the nb images as (C_out) x (nb OH OW), so dW += dy col^T is one GEMM per group whose
+ * inner dimension is the whole batch (all groups in one batched call), dcol = W^T dy is
+ * one batched call over the groups, and a GATHER (one thread per input pixel adds the
+ * dcol entries that are copies of it; no atomics) turns dcol into dx. Small planes at
+ * large batch (MobileNet's 7x7 at batch 32) so become a few big GEMMs instead of
+ * hundreds of tiny ones.
+ * DENSE AND GROUPED, COLUMN-TILED (one image's matrix is larger than the budget, or a
+ * caller asks for tiles): im2col in tiles of output columns per image and group, SGEMM
+ * into the tile's slice of y; backward recomputes each tile.
  *
  * POINTWISE (1x1, stride 1, pad 0): the NCHW tensor of an image is already the
- * (C_in x HW) matrix, so forward and dx are strided-batched GEMMs over the batch and
- * dW one GEMM per image (beta = 1 accumulates).
+ * (C_in x HW) matrix, so forward and dx are strided-batched GEMMs over the batch. dW
+ * folds the batch: x and dy of nb images are packed as (C) x (nb HW) and dW += dy x^T is
+ * one GEMM per group (one batched call) with inner dimension nb HW; at batch 1 (or when
+ * two images do not fit the budget) one GEMM per image (beta = 1 accumulates).
  *
  * DEPTHWISE (groups = C_in, C_out = m C_in): memory-bound (2.25 FLOP/byte for 3x3), so
  * the kernels are built around moving each byte once. A block of 256 threads (8 warps)
@@ -45,6 +55,34 @@ static int64_t default_tile_cols(const conv2d_geom *g) {
     if (t >= ncols) return ncols;
     t -= t % CONV_MIN_TILE;
     return t < CONV_MIN_TILE ? CONV_MIN_TILE : t;
+}
+
+/* Images per batch of a batched path with per_image workspace floats each: as many as
+ * fit CONV_TILE_BYTES, at most N; 0 when not even one fits. */
+static int64_t images_per_batch(int64_t N, int64_t per_image) {
+    int64_t nb = CONV_TILE_BYTES / (int64_t)sizeof(float) / (per_image > 0 ? per_image : 1);
+    return nb < N ? nb : N;
+}
+
+/* Workspace floats per image of the image-batched dense/grouped path: the im2col matrix
+ * (C_in KH KW rows), and in backward the packed dy (C_out rows), OH OW columns each. */
+static int64_t gemm_batch_per_image(const conv2d_geom *g, bool backward) {
+    return (g->C_in * g->KH * g->KW + (backward ? g->C_out : 0)) * g->OH * g->OW;
+}
+
+/* Images per batch of the image-batched dense/grouped path; 0: the column-tiled path
+ * runs (an explicit tile_cols asks for it too). */
+static int64_t gemm_batch_images(const conv2d_geom *g, int64_t tile_cols, bool backward) {
+    if (tile_cols > 0) return 0;
+    return images_per_batch(g->N, gemm_batch_per_image(g, backward));
+}
+
+/* Images per fold of the pointwise dW (x and dy packed, C_in + C_out rows of HW); 0:
+ * one GEMM per image instead (batch 1, or two images do not fit). */
+static int64_t pointwise_fold_images(const conv2d_geom *g) {
+    if (g->N < 2) return 0;
+    int64_t nb = images_per_batch(g->N, (g->C_in + g->C_out) * g->H * g->W);
+    return nb >= 2 ? nb : 0;
 }
 
 static int64_t tile_cols_for(const conv2d_geom *g, int64_t tile_cols) {
@@ -109,14 +147,20 @@ static int64_t dw_partial_floats(const conv2d_geom *g) {
 extern "C" size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t tile_cols,
                                                bool backward) {
     switch (conv2d_choose_path(g)) {
-    case CONV2D_POINTWISE: return 0;
+    case CONV2D_POINTWISE: {
+        int64_t nb = backward ? pointwise_fold_images(g) : 0;
+        return (size_t)(nb * (g->C_in + g->C_out) * g->H * g->W);
+    }
     case CONV2D_DEPTHWISE: {
         dw_tiling t = dw_tiles(g->OH, g->OW);
         bool tiled = dw_dweight_smem(g, 8 * t.rpt) <= DW_SMEM_LIMIT;
         return backward && tiled ? (size_t)dw_partial_floats(g) : 0;
     }
-    default:
+    default: {
+        int64_t nb = gemm_batch_images(g, tile_cols, backward);
+        if (nb > 0) return (size_t)(nb * gemm_batch_per_image(g, backward));
         return (size_t)(g->C_in / g->groups * g->KH * g->KW) * (size_t)tile_cols_for(g, tile_cols);
+    }
     }
 }
 
@@ -176,8 +220,10 @@ __global__ void im2col_tile_kernel(float *col, const float *x, int K, conv2d_geo
         int c = k / (KH * KW), kh = k % (KH * KW) / KW, kw = k % KW;
         const float *xc = x + (int64_t)c * H * W;
         float *row = col + (int64_t)k * tc;
-        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < tc; j += gridDim.x * blockDim.x) {
-            int q = c0 + j, oh = q / OW, ow = q - oh * OW;
+        /* 64-bit loop counter: j + stride must not overflow near INT_MAX columns. */
+        for (int64_t jj = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; jj < tc;
+             jj += (int64_t)gridDim.x * blockDim.x) {
+            int j = (int)jj, q = c0 + j, oh = q / OW, ow = q - oh * OW;
             int ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
             int iw = ow * g.stride_w - g.pad_w + kw * g.dil_w;
             bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
@@ -193,9 +239,9 @@ __global__ void col2im_tile_kernel(float *dx, const float *dcol, int Cg, conv2d_
     const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W;
     const int OH = (int)g.OH, OW = (int)g.OW;
     for (int c = blockIdx.y; c < Cg; c += gridDim.y) {
-        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < nrows * W;
-             i += gridDim.x * blockDim.x) {
-            int ih = ih0 + i / W, iw = i % W;
+        for (int64_t ii = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+             ii < (int64_t)nrows * W; ii += (int64_t)gridDim.x * blockDim.x) {
+            int i = (int)ii, ih = ih0 + i / W, iw = i % W;
             float *d = dx + ((int64_t)c * H + ih) * W + iw;
             float v = *d;
             for (int kh = 0; kh < KH; kh++) {
@@ -237,6 +283,94 @@ static tg_status col2im_tile(float *dx, const float *dcol, int64_t Cg, const con
                          tg_cuda_stream()>>>(dx, dcol, (int)Cg, *g, (int)c0, (int)tc, (int)lo,
                                              (int)(hi - lo));
     TG_CUDA_LAUNCHED("conv2d col2im");
+    return TG_OK;
+}
+
+
+/* ---------------------------------------------------------------- image-batched im2col */
+
+/* THE BATCHED LAYOUT: col is (C_in KH KW) x ld, ld = nb OH OW. Row (c KH + kh) KW + kw,
+ * column n OH OW + q holds x[n, c] at output position q's tap (kh, kw), 0 in the padding;
+ * group grp's rows are grp K .. grp K + K - 1 (K = Cg KH KW). x: the nb images
+ * (nb, C_in, H, W). Index math is 32-bit: ld and the rows fit an int (the workspace is
+ * bounded by CONV_TILE_BYTES), and the op checks that H W fits. */
+__global__ void im2col_batch_kernel(float *col, const float *x, conv2d_geom g, int rows, int ld) {
+    const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W;
+    const int OW = (int)g.OW, ncols = (int)(g.OH * g.OW), C_in = (int)g.C_in;
+    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+        int c = r / (KH * KW), kh = r % (KH * KW) / KW, kw = r % KW;
+        float *row = col + (int64_t)r * ld;
+        for (int64_t jj = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; jj < ld;
+             jj += (int64_t)gridDim.x * blockDim.x) {
+            int j = (int)jj, n = j / ncols, q = j - n * ncols, oh = q / OW, ow = q - oh * OW;
+            int ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
+            int iw = ow * g.stride_w - g.pad_w + kw * g.dil_w;
+            bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            row[j] = inside ? x[(((int64_t)n * C_in + c) * H + ih) * W + iw] : 0.0f;
+        }
+    }
+}
+
+/* dx (nb, C_in, H, W) += the entries of the batched dcol ((C_in KH KW) x ld) that are
+ * copies of each pixel: one thread per input pixel (a gather; no atomics). */
+__global__ void col2im_batch_kernel(float *dx, const float *dcol, conv2d_geom g, int nb, int ld) {
+    const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W;
+    const int OH = (int)g.OH, OW = (int)g.OW, ncols = OH * OW, C_in = (int)g.C_in;
+    const int planes = nb * C_in;
+    for (int p = blockIdx.y; p < planes; p += gridDim.y) {
+        int n = p / C_in, c = p - n * C_in;
+        for (int64_t ii = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ii < (int64_t)H * W;
+             ii += (int64_t)gridDim.x * blockDim.x) {
+            int i = (int)ii, ih = i / W, iw = i - ih * W;
+            float *d = dx + (int64_t)p * H * W + i;
+            float v = *d;
+            for (int kh = 0; kh < KH; kh++) {
+                int th = ih + g.pad_h - kh * g.dil_h; /* = oh stride_h */
+                if (th < 0 || th % g.stride_h) continue;
+                int oh = th / g.stride_h;
+                if (oh >= OH) continue;
+                for (int kw = 0; kw < KW; kw++) {
+                    int tw = iw + g.pad_w - kw * g.dil_w;
+                    if (tw < 0 || tw % g.stride_w) continue;
+                    int ow = tw / g.stride_w;
+                    if (ow >= OW) continue;
+                    v += dcol[((int64_t)(c * KH + kh) * KW + kw) * ld + n * ncols + oh * OW + ow];
+                }
+            }
+            *d = v;
+        }
+    }
+}
+
+/* dst (C x nb P): dst[c, n P + q] = src[n, c, q] for src (nb, C, P); reads and writes
+ * run along q, so both are coalesced. */
+__global__ void pack_planes_kernel(float *dst, const float *src, int64_t C, int64_t P, int64_t nb) {
+    TG_GRID_STRIDE(i, nb * C * P) {
+        int64_t q = i % P, c = i / P % C, n = i / (P * C);
+        dst[(c * nb + n) * P + q] = src[i];
+    }
+}
+
+static tg_status im2col_batch(float *col, const float *x, const conv2d_geom *g, int64_t nb) {
+    int64_t rows = g->C_in * g->KH * g->KW, ld = nb * g->OH * g->OW;
+    im2col_batch_kernel<<<tile_grid(ld, rows), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
+        col, x, *g, (int)rows, (int)ld);
+    TG_CUDA_LAUNCHED("conv2d im2col (batched)");
+    return TG_OK;
+}
+
+static tg_status col2im_batch(float *dx, const float *dcol, const conv2d_geom *g, int64_t nb) {
+    int64_t ld = nb * g->OH * g->OW;
+    col2im_batch_kernel<<<tile_grid(g->H * g->W, nb * g->C_in), TG_CUDA_THREADS, 0,
+                          tg_cuda_stream()>>>(dx, dcol, *g, (int)nb, (int)ld);
+    TG_CUDA_LAUNCHED("conv2d col2im (batched)");
+    return TG_OK;
+}
+
+static tg_status pack_planes(float *dst, const float *src, int64_t C, int64_t P, int64_t nb) {
+    pack_planes_kernel<<<tg_cuda_blocks(nb * C * P), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
+        dst, src, C, P, nb);
+    TG_CUDA_LAUNCHED("conv2d pack");
     return TG_OK;
 }
 
@@ -308,6 +442,76 @@ static tg_status gemm_backward(float *dinp, float *dweight, float *dbias, const 
     return TG_OK;
 }
 
+
+/* The image-batched forward: nb_max images per im2col matrix (workspace
+ * gemm_batch_per_image(g, false) nb_max floats). */
+static tg_status gemm_forward_batched(float *out, const float *inp, const float *weight,
+                                      const float *bias, const conv2d_geom *g, float *ws,
+                                      int64_t nb_max) {
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G;
+    const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW, HW = g->H * g->W;
+    float beta = 0.0f;
+    if (bias) {
+        TRY(fill_bias(out, bias, g->N, g->C_out, ncols));
+        beta = 1.0f;
+    }
+    for (int64_t n0 = 0; n0 < g->N; n0 += nb_max) {
+        int64_t nb = g->N - n0 < nb_max ? g->N - n0 : nb_max, ld = nb * ncols;
+        TRY(im2col_batch(ws, inp + n0 * g->C_in * HW, g, nb));
+        float *y = out + n0 * g->C_out * ncols;
+        if (G >= nb) {
+            /* per image n, all groups: y[n, grp] (Cog x ncols, ld ncols) =
+             * W[grp] (Cog x K) . col[grp rows, image n columns] (K x ncols, ld ld) */
+            for (int64_t n = 0; n < nb; n++)
+                TRY(tg_cuda_sgemm_batched(false, false, (int)Cog, (int)ncols, (int)K, 1.0f, weight,
+                                          (int)K, Cog * K, ws + n * ncols, (int)ld, K * ld, beta,
+                                          y + n * g->C_out * ncols, (int)ncols, Cog * ncols,
+                                          (int)G));
+        } else {
+            /* per group, all nb images: the same products batched over n */
+            for (int64_t grp = 0; grp < G; grp++)
+                TRY(tg_cuda_sgemm_batched(false, false, (int)Cog, (int)ncols, (int)K, 1.0f,
+                                          weight + grp * Cog * K, (int)K, 0, ws + grp * K * ld,
+                                          (int)ld, ncols, beta, y + grp * Cog * ncols, (int)ncols,
+                                          g->C_out * ncols, (int)nb));
+        }
+    }
+    return TG_OK;
+}
+
+/* The image-batched backward (workspace gemm_batch_per_image(g, true) nb_max floats: the
+ * im2col / dcol matrix, then dy packed as (C_out) x (nb OH OW)). */
+static tg_status gemm_backward_batched(float *dinp, float *dweight, float *dbias,
+                                       const float *dout, const float *inp, const float *weight,
+                                       const conv2d_geom *g, float *ws, int64_t nb_max) {
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G;
+    const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW, HW = g->H * g->W;
+    if (dbias) TRY(bias_backward(dbias, dout, g->N, g->C_out, ncols));
+    if (!dinp && !dweight) return TG_OK;
+    float *col = ws, *dyp = ws + g->C_in * g->KH * g->KW * nb_max * ncols;
+    for (int64_t n0 = 0; n0 < g->N; n0 += nb_max) {
+        int64_t nb = g->N - n0 < nb_max ? g->N - n0 : nb_max, ld = nb * ncols;
+        TRY(pack_planes(dyp, dout + n0 * g->C_out * ncols, g->C_out, ncols, nb));
+        if (dweight) {
+            /* dW[grp] (Cog x K) += dy[grp] (Cog x ld) . col[grp]^T (ld x K): the nb images
+             * are the GEMM's inner dimension; all groups in one batched call. */
+            TRY(im2col_batch(col, inp + n0 * g->C_in * HW, g, nb));
+            TRY(tg_cuda_sgemm_batched(false, true, (int)Cog, (int)K, (int)ld, 1.0f, dyp, (int)ld,
+                                      Cog * ld, col, (int)ld, K * ld, 1.0f, dweight, (int)K,
+                                      Cog * K, (int)G));
+        }
+        if (dinp) {
+            /* dcol[grp] (K x ld) = W[grp]^T (K x Cog) . dy[grp] (Cog x ld), over the groups
+             * (it overwrites col after the dW products, in stream order), then the gather. */
+            TRY(tg_cuda_sgemm_batched(true, false, (int)K, (int)ld, (int)Cog, 1.0f, weight, (int)K,
+                                      Cog * K, dyp, (int)ld, Cog * ld, 0.0f, col, (int)ld, K * ld,
+                                      (int)G));
+            TRY(col2im_batch(dinp + n0 * g->C_in * HW, col, g, nb));
+        }
+    }
+    return TG_OK;
+}
+
 /* ---------------------------------------------------------------- pointwise */
 
 static tg_status pointwise_forward(float *out, const float *inp, const float *weight,
@@ -330,9 +534,24 @@ static tg_status pointwise_forward(float *out, const float *inp, const float *we
 
 static tg_status pointwise_backward(float *dinp, float *dweight, float *dbias,
                                     const float *dout, const float *inp, const float *weight,
-                                    const conv2d_geom *g) {
+                                    const conv2d_geom *g, float *ws) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
     if (dbias) TRY(bias_backward(dbias, dout, g->N, g->C_out, HW));
+    int64_t nb_max = dweight ? pointwise_fold_images(g) : 0;
+    if (nb_max > 0) {
+        /* dW[grp] (Cog x Cg) += dy[grp] (Cog x nb HW) . x[grp]^T (nb HW x Cg): the batch
+         * folded into the inner dimension, all groups in one batched call. */
+        float *xp = ws, *dyp = ws + g->C_in * nb_max * HW;
+        for (int64_t n0 = 0; n0 < g->N; n0 += nb_max) {
+            int64_t nb = g->N - n0 < nb_max ? g->N - n0 : nb_max, ld = nb * HW;
+            TRY(pack_planes(xp, inp + n0 * g->C_in * HW, g->C_in, HW, nb));
+            TRY(pack_planes(dyp, dout + n0 * g->C_out * HW, g->C_out, HW, nb));
+            TRY(tg_cuda_sgemm_batched(false, true, (int)Cog, (int)Cg, (int)ld, 1.0f, dyp, (int)ld,
+                                      Cog * ld, xp, (int)ld, Cg * ld, 1.0f, dweight, (int)Cg,
+                                      Cog * Cg, (int)G));
+        }
+        dweight = NULL; /* done */
+    }
     for (int64_t grp = 0; grp < G; grp++) {
         if (dinp) {
             /* for every n: dx[n, grp] (Cg x HW) += W[grp]^T (Cg x Cog) . dy[n, grp] */
@@ -659,7 +878,11 @@ extern "C" tg_status conv2d_forward_cuda(float *out, const float *inp, const flo
     switch (conv2d_choose_path(g)) {
     case CONV2D_POINTWISE: return pointwise_forward(out, inp, weight, bias, g);
     case CONV2D_DEPTHWISE: return depthwise_forward(out, inp, weight, bias, g);
-    default: return gemm_forward(out, inp, weight, bias, g, workspace, tile_cols_for(g, tile_cols));
+    default: {
+        int64_t nb = gemm_batch_images(g, tile_cols, false);
+        if (nb > 0) return gemm_forward_batched(out, inp, weight, bias, g, workspace, nb);
+        return gemm_forward(out, inp, weight, bias, g, workspace, tile_cols_for(g, tile_cols));
+    }
     }
 }
 
@@ -670,11 +893,15 @@ extern "C" tg_status conv2d_backward_cuda(float *dinp, float *dweight, float *db
     if (g->N * g->C_out * g->OH * g->OW == 0) return TG_OK;
     switch (conv2d_choose_path(g)) {
     case CONV2D_POINTWISE:
-        return pointwise_backward(dinp, dweight, dbias, dout, inp, weight, g);
+        return pointwise_backward(dinp, dweight, dbias, dout, inp, weight, g, workspace);
     case CONV2D_DEPTHWISE:
         return depthwise_backward(dinp, dweight, dbias, dout, inp, weight, g, workspace);
-    default:
+    default: {
+        int64_t nb = gemm_batch_images(g, tile_cols, true);
+        if (nb > 0)
+            return gemm_backward_batched(dinp, dweight, dbias, dout, inp, weight, g, workspace, nb);
         return gemm_backward(dinp, dweight, dbias, dout, inp, weight, g, workspace,
                              tile_cols_for(g, tile_cols));
+    }
     }
 }

@@ -88,7 +88,7 @@ __global__ void max_pool2d_backward_kernel(float *dx, const float *dy, const int
 }
 
 __global__ void avg_pool2d_forward_kernel(float *y, const float *x, pool2d_geom g) {
-    float inv_area = 1.0f / (float)(g.kernel_h * g.kernel_w);
+    float inv_area = 1.0f / ((float)g.kernel_h * (float)g.kernel_w); /* no int wrap */
     TG_GRID_STRIDE(i, g.planes * g.OH * g.OW) {
         int64_t ow = i % g.OW, oh = i / g.OW % g.OH, p = i / (g.OW * g.OH);
         const float *in = x + p * g.H * g.W;
@@ -103,7 +103,7 @@ __global__ void avg_pool2d_forward_kernel(float *y, const float *x, pool2d_geom 
 }
 
 __global__ void avg_pool2d_backward_kernel(float *dx, const float *dy, pool2d_geom g) {
-    float inv_area = 1.0f / (float)(g.kernel_h * g.kernel_w);
+    float inv_area = 1.0f / ((float)g.kernel_h * (float)g.kernel_w); /* no int wrap */
     TG_GRID_STRIDE(i, g.planes * g.H * g.W) {
         int64_t w = i % g.W, h = i / g.W % g.H, p = i / (g.W * g.H);
         int64_t oh0, oh1, ow0, ow1;

@@ -28,6 +28,8 @@ extern "C" {
 #include "../ops/conv2d.h"
 #include "../ops/pool.h"
 #include "../optim/kernels.h"
+#include "../ops/layout.h"
+#include "../ops/matmul.h"
 
 /* A descriptor's CUDA table entry:  .forward = {[TG_DEVICE_CPU] = f, TG_CUDA_ENTRY(g)}. */
 #ifdef TG_HAVE_CUDA
@@ -46,7 +48,15 @@ void tg_cuda_free(void *ptr);
 tg_status tg_cuda_copy(void *dst, bool dst_on_device, const void *src, bool src_on_device,
                        size_t bytes);
 tg_status tg_cuda_zero(void *ptr, size_t bytes);
+/* Every byte of ptr[0 .. bytes) set to `byte` (0xFF: every float a NaN; the arena's
+ * poison mode). Queued on the library's stream. */
+tg_status tg_cuda_fill_bytes(void *ptr, int byte, size_t bytes);
 tg_status tg_cuda_sync(void);
+/* The clock of a profiled op (tg_ctx_set_sync_timing): start records an event on the
+ * library's stream; stop records a second one, waits for it and returns the GPU time
+ * between them in seconds. Pairs nest (at most 8 deep). */
+tg_status tg_cuda_timer_start(void);
+tg_status tg_cuda_timer_stop(double *seconds);
 
 /* ---------------------------------------------------------------- GEMM (blas.cu) */
 
@@ -66,13 +76,27 @@ tg_status tg_cuda_sgemm_batched(bool trans_a, bool trans_b, int M, int N, int K,
 
 /* ---------------------------------------------------------------- peaks (bench.cu) */
 
-/* For `tapegrad peaks --device cuda`: seconds per call, timed with CUDA events on the
- * library's stream after one warm-up call, averaged over reps (>= 1). Device buffers are
- * allocated for the measurement and freed after it. */
+/* For `tapegrad peaks --device cuda` and the GPU benchmarks: seconds per call, the
+ * median over `samples` batches of `reps` back-to-back calls each timed with CUDA events
+ * on the library's stream, after one untimed batch; operands random, allocated before
+ * the first event and freed after the last (reps, samples >= 1; samples at most 64). */
 /* cuBLAS SGEMM, row-major (M x K)(K x N) -> (M x N), beta 0; FLOPs = 2 M N K. */
-tg_status tg_cuda_bench_sgemm(int M, int N, int K, int reps, double *seconds);
+tg_status tg_cuda_bench_sgemm(int M, int N, int K, int reps, int samples, double *seconds);
 /* A device-to-device copy of `bytes` (cudaMemcpyAsync); it moves 2 * bytes. */
-tg_status tg_cuda_bench_copy(size_t bytes, int reps, double *seconds);
+tg_status tg_cuda_bench_copy(size_t bytes, int reps, int samples, double *seconds);
+/* x[0 .. n) = hash values in [-1, 1) (a kernel on the library's stream). */
+tg_status tg_cuda_fill_random(float *x, int64_t n, uint32_t seed);
+
+/* What reports print about the device (clocks are the device's maximum ratings in kHz,
+ * not the current clocks: those need NVML; bench/gpu_check.sh records nvidia-smi's). */
+typedef struct tg_cuda_info {
+    char name[256];
+    int cc_major, cc_minor, sms;
+    int64_t l2_bytes, smem_per_block_optin, global_bytes;
+    int sm_clock_khz, mem_clock_khz, bus_width_bits;
+    int driver_version, runtime_version;
+} tg_cuda_info;
+tg_status tg_cuda_device_info(tg_cuda_info *info);
 /* The device's name, for reports ("NVIDIA H100 80GB HBM3"); "" (and the probe's error
  * recorded) when no device is available. */
 const char *tg_cuda_device_name(void);
@@ -126,18 +150,22 @@ tg_status linear_backward_cuda(float *dx, float *dweight, float *dbias, const fl
 
 /* Doubles of the `partial` workspace cross_entropy_forward_cuda needs. */
 int64_t cross_entropy_partials_cuda(int64_t N, int64_t inner);
-/* loss[0] (1 float, device) = mean over the N*inner positions of lse - logits[target];
- * lse (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
- * int32 on the device, each in [0, C). */
-tg_status cross_entropy_forward_cuda(float *loss, float *lse, double *partial,
-                                     const float *logits, const int32_t *target, int64_t N,
-                                     int64_t C, int64_t inner);
-/* dlogits (N, C, inner) += (exp(logits - lse) - onehot(target)) dloss[0] / (N inner).
- * dloss: the incoming gradient of the loss, 1 float ON THE DEVICE (where the tape keeps
- * it), so the backward never waits for the GPU. */
-tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *lse,
-                                      const int32_t *target, const float *dloss, int64_t N,
-                                      int64_t C, int64_t inner);
+/* loss[0] (1 float, device) = mean over the positions whose target is not ignore_index
+ * of (max - logits[target]) + logsum (count of them; NaN when count is 0); max and logsum
+ * (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
+ * int32 on the device, each in [0, C) or equal to ignore_index. */
+tg_status cross_entropy_forward_cuda(float *loss, float *max, float *logsum, double *partial,
+                                     const float *logits, const int32_t *target,
+                                     int32_t ignore_index, int64_t count, int64_t N, int64_t C,
+                                     int64_t inner);
+/* dlogits (N, C, inner) += (exp((logits - max) - logsum) - onehot(target)) dloss[0] / count
+ * at positions whose target is not ignore_index. dloss: the incoming gradient of the
+ * loss, 1 float ON THE DEVICE (where the tape keeps it), so the backward never waits for
+ * the GPU. */
+tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *max,
+                                      const float *logsum, const int32_t *target,
+                                      int32_t ignore_index, const float *dloss, int64_t count,
+                                      int64_t N, int64_t C, int64_t inner);
 /* Doubles of the `partial` workspace mse_forward_cuda needs. */
 int64_t mse_partials_cuda(int64_t n);
 /* loss[0] (device) = mean((pred - target)^2) over n, summed in double in a fixed order. */
@@ -215,6 +243,108 @@ tg_status sgd_step_cuda(float *param, const float *grad, float *momentum_buf, in
                         const sgd_step_args *args);
 tg_status adam_step_cuda(float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
                          int64_t n, const adam_step_args *args);
+
+/* ---------------------------------------------------------------- part B: matmul.cu,
+ * layout.cu, reduce.cu (issue 12). Shapes and contracts as ops/matmul.h, layout.h, reduce.h. */
+
+/* Runs a plan (ops/matmul.h) with cuBLAS: one strided-batched call per run of matrices
+ * with distinct outputs; products summed into one matrix are queued one after the other. */
+tg_status gemm_batch_cuda(const gemm_batch *g, const float *A, const float *B, float *C);
+tg_status matmul_forward_cuda(float *out, const float *a, const float *b, const matmul_geom *g);
+tg_status matmul_backward_cuda(float *da, float *db, const float *dout, const float *a,
+                               const float *b, const matmul_geom *g);
+/* out = or += x permuted (g: host struct). */
+tg_status permute_cuda(float *out, const float *x, const permute_geom *g, bool accumulate);
+/* dst[r dst_stride + k] = or += src[r src_stride + k], r < rows, k < len. */
+tg_status copy_rows_cuda(float *dst, int64_t dst_stride, const float *src, int64_t src_stride,
+                         int64_t rows, int64_t len, bool accumulate);
+/* Floats of device workspace the reductions below need for x (outer, n, inner). */
+int64_t reduce_workspace_floats_cuda(int64_t outer, int64_t n, int64_t inner);
+/* out (outer, inner) = scale * sum_j x (outer, n, inner); work: the workspace. */
+tg_status sum_forward_cuda(float *out, const float *x, int64_t outer, int64_t n, int64_t inner,
+                           float scale, float *work);
+/* dx (outer, n, inner) += scale * dout (outer, inner). */
+tg_status sum_backward_cuda(float *dx, const float *dout, int64_t outer, int64_t n,
+                            int64_t inner, float scale);
+/* out, argmax (outer, inner) (argmax may be NULL): the first maximum, NaN wins. */
+tg_status max_forward_cuda(float *out, int64_t *argmax, const float *x, int64_t outer,
+                           int64_t n, int64_t inner, float *work);
+tg_status max_backward_cuda(float *dx, const float *dout, const int64_t *argmax, int64_t outer,
+                            int64_t n, int64_t inner);
+/* dx (n) += dout[0] / count where x == max[0] (count: the ties, counted here; max and dout
+ * are 1 float each on the device); work: reduce_workspace_floats_cuda(1, n, 1) floats. */
+tg_status max_all_backward_cuda(float *dx, const float *dout, const float *x, const float *max,
+                                int64_t n, float *work);
+/* out, mean (outer, inner); correction 1 unbiased, 0 biased. */
+tg_status var_forward_cuda(float *out, float *mean, const float *x, int64_t outer, int64_t n,
+                           int64_t inner, int correction, float *work);
+tg_status var_backward_cuda(float *dx, const float *dout, const float *x, const float *mean,
+                            int64_t outer, int64_t n, int64_t inner, int correction);
+/* ---------------------------------------------------------------- end of part B */
+
+/* ================================================================ issue 12, part C */
+
+/* ---------------------------------------------------------------- softmax.cu */
+/* y (outer, D, inner) = softmax (log_softmax when log) of x along D (ops/softmax.h). */
+tg_status softmax_forward_cuda(float *y, const float *x, int64_t outer, int64_t D,
+                               int64_t inner, bool log);
+/* dx += y (dy - sum_D dy y)  (log: dx += dy - exp(y) sum_D dy); dy, y read. */
+tg_status softmax_backward_cuda(float *dx, const float *dy, const float *y, int64_t outer,
+                                int64_t D, int64_t inner, bool log);
+/* y (B, T, T) = x with -inf where j > i; backward: dx += dy where j <= i. */
+tg_status causal_mask_forward_cuda(float *y, const float *x, int64_t B, int64_t T);
+tg_status causal_mask_backward_cuda(float *dx, const float *dy, int64_t B, int64_t T);
+
+/* ---------------------------------------------------------------- layernorm.cu */
+/* As layernorm_forward_cpu: y (rows, M), mean, rstd (rows) written; weight, bias (M) or
+ * NULL. One block per row. */
+tg_status layernorm_forward_cuda(float *y, float *mean, float *rstd, const float *x,
+                                 const float *weight, const float *bias, int64_t rows,
+                                 int64_t M, float eps);
+/* As layernorm_backward_cpu (dx, dweight, dbias accumulated, NULL skips); dweight and
+ * dbias are column sums over the rows, one thread per column (fixed order). */
+tg_status layernorm_backward_cuda(float *dx, float *dweight, float *dbias, const float *dy,
+                                  const float *x, const float *mean, const float *rstd,
+                                  const float *weight, int64_t rows, int64_t M);
+
+/* ---------------------------------------------------------------- dropout.cu */
+/* The mask rule of ops/dropout.h (dropout_keep), the same bits as on the CPU. */
+tg_status dropout_forward_cuda(float *y, const float *x, int64_t n, uint64_t key,
+                               uint64_t threshold, float scale);
+tg_status dropout_backward_cuda(float *dx, const float *dy, int64_t n, uint64_t key,
+                                uint64_t threshold, float scale);
+
+/* ---------------------------------------------------------------- embedding.cu */
+/* out (n, D) row i = weight row idx[i]; idx (n) int32 on the device. */
+tg_status embedding_forward_cuda(float *out, const float *weight, const int32_t *idx,
+                                 int64_t n, int64_t D);
+/* dweight row idx[i] += dout row i (atomicAdd: repeated indices in any order). */
+tg_status embedding_backward_cuda(float *dweight, const float *dout, const int32_t *idx,
+                                  int64_t n, int64_t D);
+
+/* ---------------------------------------------------------------- nll.cu */
+/* loss[0] (device) = -(1/count) sum of log_probs at the non-ignored targets (-100 skips);
+ * log_probs (N, C, inner), target (N, inner) int32 on the device. */
+tg_status nll_forward_cuda(float *loss, const float *log_probs, const int32_t *target,
+                           int64_t N, int64_t C, int64_t inner, int64_t count);
+/* dlog_probs[target] -= dloss[0] / count; dloss on the device. */
+tg_status nll_backward_cuda(float *dlog_probs, const int32_t *target, const float *dloss,
+                            int64_t N, int64_t C, int64_t inner, int64_t count);
+/* Doubles of the `partial` workspace bce_forward_cuda needs. */
+int64_t bce_partials_cuda(int64_t n);
+/* loss[0] (device) = mean of max(x, 0) - x t + log(1 + exp(-|x|)) over n. */
+tg_status bce_forward_cuda(float *loss, double *partial, const float *x, const float *t,
+                           int64_t n);
+/* dx += (sigmoid(x) - t) s, dt -= x s, s = dloss[0] / n (dloss on the device); NULL skips. */
+tg_status bce_backward_cuda(float *dx, float *dt, const float *x, const float *t,
+                            const float *dloss, int64_t n);
+
+/* ---------------------------------------------------------------- clip.cu */
+/* *sumsq (host) = sum of g[i]^2 over n (double, fixed order); waits for the device. */
+tg_status clip_sumsq_cuda(const float *g, int64_t n, double *sumsq);
+/* g[n] *= c. */
+tg_status clip_scale_cuda(float *g, int64_t n, float c);
+/* ================================================================ end of part C */
 
 #ifdef __cplusplus
 }

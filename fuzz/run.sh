@@ -2,7 +2,8 @@
 # fuzz/run.sh — build the libFuzzer targets with clang (ASan + UBSan) and run each for a
 # bounded time.
 #
-#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s; targets: idx checkpoint)
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s; targets: idx checkpoint
+#                                                     safetensors api)
 #
 # Builds into build-fuzz/ (the library sources are compiled in directly; no meson), seeds
 # each corpus from tests/corpus/<target>/ (the regression inputs the io test suite also
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(idx checkpoint)
+[ ${#targets[@]} -eq 0 ] && targets=(idx checkpoint safetensors api)
 
 command -v clang >/dev/null || { echo "fuzz/run.sh: clang not found (apt-get install clang)" >&2; exit 1; }
 out=build-fuzz
@@ -24,7 +25,7 @@ cflags=(-g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
         -Wno-unknown-pragmas)
 srcs=(core/*.c autograd/*.c ops/*.c optim/*.c models/*.c io/*.c)
-libs=(-lopenblas -lz -lm -lpthread)
+libs=(-lopenblas -lz -lcjson -lm -lpthread)
 
 # The library once, as objects (instrumented for coverage, not linked with a main).
 objs=()

@@ -22,6 +22,9 @@
  * return NULL without overwriting the first message, so a whole forward pass can be
  * written without checks and tested once at the end. `tg_backward` and
  * `tg_optim_step` return a status and change nothing while an error is pending.
+ * Sizes never wrap (no tensor holds more than TG_MAX_NUMEL elements), NaN/Inf can be
+ * caught where they appear (anomaly mode), and files never hang or are read before their
+ * size is checked: see the block "sizes, non-finite values, files" near the end.
  *
  * WORKED EXAMPLE (tests/test_example.c compiles and runs exactly this)
  * ---------------------------------------------------------------------
@@ -95,6 +98,8 @@ typedef enum tg_status {
     TG_ERR_FORMAT,      /* a file is truncated, corrupted or of another model */
     TG_ERR_DEVICE,      /* no such device, or a device call failed */
     TG_ERR_UNSUPPORTED, /* no implementation for this device/op combination */
+    TG_ERR_NONFINITE,   /* a NaN or infinity where finite values are required (anomaly
+                           mode, optimizer skip, checkpoint save) */
 } tg_status;
 
 /* The first error recorded since the last tg_error_clear() (thread-local). */
@@ -132,6 +137,8 @@ tg_shape tg_shape1(int64_t d0);
 tg_shape tg_shape2(int64_t d0, int64_t d1);
 tg_shape tg_shape3(int64_t d0, int64_t d1, int64_t d2);
 tg_shape tg_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* The product of the dims, or -1 when a dim is negative, ndim is out of range or the
+ * product exceeds TG_MAX_NUMEL (it never wraps). */
 int64_t tg_shape_numel(tg_shape shape);
 bool tg_shape_equal(tg_shape a, tg_shape b);
 /* Writes "(1, 3, 32, 32)" into buf; returns buf. */
@@ -150,6 +157,7 @@ typedef struct tg_tensor {
     bool is_param;       /* lives in a parameter store */
     const char *name;    /* parameters: their name; others: NULL */
     int id;              /* creation order within the step (tape printing) */
+    uint64_t stamp;      /* owner context and step (tape ownership checks); 0: parameter */
 } tg_tensor;
 
 /* ---------------------------------------------------------------- rng, initialisation */
@@ -190,7 +198,9 @@ typedef struct tg_params tg_params;
 tg_params *tg_params_new(tg_device device);
 void tg_params_free(tg_params *ps);
 /* A trainable parameter, zero-initialised, with a gradient buffer. The returned pointer
- * stays valid for the life of the store, even when later adds grow its buffers. */
+ * stays valid for the life of the store, even when later adds grow its buffers. While an
+ * error is pending it returns NULL and allocates nothing, so a constructor adding many
+ * parameters stops at its first failure. */
 tg_tensor *tg_params_add(tg_params *ps, const char *name, tg_shape shape);
 /* A non-trainable buffer (batchnorm running statistics): saved in checkpoints, never
  * touched by optimizers, not counted as a trainable parameter. */
@@ -204,7 +214,8 @@ tg_device tg_params_device(const tg_params *ps);
 /* Flat views: all trainable values, their gradients (tg_params_numel floats each). */
 float *tg_params_data(tg_params *ps);
 float *tg_params_grad(tg_params *ps);
-void tg_params_zero_grad(tg_params *ps);
+/* Zeroes every gradient (queued on a GPU); the status of the device call. */
+tg_status tg_params_zero_grad(tg_params *ps);
 
 /* ---------------------------------------------------------------- context, step arena */
 
@@ -326,6 +337,8 @@ tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tenso
                           tg_tensor *running_mean, tg_tensor *running_var, bool training,
                           float momentum, float eps);
 
+/* max(x, 0) and min(max(x, 0), 6). NaN propagates as in PyTorch: the output is NaN and
+ * the gradient there is dy (0 only where x <= 0, or x >= 6 for relu6). */
 tg_tensor *tg_relu(tg_ctx *ctx, tg_tensor *x);
 tg_tensor *tg_relu6(tg_ctx *ctx, tg_tensor *x);
 /* ---- issue 12 part A: elementwise and activations (ops/elementwise.c, ops/unary.c) ----
@@ -361,7 +374,8 @@ tg_tensor *tg_clamp(tg_ctx *ctx, tg_tensor *x, float lo, float hi);
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
 /* (N, ...) -> (N, rest). */
 tg_tensor *tg_flatten(tg_ctx *ctx, tg_tensor *x);
-/* x (N, in), weight (out, in), bias (out) or NULL -> (N, out). */
+/* x (..., in) with 2 to 4 dims, weight (out, in), bias (out) or NULL -> (..., out): the
+ * leading dims are folded into one SGEMM's rows, so (B, T, in) costs what (B T, in) does. */
 tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias);
 /* (N, C, H, W) -> (N, C, 1, 1), the mean over H and W. */
 tg_tensor *tg_global_avg_pool(tg_ctx *ctx, tg_tensor *x);
@@ -372,16 +386,137 @@ typedef struct tg_pool2d_opts {
     int pad_h, pad_w;       /* implicit padding: -inf for max, zeros counted for avg */
 } tg_pool2d_opts;
 tg_pool2d_opts tg_pool2d_opts_make(int kernel, int stride, int padding);
+/* A window holding NaN gives NaN, and its gradient goes to that NaN (the last one in
+ * row-major order), as PyTorch; ties go to the first maximum. */
 tg_tensor *tg_max_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 /* count_include_pad = true, as PyTorch's default. */
 tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 
-/* Cross entropy with integer class targets, mean over all targets (fused log-softmax +
- * NLL). logits (N, C) with target[N], or per pixel: logits (N, C, H, W) with
- * target[N*H*W] laid out (N, H, W). target is host memory; it is copied. -> scalar. */
+/* >>> semantics (issue 10): cross entropy options ---------------------------------- */
+/* Cross entropy with integer class targets (fused log-softmax + NLL), PyTorch's
+ * F.cross_entropy: logits (N, C) with target[N], (N, C, L) with target[N*L] laid out
+ * (N, L), or per pixel (N, C, H, W) with target[N*H*W] laid out (N, H, W). target is
+ * host memory; it is copied. -> scalar: the mean over the targets that are not
+ * ignore_index (-100 here, as PyTorch); NaN if every target is ignored (PyTorch's 0/0),
+ * and ignored positions get zero gradient. Accurate at any logit scale (the max and the
+ * log-sum are kept apart, as PyTorch's float32 log_softmax). */
 tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
+
+/* Options: start from tg_cross_entropy_opts_default() and change fields; a struct not
+ * made by it (a zeroed one would ignore class 0) is refused with a message. */
+typedef struct tg_cross_entropy_opts {
+    int32_t ignore_index; /* targets equal to it are left out of loss and mean; -100 */
+    uint32_t tag;         /* set by tg_cross_entropy_opts_default(); do not touch */
+} tg_cross_entropy_opts;
+tg_cross_entropy_opts tg_cross_entropy_opts_default(void);
+tg_tensor *tg_cross_entropy_with(tg_ctx *ctx, tg_tensor *logits, const int32_t *target,
+                                 tg_cross_entropy_opts opts);
+/* <<< semantics (issue 10): cross entropy options ---------------------------------- */
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
+
+/* ---------------------------------------------------------------- linear algebra, layout and
+ * reductions (issue 12, part B; docs/OPS.md). Dims may be negative, Python style (-1 is the
+ * last). Every result is a new contiguous tensor (no views). */
+
+/* a (..., M, K) @ b (..., K, N) -> (..., M, N); 2 to 4 dims each. The batch dims (those
+ * before the last two) are aligned from the right and broadcast as in NumPy (each pair
+ * equal or one of them 1); the backward sums the gradient over broadcast dims. One SGEMM
+ * per matrix (threads spread over many small ones), or ONE SGEMM when b has no batch
+ * dims; cuBLAS strided-batched on CUDA. */
+tg_tensor *tg_matmul(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* x with dims dim0 and dim1 swapped (a copy). */
+tg_tensor *tg_transpose(tg_ctx *ctx, tg_tensor *x, int dim0, int dim1);
+/* x with its dims reordered: out.dim[k] = x.dim[dims[k]]; dims has x->shape.ndim entries,
+ * each dim once (a copy). */
+tg_tensor *tg_permute(tg_ctx *ctx, tg_tensor *x, const int *dims);
+/* xs[0..n-1] (1 <= n <= TG_MAX_INPUTS) joined along dim; all other dims equal. */
+tg_tensor *tg_concat(tg_ctx *ctx, tg_tensor *const *xs, int n, int dim);
+/* x[.., start:end, ..] along dim, Python slicing: negative positions count from the end,
+ * positions are clamped to [0, size]; an empty result is an error (a copy). */
+tg_tensor *tg_slice(tg_ctx *ctx, tg_tensor *x, int dim, int64_t start, int64_t end);
+/* Reductions along dim; keepdim keeps it as size 1, else it is removed. A scalar input
+ * takes dim 0 or -1. */
+tg_tensor *tg_sum(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+tg_tensor *tg_mean(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* The maximum (a NaN wins); the gradient goes to the FIRST arg-max, as torch.max(x, dim). */
+tg_tensor *tg_max(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim);
+/* Variance, divided by n - 1 (unbiased, PyTorch's default) or n. */
+tg_tensor *tg_var(tg_ctx *ctx, tg_tensor *x, int dim, bool keepdim, bool unbiased);
+/* Over every element -> a scalar (shape ()). tg_max_all shares the gradient evenly between
+ * tied maxima, as torch.max(x) does. */
+tg_tensor *tg_sum_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_mean_all(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_max_all(tg_ctx *ctx, tg_tensor *x);
+/* ---------------------------------------------------------------- end of part B */
+
+/* ================================================================ issue 12, part C:
+ * normalisation, regularisation, lookup, losses, optimiser companions (docs/OPS.md).
+ * Dims may be negative, Python style (-1 = the last). */
+
+/* softmax(x)_i = exp(x_i) / sum_j exp(x_j) along `dim` (any dim), computed from x - max
+ * so it never overflows. -> x's shape. */
+tg_tensor *tg_softmax(tg_ctx *ctx, tg_tensor *x, int dim);
+/* log softmax along `dim`: x - max - log sum exp(x - max). -> x's shape. */
+tg_tensor *tg_log_softmax(tg_ctx *ctx, tg_tensor *x, int dim);
+/* x (..., T, T) attention scores: entries with column j > row i set to -inf (their
+ * gradient is 0), the rest copied. Follow it by tg_softmax(ctx, y, -1). */
+tg_tensor *tg_causal_mask(tg_ctx *ctx, tg_tensor *x);
+/* nn.LayerNorm: normalise over the last normalized_ndim (1..x's ndim) dims with the biased
+ * variance, then y = xhat * weight + bias; weight and bias have those dims' shape, or are
+ * NULL (no affine). PyTorch's eps default is 1e-5. -> x's shape. */
+tg_tensor *tg_layer_norm(tg_ctx *ctx, tg_tensor *x, int normalized_ndim, tg_tensor *weight,
+                         tg_tensor *bias, float eps);
+/* Inverted dropout: each element is zeroed with probability p (0 <= p <= 1) and the rest
+ * scaled by 1 / (1 - p). The mask is drawn from the context's generator (tg_ctx_rng): one
+ * 64-bit key per call, element i kept when hash(key, i) clears p — the same on CPU and
+ * CUDA; the backward recomputes that mask. Returns x itself (nothing drawn) when !training
+ * or p == 0. -> x's shape. */
+tg_tensor *tg_dropout(tg_ctx *ctx, tg_tensor *x, float p, bool training);
+/* The context's generator (dropout masks); seeded with 0 by tg_ctx_new. A training loop
+ * saves *tg_ctx_rng(ctx) in tg_train_state.rng and restores it on resume, so the resumed
+ * run draws the same masks. */
+tg_rng *tg_ctx_rng(tg_ctx *ctx);
+void tg_ctx_seed(tg_ctx *ctx, uint64_t seed);
+/* Rows of weight (V, D) picked by int32 indices (host memory, copied; index_shape 1-D to
+ * 3-D) -> (index_shape..., D). An index outside [0, V) is an error naming its position.
+ * The backward scatter-adds into dweight (repeated indices add up). */
+tg_tensor *tg_embedding(tg_ctx *ctx, tg_tensor *weight, const int32_t *indices,
+                        tg_shape index_shape);
+/* Binary cross entropy on logits, mean over all elements; target (same shape, values in
+ * [0, 1]) may require grad. -> scalar. */
+tg_tensor *tg_bce_with_logits(tg_ctx *ctx, tg_tensor *logits, tg_tensor *target);
+/* Negative log-likelihood of log-probabilities: log_probs (N, C) with target[N], or
+ * (N, C, L) / (N, C, H, W) with target[N*L] / [N*H*W] (host memory, copied); mean over the
+ * targets that are not TG_IGNORE_INDEX (-100, PyTorch's default). All ignored: NaN, as
+ * PyTorch. -> scalar. */
+#define TG_IGNORE_INDEX (-100)
+tg_tensor *tg_nll_loss(tg_ctx *ctx, tg_tensor *log_probs, const int32_t *target);
+
+/* torch.nn.utils.clip_grad_norm_: the global L2 norm of every trainable gradient of ps
+ * (either device); when max_norm / (norm + 1e-6) < 1 every gradient is multiplied by it.
+ * *total_norm (may be NULL) receives the norm before clipping. A non-finite norm leaves
+ * the gradients untouched (skip that step) and is reported as it is. */
+tg_status tg_clip_grad_norm(tg_params *ps, float max_norm, float *total_norm);
+
+/* Learning-rate schedules, plain values usable from any loop:
+ *     tg_optim_set_lr(opt, tg_lr_at(&sched, step));
+ * step: base_lr * gamma^floor(step / step_size)           (torch StepLR)
+ * cosine: step < warmup_steps: base_lr * (step + 1) / warmup_steps (linear warm-up);
+ *         then min_lr + (base_lr - min_lr) (1 + cos(pi (step - warmup) / (total - warmup))) / 2
+ *         up to total_steps, min_lr after it.
+ * Bad arguments record an error and give a schedule for which tg_lr_at returns NaN. */
+typedef enum tg_lr_kind { TG_LR_INVALID = 0, TG_LR_STEP, TG_LR_COSINE } tg_lr_kind;
+typedef struct tg_lr_schedule {
+    tg_lr_kind kind;
+    float base_lr, min_lr, gamma;
+    int64_t step_size, warmup_steps, total_steps;
+} tg_lr_schedule;
+tg_lr_schedule tg_lr_step(float base_lr, int64_t step_size, float gamma);
+tg_lr_schedule tg_lr_cosine(float base_lr, float min_lr, int64_t warmup_steps,
+                            int64_t total_steps);
+float tg_lr_at(const tg_lr_schedule *s, int64_t step);
+/* ================================================================ end of part C */
 
 /* ---------------------------------------------------------------- writing your own op
  *
@@ -437,6 +572,13 @@ tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
 typedef struct tg_record tg_record;
 
+/* C11 _Alignas / C++11 alignas (the header is also read by the CUDA backend's C++). */
+#ifdef __cplusplus
+#define TG_ALIGN16 alignas(16)
+#else
+#define TG_ALIGN16 _Alignas(16)
+#endif
+
 /* Computes rec->out->data from rec->inputs and the inline params; may save tensors. */
 typedef tg_status (*tg_forward_fn)(tg_ctx *ctx, tg_record *rec);
 /* dinputs[i]: where to ADD dL/d(inputs[i]), or NULL when not needed. dout: dL/d(out). */
@@ -469,11 +611,7 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
-#ifdef __cplusplus /* C++ (the CUDA files) spells C11's _Alignas as alignas */
-    alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
-#else
-    _Alignas(16) unsigned char params[TG_OP_PARAMS_BYTES];
-#endif
+    TG_ALIGN16 unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };
@@ -514,20 +652,43 @@ tg_status tg_fail(tg_status status, const char *fmt, ...)
 
 typedef struct tg_optim tg_optim;
 
+/* >>> semantics (issue 10): optimizer options ------------------------------------- */
+/* Every value PyTorch accepts can be expressed, and a zero field means zero (lr = 0,
+ * Adam's beta1 = 0, eps = 0 are legal, as in torch.optim). Ranges are checked as
+ * PyTorch does (lr, eps, weight_decay >= 0, betas in [0, 1), all finite); a bad one
+ * gives NULL and a message naming the option, its value and the range. */
+
+/* torch.optim.SGD. Its defaults are all zero (no momentum, no dampening, no weight
+ * decay, no Nesterov) and lr has none, so a designated initializer is the constructor:
+ * (tg_sgd_opts){.lr = 0.1f, .momentum = 0.9f}. */
 typedef struct tg_sgd_opts {
-    float lr;
+    float lr;           /* >= 0 (0: the parameters do not move) */
     float momentum;     /* 0: plain SGD */
     float dampening;
     float weight_decay; /* L2, added to the gradient */
     bool nesterov;      /* needs momentum > 0 and dampening = 0 */
 } tg_sgd_opts;
 
+/* torch.optim.Adam / AdamW. Start from a constructor, which fills PyTorch's defaults,
+ * then change fields:
+ *     tg_adam_opts o = tg_adam_opts_default();   (lr 1e-3, betas 0.9 and 0.999, eps 1e-8)
+ *     o.lr = 3e-4;
+ *     tg_optim *opt = tg_adam_new(ps, o);
+ * A struct not made by a constructor (zeroed, or a compound literal) is refused, since
+ * its zero betas and eps would otherwise silently mean zero. Values are doubles, as
+ * torch's Python floats: 1e-8 is exactly the eps torch uses. */
 typedef struct tg_adam_opts {
-    float lr;           /* 0 means 1e-3 */
-    float beta1, beta2; /* 0 means 0.9, 0.999 */
-    float eps;          /* 0 means 1e-8 */
-    float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
+    double lr;           /* >= 0 */
+    double beta1, beta2; /* each in [0, 1); beta1 = 0: no momentum (RMSprop-like) */
+    double eps;          /* >= 0, added after the square root */
+    double weight_decay; /* >= 0. Adam: L2 added to the gradient; AdamW: decoupled */
+    uint32_t tag;        /* set by the constructors below; do not touch */
 } tg_adam_opts;
+/* lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0 (torch.optim.Adam). */
+tg_adam_opts tg_adam_opts_default(void);
+/* The same with weight_decay 1e-2 (torch.optim.AdamW's default). */
+tg_adam_opts tg_adamw_opts_default(void);
+/* <<< semantics (issue 10): optimizer options ------------------------------------- */
 
 /* The optimizer keeps its state (momentum, moments) in the parameter store, so add
  * every parameter before creating it. One optimizer with state per store: creating a
@@ -537,10 +698,12 @@ tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts);
 tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts);
 tg_optim *tg_adamw_new(tg_params *ps, tg_adam_opts opts);
 void tg_optim_free(tg_optim *opt);
-void tg_optim_zero_grad(tg_optim *opt);
+tg_status tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
+/* lr >= 0 and finite (0 is legal: the next steps move nothing); otherwise an error and
+ * the rate is left unchanged. */
 void tg_optim_set_lr(tg_optim *opt, float lr);
 float tg_optim_lr(const tg_optim *opt);
 int64_t tg_optim_steps(const tg_optim *opt);
@@ -666,8 +829,8 @@ typedef struct tg_loader_pos {
 typedef struct tg_loader tg_loader;
 
 /* Batches of `batch` examples; shuffle draws a new permutation per epoch, otherwise the
- * order is the dataset's. The last batch of an epoch may be smaller. The dataset must
- * outlive the loader. */
+ * order is the dataset's. The last batch of an epoch may be smaller; a batch larger than
+ * the dataset gives one batch of every example. The dataset must outlive the loader. */
 tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t seed);
 void tg_loader_free(tg_loader *ld);
 /* The next batch of this epoch as a step tensor x (B, example...) in ctx and labels y
@@ -715,8 +878,11 @@ typedef struct tg_train_state {
  * train state, and a CRC-32; no timestamps (the same state gives the same bytes).
  * Written to a temporary file in the same directory, flushed and fsynced, then renamed
  * over `path` (and the directory fsynced): a crash at any moment leaves either the old
- * or the new checkpoint. opt and state may be NULL. Refused (nothing written) while an
- * error is pending: state an error may have touched is never saved. */
+ * or the new checkpoint; temporary files a killed save left behind are removed by the
+ * next save of the same path. opt and state may be NULL. Refused (nothing written) while
+ * an error is pending: state an error may have touched is never saved; and refused
+ * (TG_ERR_NONFINITE) when a parameter, buffer or optimizer state value is NaN or
+ * infinite (tg_checkpoint_save_opts can allow it). */
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state);
 /* Validates everything (magic, version, sizes, checksum, the model's parameter names and
@@ -729,6 +895,61 @@ tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
 /* The same from memory; `what` names the source in messages. */
 tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
                               tg_optim *opt, tg_train_state *state);
+
+/* ---------------------------------------------------------------- safetensors (issue 16)
+ * Weights in the safetensors format that PyTorch, JAX, NumPy and model hubs read and
+ * write: an 8-byte little-endian header length, a JSON header mapping each tensor's name
+ * to {"dtype", "shape", "data_offsets": [begin, end]} (plus "__metadata__", a map of
+ * strings), then the raw little-endian data. tapegrad's parameter names and layouts are
+ * PyTorch's (conv1.weight is (C_out, C_in, KH, KW), linear weights are (out, in), NCHW
+ * flatten), so a state_dict of the equivalent nn.Module loads as it is. See
+ * docs/WEIGHTS.md, "Moving weights between tapegrad and PyTorch". */
+
+/* Loading options; all-zero is the default: strict, names used as they are. */
+typedef struct tg_safetensors_opts {
+    /* false (strict): every store entry must be in the file and every file tensor must
+     * name a store entry. true (partial): load what matches; the rest is reported. */
+    bool partial;
+    /* Removed from the front of file names that start with it ("model.", "module."). */
+    const char *strip_prefix;
+    /* Renames after the prefix strip: pairs {"file name", "store name", ..., NULL}. */
+    const char *const *name_map;
+} tg_safetensors_opts;
+
+/* What a load did (filled on success). Names are comma-separated, cut with "..." when
+ * they do not fit. */
+typedef struct tg_safetensors_report {
+    int loaded;             /* store entries given values */
+    int missing;            /* store entries the file lacks (partial loads) */
+    int unexpected;         /* file tensors naming no store entry (partial loads) */
+    int ignored;            /* BatchNorm "num_batches_tracked" counters skipped */
+    char model[64];         /* __metadata__ "model" ("" when absent) */
+    char missing_names[512], unexpected_names[512];
+} tg_safetensors_report;
+
+/* Every parameter and buffer of ps as F32, in store order, with __metadata__ {"format":
+ * "pt", "format_version": "1", "model": model_name (omitted when NULL), "producer":
+ * "tapegrad"}; no timestamps, so the same store gives the same bytes. Written atomically
+ * as checkpoints are (temporary file, fsync, rename). Refused while an error is pending. */
+tg_status tg_safetensors_save(const char *path, tg_params *ps, const char *model_name);
+/* Reads F32, F16, BF16 and F64 tensors (converted to float32) into the store entries of
+ * the same name and shape. Validates the whole file first (header length against the
+ * file size; JSON; dtypes; shape products and byte sizes with overflow checks; offsets
+ * inside the data section, in order, neither overlapping nor leaving holes; duplicate
+ * names; every name, shape and dtype against the store): a bad file is TG_ERR_FORMAT
+ * naming the file and the tensor, an unreadable one TG_ERR_IO, and the store is then
+ * untouched. The file is opened without blocking and must be a regular file. opts and
+ * report may be NULL. */
+tg_status tg_safetensors_load(const char *path, tg_params *ps, const tg_safetensors_opts *opts,
+                              tg_safetensors_report *report);
+/* The same from memory; `what` names the source in messages. */
+tg_status tg_safetensors_parse(const void *bytes, size_t size, const char *what, tg_params *ps,
+                               const tg_safetensors_opts *opts,
+                               tg_safetensors_report *report);
+/* The model name a checkpoint was saved from (tg_model_name), read from its header alone,
+ * into name (size bytes). TG_ERR_FORMAT when the file is not a checkpoint. */
+tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
+/* ---------------------------------------------------------------- end safetensors */
 
 /* ---------------------------------------------------------------- gradient checks */
 
@@ -747,7 +968,8 @@ typedef struct tg_gradcheck_result {
  * double, against the tape's gradients for every element of every input that requires
  * grad (at most max_per_input elements each, spread evenly; 0 = all). Inputs are CPU
  * tensors (parameters or step tensors). An element passes when
- * |analytic - numeric| <= atol + rtol * |numeric|. */
+ * |analytic - numeric| <= atol + rtol * |numeric|; a NaN on either side fails it. eps must
+ * be finite and > 0, atol and rtol >= 0 (TG_ERR_ARG otherwise). */
 tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
                        int ninputs, double eps, double atol, double rtol,
                        int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result);
@@ -758,6 +980,55 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
 tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, void *user,
                                  double eps, uint64_t seed, double *analytic,
                                  double *numeric);
+
+/* ================================================================ sizes, non-finite
+ * values, files (issue 11). The error model: docs/ARCHITECTURE.md, "Errors".
+ *
+ * SIZES. No tensor, parameter store or file payload holds more than TG_MAX_NUMEL
+ * elements. Every size is computed with overflow-checked arithmetic (core/size.c): a
+ * shape whose dims multiply past the limit — a huge reshape, conv padding INT_MAX, a
+ * model width of INT_MAX — is a TG_ERR_SHAPE naming the op and the shape, never a
+ * wrapped size. Memory is estimated before it is touched: a CPU allocation of 64 MiB or
+ * more, a parameter store, a model and a loader are checked against the memory the
+ * kernel reports available (MemAvailable) and refused (TG_ERR_NOMEM) with a message
+ * naming what, how much and how much is available. */
+#define TG_MAX_NUMEL ((int64_t)1 << 40) /* 2^40 elements: 4 TiB of float32 */
+
+/* Bytes the kernel says can be allocated without swapping (/proc/meminfo MemAvailable,
+ * else sysconf); SIZE_MAX when unknown. */
+size_t tg_mem_available(void);
+/* TG_OK when `bytes` fit in tg_mem_available(); else TG_ERR_NOMEM with a message naming
+ * `what`, the size and the available memory. */
+tg_status tg_mem_check(const char *what, size_t bytes);
+
+/* ANOMALY MODE (off by default; PyTorch's detect_anomaly). While on, every op's output
+ * and every gradient a backward step writes is checked for NaN/Inf; the first non-finite
+ * one is TG_ERR_NONFINITE naming the op, its tape index, its inputs' shapes and whether
+ * its inputs were finite. It costs one pass over each output and gradient. */
+void tg_ctx_set_anomaly(tg_ctx *ctx, bool on);
+bool tg_ctx_anomaly(const tg_ctx *ctx);
+/* TG_OK when every value (grad: every gradient value) of t is finite, else
+ * TG_ERR_NONFINITE naming `what`, the first bad index and its value. */
+tg_status tg_tensor_check_finite(const tg_tensor *t, bool grad, const char *what);
+
+/* Optimizers: when on (off by default), tg_optim_step first checks every gradient; if one
+ * is NaN or infinite it changes nothing (parameters, state, step count), counts the step
+ * as skipped, and returns TG_OK (as AMP's GradScaler skips a step). */
+void tg_optim_set_skip_nonfinite(tg_optim *opt, bool on);
+int64_t tg_optim_skipped_steps(const tg_optim *opt);   /* skipped so far */
+bool tg_optim_last_step_skipped(const tg_optim *opt);  /* the last tg_optim_step skipped */
+
+/* Checkpoint save refuses (TG_ERR_NONFINITE, nothing written) a model whose parameters,
+ * buffers or optimizer state hold a NaN or infinity, unless allow_nonfinite is set. */
+typedef struct tg_checkpoint_opts {
+    bool allow_nonfinite;
+} tg_checkpoint_opts;
+tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim *opt,
+                                  const tg_train_state *state, tg_checkpoint_opts opts);
+/* TG_OK when a checkpoint can be written at `path`: its directory exists and is writable
+ * (a temporary file is created and removed), and path is not a directory. Call it before
+ * training, so a bad --checkpoint is found before the first epoch. */
+tg_status tg_checkpoint_check_writable(const char *path);
 
 #ifdef __cplusplus
 }

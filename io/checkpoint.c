@@ -26,10 +26,11 @@
  * recorded for inspection; loading restores steps, lr and state, and checks the kind and
  * the number of state arrays (SGD without momentum keeps none, with momentum one).
  *
- * SAVING writes the bytes to a fresh temporary file next to the target (mkstemp), fsyncs
- * it, renames it over the target and fsyncs the directory. rename is atomic, so a crash
- * or SIGKILL at any instant leaves the old file or the new one, never a mixture (a
- * killed save can leave its "<path>.tmp.XXXXXX" behind; it is never read).
+ * SAVING writes the bytes with tg_write_file_atomic (io/io.c): a fresh temporary file
+ * next to the target (mkstemp), fsynced, renamed over the target, then the directory
+ * fsynced. rename is atomic, so a crash or SIGKILL at any instant leaves the old file or
+ * the new one, never a mixture (a killed save can leave its "<path>.tmp.XXXXXX" behind;
+ * it is never read).
  *
  * LOADING reads the whole file, checks magic, version, length and checksum, then parses
  * every field against the model (name, every entry's name, kind and shape) and the
@@ -41,6 +42,7 @@
 #include "../models/model.h"
 #include "../optim/optim.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -161,41 +163,75 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
     return TG_OK;
 }
 
-static tg_status write_all(int fd, const uint8_t *p, size_t n, const char *path) {
-    while (n > 0) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0)
-            return tg_fail(TG_ERR_IO, "tg_checkpoint_save: writing '%s' failed: %s", path,
-                           k < 0 ? strerror(errno) : "no progress");
-        p += k;
-        n -= (size_t)k;
+tg_status tg_checkpoint_check_writable(const char *path) {
+    const char *op = "tg_checkpoint_check_writable";
+    if (!path || !*path)
+        return tg_fail(TG_ERR_ARG, "%s: argument 'path' is %s", op, path ? "empty" : "NULL");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return tg_fail(TG_ERR_IO, "%s: '%s' is a directory; give a file name for the "
+                       "checkpoint", op, path);
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        char *dir = tg_dir_of(path);
+        tg_status st2 = tg_fail(TG_ERR_IO, "checkpoint directory '%s' is not writable (%s); "
+                                "hint: create it or choose another --checkpoint",
+                                dir ? dir : path, strerror(errno));
+        free(dir);
+        free(tmp);
+        return st2;
+    }
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    return TG_OK;
+}
+
+/* TG_OK when every parameter, buffer and optimizer state value is finite. */
+static tg_status check_finite_state(tg_model *m, const tg_optim *opt) {
+    tg_params *ps = m->params;
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        tg_tensor *t = tg_params_at(ps, i);
+        char what[320];
+        snprintf(what, sizeof what, "tg_checkpoint_save: model '%s' %s '%s'", m->name,
+                 t->requires_grad ? "parameter" : "buffer", t->name);
+        if (tg_tensor_check_finite(t, false, what) != TG_OK) {
+            tg_error_clear();
+            tg_fail(TG_ERR_NONFINITE, "%s holds a non-finite value; nothing was written (the "
+                    "previous checkpoint is kept); hint: training diverged — lower the "
+                    "learning rate, or run with anomaly mode (--check-finite) to find the "
+                    "first op; tg_checkpoint_save_opts with allow_nonfinite saves anyway",
+                    what);
+            return TG_ERR_NONFINITE;
+        }
+    }
+    if (opt && opt->state) {
+        tg_tensor flat = {.shape = tg_shape1(tg_params_flat_numel(ps)),
+                          .numel = tg_params_flat_numel(ps) * opt->slots,
+                          .device = tg_params_device(ps), .data = opt->state};
+        char what[160];
+        snprintf(what, sizeof what, "tg_checkpoint_save: the %s optimizer state", opt->kind->name);
+        if (tg_tensor_check_finite(&flat, false, what) != TG_OK) {
+            tg_error_clear();
+            return tg_fail(TG_ERR_NONFINITE, "%s holds a non-finite value; nothing was "
+                           "written; hint: tg_checkpoint_save_opts with allow_nonfinite saves "
+                           "anyway", what);
+        }
     }
     return TG_OK;
 }
 
-/* fsync the directory holding `path`, so the rename itself is durable. */
-static tg_status sync_parent_dir(const char *path) {
-    size_t len = strlen(path);
-    char *dir = malloc(len + 2);
-    if (!dir) return tg_fail(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory");
-    memcpy(dir, path, len + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    tg_status st = TG_OK;
-    if (fd < 0 || fsync(fd) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: cannot sync directory '%s': %s", dir,
-                     strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return st;
-}
-
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state) {
+    return tg_checkpoint_save_opts(path, m, opt, state, (tg_checkpoint_opts){0});
+}
+
+tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim *opt,
+                                  const tg_train_state *state, tg_checkpoint_opts opts) {
     if (!path || !*path) return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'path' is "
                                         "%s", path ? "empty" : "NULL");
     if (!m) return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'm' (the model) is NULL");
@@ -203,40 +239,14 @@ tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
     if (opt && opt->ps != m->params)
         return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'opt' updates another "
                        "parameter store than model '%s''s", m->name);
+    if (!opts.allow_nonfinite && check_finite_state(m, opt) != TG_OK) return tg_error();
     tg_writer w = {0};
     tg_status st = ckpt_encode(m, opt, state, &w);
     if (st) {
         tg_writer_free(&w);
         return st;
     }
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp) {
-        tg_writer_free(&w);
-        return tg_fail(TG_ERR_NOMEM, "tg_checkpoint_save: out of memory");
-    }
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: cannot create a temporary file next to "
-                     "'%s': %s", path, strerror(errno));
-        free(tmp);
-        tg_writer_free(&w);
-        return st;
-    }
-    st = write_all(fd, w.p, w.size, tmp);
-    if (st == TG_OK && fchmod(fd, 0644) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: chmod '%s': %s", tmp, strerror(errno));
-    if (st == TG_OK && fsync(fd) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: fsync '%s': %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == TG_OK)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: close '%s': %s", tmp, strerror(errno));
-    if (st == TG_OK && rename(tmp, path) != 0)
-        st = tg_fail(TG_ERR_IO, "tg_checkpoint_save: rename '%s' -> '%s': %s", tmp, path,
-                     strerror(errno));
-    if (st != TG_OK) unlink(tmp);
-    else st = sync_parent_dir(path);
-    free(tmp);
+    st = tg_write_file_atomic("tg_checkpoint_save", path, w.p, w.size);
     tg_writer_free(&w);
     return st;
 }
@@ -284,22 +294,18 @@ static tg_status load_floats(tg_device device, float *dst, const uint8_t *src, i
     return st;
 }
 
-tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
-                              tg_optim *opt, tg_train_state *state) {
+/* Magic, version, flags and the promised length against the file's size: everything
+ * that can be refused from the first CKPT_HEADER bytes (`avail` of them are in b), so a
+ * huge or foreign file is refused before its payload is read. */
+static tg_status ckpt_check_header(const uint8_t *b, size_t avail, uint64_t size,
+                                   const char *what) {
     const char *op = "tg_checkpoint_load";
-    if (!what) what = "(memory)";
-    if (!m) return tg_fail(TG_ERR_ARG, "%s: argument 'm' (the model) is NULL", op);
-    if (!bytes && size) return tg_fail(TG_ERR_ARG, "%s: argument 'bytes' is NULL", op);
-    if (opt && opt->ps != m->params)
-        return tg_fail(TG_ERR_ARG, "%s: argument 'opt' updates another parameter store than "
-                       "model '%s''s", op, m->name);
-    const uint8_t *b = bytes;
-    if (size < CKPT_HEADER + 4)
-        return BAD("%s: '%s' is %zu bytes, too short for a checkpoint; hint: truncated?", op,
-                   what, size);
+    if (size < CKPT_HEADER + 4 || avail < CKPT_HEADER)
+        return BAD("%s: '%s' is %llu bytes, too short for a checkpoint; hint: truncated?", op,
+                   what, (unsigned long long)size);
     if (memcmp(b, ckpt_magic, sizeof ckpt_magic) != 0)
         return BAD("%s: '%s' is not a tapegrad checkpoint (bad magic)", op, what);
-    tg_reader r = {.p = b, .size = size, .off = sizeof ckpt_magic};
+    tg_reader r = {.p = b, .size = avail, .off = sizeof ckpt_magic};
     uint32_t version, flags;
     uint64_t payload;
     tg_reader_u32(&r, &version);
@@ -311,9 +317,37 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
     if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN))
         return BAD("%s: '%s' has unknown flags 0x%x", op, what, flags);
     if (payload != size - CKPT_HEADER - 4)
-        return BAD("%s: '%s' is %zu bytes but its header promises %llu; the file is %s", op,
-                   what, size, (unsigned long long)payload + CKPT_HEADER + 4,
+        return BAD("%s: '%s' is %llu bytes but its header promises %llu; the file is %s", op,
+                   what, (unsigned long long)size,
+                   (unsigned long long)payload + CKPT_HEADER + 4,
                    payload > size - CKPT_HEADER - 4 ? "truncated" : "followed by extra bytes");
+    return TG_OK;
+}
+
+static tg_status ckpt_file_header(const uint8_t *head, size_t head_size, uint64_t file_size,
+                                  const char *path, void *user) {
+    (void)user;
+    return ckpt_check_header(head, head_size, file_size, path);
+}
+
+tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
+                              tg_optim *opt, tg_train_state *state) {
+    const char *op = "tg_checkpoint_load";
+    if (!what) what = "(memory)";
+    if (!m) return tg_fail(TG_ERR_ARG, "%s: argument 'm' (the model) is NULL", op);
+    if (!bytes && size) return tg_fail(TG_ERR_ARG, "%s: argument 'bytes' is NULL", op);
+    if (opt && opt->ps != m->params)
+        return tg_fail(TG_ERR_ARG, "%s: argument 'opt' updates another parameter store than "
+                       "model '%s''s", op, m->name);
+    const uint8_t *b = bytes;
+    tg_status hst = ckpt_check_header(b, size, size, what);
+    if (hst) return hst;
+    tg_reader r = {.p = b, .size = size, .off = sizeof ckpt_magic};
+    uint32_t version, flags;
+    uint64_t payload;
+    tg_reader_u32(&r, &version);
+    tg_reader_u32(&r, &flags);
+    tg_reader_u64(&r, &payload);
     const uint8_t *c = b + size - 4;
     uint32_t stored = (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 |
                       (uint32_t)c[3] << 24;
@@ -360,7 +394,8 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
             !read_f64(&r, &fo.hyper.momentum) || !read_f64(&r, &fo.hyper.dampening) ||
             !tg_reader_u8(&r, &nesterov) || !read_f64(&r, &fo.hyper.beta1) ||
             !read_f64(&r, &fo.hyper.beta2) || !read_f64(&r, &fo.hyper.eps) ||
-            !read_f64(&r, &fo.hyper.weight_decay) || fo.steps < 0 || fo.slots > 8)
+            !read_f64(&r, &fo.hyper.weight_decay) || fo.steps < 0 || fo.slots > 8 ||
+            fo.steps > TG_OPTIM_MAX_STEPS)
             return BAD("%s: '%s': the optimizer section is malformed", op, what);
         fo.hyper.nesterov = nesterov != 0;
     }
@@ -383,6 +418,14 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
              tg_reader_i64(&r, &ts.data.cursor);
         if (!ok || ts.epoch < 0 || ts.step < 0 || ts.data.epoch < 0 || ts.data.cursor < 0)
             return BAD("%s: '%s': the train state section is malformed", op, what);
+        /* Counters that a later step increments must leave room to count (no signed
+         * overflow at the next step), and a cursor counts examples (<= TG_MAX_NUMEL). */
+        if (ts.epoch > TG_OPTIM_MAX_STEPS || ts.step > TG_OPTIM_MAX_STEPS ||
+            ts.data.epoch > TG_OPTIM_MAX_STEPS || ts.data.cursor > TG_MAX_NUMEL)
+            return BAD("%s: '%s': the train state holds out-of-range counters (epoch %lld, "
+                       "step %lld, data epoch %lld, cursor %lld; at most 2^53)", op, what,
+                       (long long)ts.epoch, (long long)ts.step, (long long)ts.data.epoch,
+                       (long long)ts.data.cursor);
     } else if (state) {
         return BAD("%s: '%s' holds no train state; hint: pass NULL for the state", op, what);
     }
@@ -428,9 +471,46 @@ tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
     if (!m) return tg_fail(TG_ERR_ARG, "tg_checkpoint_load: argument 'm' (the model) is NULL");
     uint8_t *bytes;
     size_t size;
-    if (tg_read_file("tg_checkpoint_load", path, CKPT_MAX_BYTES, &bytes, &size))
+    /* The largest file this model can have: names and shapes, two optimizer state
+     * arrays, the values; anything larger is refused before it is read. */
+    tg_params *ps = m->params;
+    int64_t values = tg_params_numel(ps) + tg_params_buffer_numel(ps), bound;
+    if (!tg_mul_i64(tg_params_numel(ps), 8, &bound) || !tg_add_i64(bound, values, &bound) ||
+        !tg_mul_i64(bound, 4, &bound) ||
+        !tg_add_i64(bound, (int64_t)(tg_params_count(ps) + 4) * (CKPT_MAX_NAME + 64) + 4096,
+                    &bound))
+        bound = (int64_t)CKPT_MAX_BYTES;
+    size_t max_bytes = (uint64_t)bound < CKPT_MAX_BYTES ? (size_t)bound : CKPT_MAX_BYTES;
+    if (tg_read_file_ex("tg_checkpoint_load", path, max_bytes, CKPT_HEADER, ckpt_file_header,
+                        NULL, &bytes, &size))
         return tg_error();
     tg_status st = tg_checkpoint_parse(bytes, size, path, m, opt, state);
     free(bytes);
     return st;
+}
+
+tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size) {
+    const char *op = "tg_checkpoint_model_name";
+    if (!path || !name || size == 0)
+        return tg_fail(TG_ERR_ARG, "%s: argument '%s' is %s", op, !path ? "path" : "name",
+                       !path || !name ? "NULL" : "0 bytes long");
+    int fd;
+    uint64_t file_size;
+    if (tg_open_regular(op, path, CKPT_MAX_BYTES, &fd, &file_size)) return tg_error();
+    /* The fixed header, then the model name's length and bytes. */
+    uint8_t head[CKPT_HEADER + 4 + CKPT_MAX_NAME];
+    size_t want = file_size < sizeof head ? (size_t)file_size : sizeof head;
+    tg_status st = tg_read_at(op, path, fd, 0, head, want);
+    close(fd);
+    if (st) return st;
+    tg_reader r = {.p = head, .size = want, .off = CKPT_HEADER};
+    char model[CKPT_MAX_NAME + 1];
+    if (want < CKPT_HEADER || memcmp(head, ckpt_magic, sizeof ckpt_magic) != 0 ||
+        !read_string(&r, model))
+        return BAD("%s: '%s' is not a tapegrad checkpoint", op, path);
+    if (strlen(model) >= size)
+        return tg_fail(TG_ERR_ARG, "%s: the model name '%s' needs %zu bytes; 'name' has %zu",
+                       op, model, strlen(model) + 1, size);
+    strcpy(name, model);
+    return TG_OK;
 }

@@ -57,10 +57,19 @@ static tg_dataset *dataset_alloc(const char *op, int64_t n, tg_shape example,
             return NULL;
         }
     }
+    /* The whole dataset is one (n, example...) tensor's worth of floats: checked as one. */
+    tg_shape all = {.ndim = example.ndim + 1, .dim = {n}};
+    for (int i = 0; i < example.ndim; i++) all.dim[i + 1] = example.dim[i];
+    size_t xbytes;
+    if (!tg_shape_check(op, "the dataset", all, NULL, &xbytes)) return NULL;
+    char what[128];
+    snprintf(what, sizeof what, "%s: %lld examples of %s", op, (long long)n,
+             tg_shape_str(example, s, sizeof s));
+    if (tg_mem_check(what, xbytes + (size_t)n * sizeof(int32_t)) != TG_OK) return NULL;
     tg_dataset *ds = calloc(1, sizeof *ds);
     int64_t numel = tg_shape_numel(example);
     if (ds) {
-        ds->x = malloc((size_t)(n * numel) * sizeof(float));
+        ds->x = malloc(xbytes);
         ds->y = malloc((size_t)n * sizeof(int32_t));
     }
     if (!ds || !ds->x || !ds->y) {
@@ -218,15 +227,27 @@ tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t
         tg_fail(TG_ERR_ARG, "tg_loader_new: argument 'batch' is %d; it must be > 0", batch);
         return NULL;
     }
+    /* A batch larger than the dataset is one batch of the whole dataset per epoch (as
+     * PyTorch's DataLoader): the buffers never need more than n examples. */
+    int64_t most = batch < ds->n ? batch : ds->n;
+    size_t staging_bytes;
+    if (!tg_size_bytes("tg_loader_new", "the batch buffer", most * ds->example_numel,
+                       sizeof(float), &staging_bytes))
+        return NULL;
+    char what[128];
+    snprintf(what, sizeof what, "tg_loader_new: a batch of %lld examples", (long long)most);
+    if (tg_mem_check(what, staging_bytes + (size_t)ds->n * sizeof(int64_t)) != TG_OK)
+        return NULL;
     tg_loader *ld = calloc(1, sizeof *ld);
     if (ld) {
         ld->perm = malloc((size_t)ds->n * sizeof *ld->perm);
-        ld->labels = malloc((size_t)batch * sizeof *ld->labels);
-        ld->staging = malloc((size_t)batch * (size_t)ds->example_numel * sizeof(float));
+        ld->labels = malloc((size_t)most * sizeof *ld->labels);
+        ld->staging = malloc(staging_bytes);
     }
     if (!ld || !ld->perm || !ld->labels || !ld->staging) {
         tg_loader_free(ld);
-        tg_fail(TG_ERR_NOMEM, "tg_loader_new: out of memory");
+        tg_fail(TG_ERR_NOMEM, "tg_loader_new: out of memory for a batch of %lld examples of "
+                "%lld floats", (long long)most, (long long)ds->example_numel);
         return NULL;
     }
     ld->ds = ds;

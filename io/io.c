@@ -3,45 +3,227 @@
  */
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
-tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
-                       size_t *size) {
+/* The file rules (docs/ARCHITECTURE.md, "Errors"): open without blocking (a FIFO or a
+ * device would otherwise hang the open or the read), refuse anything but a regular file,
+ * check the size against the cap and the header against the size BEFORE reading the
+ * payload, and check the memory is there before allocating it. */
+tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
+                          size_t head_bytes, tg_header_check check, void *user,
+                          uint8_t **bytes, size_t *size) {
     *bytes = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+    tg_status status = TG_OK;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0) {
+        status = tg_fail(TG_ERR_IO, "%s: cannot stat '%s': %s", op, path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        status = tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file (%s)", op, path,
+                         S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                         : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
+        goto done;
     }
     if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        fclose(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op, path,
-                       (long long)st.st_size, max_bytes);
+        status = tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op,
+                         path, (long long)st.st_size, max_bytes);
+        goto done;
     }
     size_t n = (size_t)st.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+    if (check) {
+        uint8_t head[64];
+        size_t h = head_bytes < sizeof head ? head_bytes : sizeof head;
+        if (h > n) h = n;
+        ssize_t got = pread(fd, head, h, 0);
+        if (got < 0 || (size_t)got != h) {
+            status = tg_fail(TG_ERR_IO, "%s: reading the header of '%s' failed: %s", op, path,
+                             got < 0 ? strerror(errno) : "short read");
+            goto done;
+        }
+        if ((status = check(head, h, (uint64_t)n, path, user))) goto done;
     }
-    size_t got = fread(buf, 1, n, f);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err || got != n) {
-        free(buf);
-        return tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)", op, path, got,
-                       n);
+    char what[64];
+    snprintf(what, sizeof what, "%s: reading a file", op);
+    if (n >= TG_MEM_CHECK_MIN && (status = tg_mem_check(what, n))) goto done;
+    buf = malloc(n ? n : 1);
+    if (!buf) {
+        status = tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+        goto done;
+    }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t k = read(fd, buf + off, n - off > (1u << 30) ? (1u << 30) : n - off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            status = tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)%s%s", op,
+                             path, off, n, k < 0 ? ": " : "", k < 0 ? strerror(errno) : "");
+            goto done;
+        }
+        off += (size_t)k;
     }
     *bytes = buf;
     *size = n;
+    buf = NULL;
+done:
+    free(buf);
+    close(fd);
+    return status;
+}
+
+tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
+                       size_t *size) {
+    return tg_read_file_ex(op, path, max_bytes, 0, NULL, NULL, bytes, size);
+}
+
+tg_status tg_open_regular(const char *op, const char *path, uint64_t max_bytes, int *fd,
+                          uint64_t *size) {
+    *fd = -1;
+    *size = 0;
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (f < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > max_bytes) {
+        close(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %llu are accepted", op,
+                       path, (long long)st.st_size, (unsigned long long)max_bytes);
+    }
+    *fd = f;
+    *size = (uint64_t)st.st_size;
     return TG_OK;
+}
+
+tg_status tg_read_at(const char *op, const char *path, int fd, uint64_t off, void *buf,
+                     size_t n) {
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t k = pread(fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0)
+            return tg_fail(TG_ERR_IO, "%s: reading '%s' failed: %s", op, path, strerror(errno));
+        if (k == 0)
+            return tg_fail(TG_ERR_IO, "%s: '%s' ended early at byte %llu (was it changed "
+                           "while being read?)", op, path, (unsigned long long)off);
+        p += k;
+        off += (uint64_t)k;
+        n -= (size_t)k;
+    }
+    return TG_OK;
+}
+
+static tg_status write_all(const char *op, int fd, const uint8_t *p, size_t n,
+                           const char *path) {
+    while (n > 0) {
+        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return tg_fail(TG_ERR_IO, "%s: writing '%s' failed: %s", op, path,
+                           k < 0 ? strerror(errno) : "no progress");
+        p += k;
+        n -= (size_t)k;
+    }
+    return TG_OK;
+}
+
+/* fsync the directory holding `path`, so the rename itself is durable. */
+/* The directory part of path ("." when none); malloc'ed. */
+char *tg_dir_of(const char *path) {
+    size_t len = strlen(path);
+    char *dir = malloc(len + 2);
+    if (!dir) return NULL;
+    memcpy(dir, path, len + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    return dir;
+}
+
+/* A save killed between mkstemp and rename (kill -9, power loss) leaves
+ * "<path>.tmp.XXXXXX" behind. The next save of the same checkpoint removes them: only
+ * names of exactly that form (6 mkstemp characters) are touched. One writer per
+ * checkpoint path is assumed, as for the rename itself. */
+static void remove_stale_temps(const char *path) {
+    char *dir = tg_dir_of(path);
+    if (!dir) return;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            const char *n = e->d_name;
+            if (strlen(n) != blen + 11 || strncmp(n, base, blen) != 0 ||
+                strncmp(n + blen, ".tmp.", 5) != 0)
+                continue;
+            char full[4096];
+            int k = snprintf(full, sizeof full, "%s/%s", dir, n);
+            struct stat st;
+            if (k > 0 && (size_t)k < sizeof full && lstat(full, &st) == 0 && S_ISREG(st.st_mode))
+                unlink(full);
+        }
+        closedir(d);
+    }
+    free(dir);
+}
+
+static tg_status sync_parent_dir(const char *op, const char *path) {
+    char *dir = tg_dir_of(path);
+    if (!dir) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    tg_status st = TG_OK;
+    if (fd < 0 || fsync(fd) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: cannot sync directory '%s': %s", op, dir,
+                     strerror(errno));
+    if (fd >= 0) close(fd);
+    free(dir);
+    return st;
+}
+
+tg_status tg_write_file_atomic(const char *op, const char *path, const uint8_t *bytes,
+                               size_t n) {
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    remove_stale_temps(path);
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        tg_status st = tg_fail(TG_ERR_IO, "%s: cannot create a temporary file next to '%s': "
+                               "%s", op, path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    tg_status st = write_all(op, fd, bytes, n, tmp);
+    if (st == TG_OK && fchmod(fd, 0644) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: chmod '%s': %s", op, tmp, strerror(errno));
+    if (st == TG_OK && fsync(fd) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: fsync '%s': %s", op, tmp, strerror(errno));
+    if (close(fd) != 0 && st == TG_OK)
+        st = tg_fail(TG_ERR_IO, "%s: close '%s': %s", op, tmp, strerror(errno));
+    if (st == TG_OK && rename(tmp, path) != 0)
+        st = tg_fail(TG_ERR_IO, "%s: rename '%s' -> '%s': %s", op, tmp, path,
+                     strerror(errno));
+    if (st != TG_OK) unlink(tmp);
+    else st = sync_parent_dir(op, path);
+    free(tmp);
+    return st;
 }
 
 bool tg_is_gzip(const void *bytes, size_t size) {

@@ -14,6 +14,38 @@
 tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
                        size_t *size);
 
+/* Opens `path` read-only without blocking (O_NONBLOCK: a FIFO or a device never hangs the
+ * open) and checks, before reading anything, that it is a regular file of at most
+ * max_bytes. *fd (close it) and *size on success; TG_ERR_IO naming `op` and the path. */
+tg_status tg_open_regular(const char *op, const char *path, uint64_t max_bytes, int *fd,
+                          uint64_t *size);
+/* Exactly n bytes at offset off of an open file; TG_ERR_IO naming `op` and the path when
+ * it is unreadable or shorter than that (changed since it was opened). */
+tg_status tg_read_at(const char *op, const char *path, int fd, uint64_t off, void *buf,
+                     size_t n);
+
+/* Writes n bytes to `path` atomically: a fresh temporary file next to it
+ * ("<path>.tmp.XXXXXX", mkstemp), written, chmod 0644, fsynced, closed, renamed over
+ * `path`, then the directory fsynced. A crash at any instant leaves the old file or the
+ * new one. TG_ERR_IO with a message naming `op` and the file on failure (the temporary
+ * file is removed). Temporary files of the same path left by a killed save are removed
+ * first. */
+tg_status tg_write_file_atomic(const char *op, const char *path, const uint8_t *bytes,
+                               size_t n);
+/* The directory part of path ("." when none); malloc'ed (NULL when out of memory). */
+char *tg_dir_of(const char *path);
+
+/* Validates the first bytes of a file (at most 64) against its size before the payload
+ * is read; returns a status with a message naming `path`. */
+typedef tg_status (*tg_header_check)(const uint8_t *head, size_t head_size,
+                                     uint64_t file_size, const char *path, void *user);
+/* tg_read_file that opens with O_NONBLOCK (a FIFO never hangs), refuses non-regular
+ * files, checks the size against max_bytes, runs `check` (may be NULL) on the first
+ * head_bytes bytes, and checks the memory before reading the rest. */
+tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
+                          size_t head_bytes, tg_header_check check, void *user,
+                          uint8_t **bytes, size_t *size);
+
 /* True when the bytes start with the gzip magic (1f 8b). */
 bool tg_is_gzip(const void *bytes, size_t size);
 /* Inflates a gzip stream into a malloc'ed buffer, refusing output over max_out bytes

@@ -637,8 +637,18 @@ static bool conv_check(const char *op, tg_tensor *x, tg_tensor *weight, tg_tenso
         .dil_h = is1d ? 1 : (opts.dilation_h ? opts.dilation_h : 1),
         .dil_w = opts.dilation_w ? opts.dilation_w : 1,
     };
-    int64_t eh = g->H + 2 * (int64_t)g->pad_h - (int64_t)g->dil_h * (KH - 1) - 1;
-    int64_t ew = g->W + 2 * (int64_t)g->pad_w - (int64_t)g->dil_w * (KW - 1) - 1;
+    /* Dims are <= TG_MAX_NUMEL = 2^40 and options < 2^31, so the spans fit an int64
+     * unless a kernel dim times the dilation is absurd: checked like every size. */
+    int64_t eh, ew, kspan_h, kspan_w;
+    if (!tg_mul_i64(g->dil_h, KH - 1, &kspan_h) || !tg_mul_i64(g->dil_w, KW - 1, &kspan_w) ||
+        kspan_h > TG_MAX_NUMEL || kspan_w > TG_MAX_NUMEL) {
+        tg_fail(TG_ERR_SHAPE, "%s: argument 'weight' %s with dilation %d,%d spans more than "
+                "TG_MAX_NUMEL pixels", op, tg_shape_str(weight->shape, s1, sizeof s1),
+                g->dil_h, g->dil_w);
+        return false;
+    }
+    eh = g->H + 2 * (int64_t)g->pad_h - kspan_h - 1;
+    ew = g->W + 2 * (int64_t)g->pad_w - kspan_w - 1;
     if (eh < 0 || ew < 0) {
         tg_fail(TG_ERR_SHAPE, "%s: argument 'weight' %s with dilation %d,%d is larger than "
                 "the padded input 'x' %s (padding %d,%d): the output would be empty; hint: "
@@ -649,9 +659,13 @@ static bool conv_check(const char *op, tg_tensor *x, tg_tensor *weight, tg_tenso
     }
     g->OH = eh / g->stride_h + 1;
     g->OW = ew / g->stride_w + 1;
-    int64_t K = C_in / G * KH * KW;
-    if (C_out > INT_MAX || K > INT_MAX || g->OH * g->OW > INT_MAX || g->H * g->W > INT_MAX ||
-        K * (C_out / G) > INT_MAX) {
+    int64_t K, plane_out, plane_in, wg, numel_out;
+    tg_shape out = is1d ? tg_shape3(g->N, C_out, g->OW) : tg_shape4(g->N, C_out, g->OH, g->OW);
+    if (!tg_shape_check(op, "output", out, &numel_out, NULL)) return false;
+    if (!tg_mul_i64(C_in / G, KH, &K) || !tg_mul_i64(K, KW, &K) ||
+        !tg_mul_i64(g->OH, g->OW, &plane_out) || !tg_mul_i64(g->H, g->W, &plane_in) ||
+        !tg_mul_i64(K, C_out / G, &wg) || C_out > INT_MAX || K > INT_MAX ||
+        plane_out > INT_MAX || plane_in > INT_MAX || wg > INT_MAX) {
         tg_fail(TG_ERR_ARG, "%s: argument 'x' %s with 'weight' %s has a dimension above "
                 "2^31 - 1, more than a BLAS call takes", op,
                 tg_shape_str(x->shape, s1, sizeof s1),

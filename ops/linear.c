@@ -3,8 +3,11 @@
  *
  *   y[n, o] = sum_i x[n, i] W[o, i] + b[o]        i.e.  y = x W^T + b
  *
- * Layouts (row-major, contiguous): x (N, in), W (out, in) as nn.Linear stores it,
- * b (out) or none, y (N, out). A 4-D activation must be flattened first (tg_flatten).
+ * Layouts (row-major, contiguous): x (..., in), W (out, in) as nn.Linear stores it,
+ * b (out) or none, y (..., out). x may have 2 to 4 dims; the leading dims are folded
+ * into one row count N (they are contiguous), so x (B, T, in) is ONE SGEMM with
+ * N = B T rows, exactly as (B T, in) would be. A conv activation (N, C, H, W) is
+ * flattened first (tg_flatten): its last dim is W, not the features.
  *
  * Backward. With dy = dL/dy (N, out), the chain rule on y[n, o] gives
  *   dL/dx[n, i] = sum_o dy[n, o] W[o, i]   ->  dx = dy W          (N, out)(out, in)
@@ -130,21 +133,23 @@ tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bi
     if (!tg_check_tensor("tg_linear", "x", x, -1)) return NULL;
     if (!tg_check_tensor("tg_linear", "weight", weight, 2)) return NULL;
     int64_t out = weight->shape.dim[0], in = weight->shape.dim[1];
-    if (x->shape.ndim != 2) {
+    int nd = x->shape.ndim;
+    if (nd < 2) {
         tg_fail(TG_ERR_SHAPE, "tg_linear: argument 'x' has shape %s (%d dims); expected "
-                "(N, in) = (N, %lld); hint: flatten the input first with tg_flatten",
-                tg_shape_str(x->shape, s1, sizeof s1), x->shape.ndim, (long long)in);
+                "(..., in) = (..., %lld) with 2 to 4 dims; hint: make one sample a row with "
+                "tg_reshape(ctx, x, tg_shape2(1, -1)), and flatten a conv output with "
+                "tg_flatten", tg_shape_str(x->shape, s1, sizeof s1), nd, (long long)in);
         return NULL;
     }
-    int64_t N = x->shape.dim[0];
-    if (x->shape.dim[1] != in) {
+    if (x->shape.dim[nd - 1] != in) {
         tg_fail(TG_ERR_SHAPE, "tg_linear: argument 'x' has shape %s but 'weight' has shape "
-                "%s: x needs %lld features per row; hint: flatten the input first with "
-                "tg_flatten, and check the layer's in_features",
+                "%s: x's last dim must be the %lld input features; hint: flatten a conv "
+                "output (N, C, H, W) first with tg_flatten, and check the layer's in_features",
                 tg_shape_str(x->shape, s1, sizeof s1),
                 tg_shape_str(weight->shape, s2, sizeof s2), (long long)in);
         return NULL;
     }
+    int64_t N = x->numel / in; /* the leading dims, folded */
     if (bias && (bias->shape.ndim != 1 || bias->shape.dim[0] != out)) {
         tg_fail(TG_ERR_SHAPE, "tg_linear: argument 'bias' has shape %s; expected (%lld), "
                 "one value per output feature of 'weight' %s",
@@ -154,11 +159,14 @@ tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bi
     }
     if (N > INT_MAX || in > INT_MAX || out > INT_MAX) {
         tg_fail(TG_ERR_ARG, "tg_linear: argument 'x' %s with 'weight' %s has a dimension "
-                "above 2^31 - 1, more than a BLAS call takes",
-                tg_shape_str(x->shape, s1, sizeof s1), tg_shape_str(weight->shape, s2, sizeof s2));
+                "above 2^31 - 1 (rows: %lld), more than a BLAS call takes",
+                tg_shape_str(x->shape, s1, sizeof s1), tg_shape_str(weight->shape, s2, sizeof s2),
+                (long long)N);
         return NULL;
     }
     linear_params p = {.N = N, .in = in, .out = out};
     tg_tensor *inputs[3] = {x, weight, bias};
-    return tg_op_apply(ctx, &linear_op, inputs, 3, tg_shape2(N, out), &p, sizeof p, NULL);
+    tg_shape y_shape = x->shape;
+    y_shape.dim[nd - 1] = out;
+    return tg_op_apply(ctx, &linear_op, inputs, 3, y_shape, &p, sizeof p, NULL);
 }

@@ -8,7 +8,9 @@
 #define SUITES(X)                                                                         \
     X(core) X(tape) X(gradcheck) X(activation) X(conv2d) X(batchnorm) X(elementwise)     \
     X(shape) X(linear) X(pool) X(loss) X(sgd) X(adam) X(example) X(bad_input) X(models) X(io) \
-    X(winograd) X(unary)
+    X(winograd) X(user) X(matmul) X(layout) X(reduce) X(safetensors) X(softmax)       \
+    X(layernorm) X(dropout) X(embedding) X(nll) X(clip) X(schedule) X(limits)       \
+    X(unary)
 
 #define DECLARE(name) Suite *name##_suite(void);
 SUITES(DECLARE)

@@ -2,7 +2,13 @@
  * tests/test_cuda.c — the CUDA backend against the CPU backend (DESIGN §9): every op's
  * forward and every gradient on the same random inputs, over a shape grid like the CPU
  * suites'; the conv2d kernels directly with small im2col tiles; the fused optimizers;
- * one training step of the forum50 and MobileNet models.
+ * one training step of the forum50 and MobileNet models; then the gaps issue 15 listed:
+ * the depthwise fallback kernels (windows over 48 KB of shared memory), asymmetric
+ * geometries (KH != KW, stride/pad/dilation differing per axis) on depthwise and
+ * pooling, channels > 24, reductions spanning many blocks, NaN/Inf inputs, multi-step
+ * training with arena reuse, run-twice bitwise determinism, and a run of the op grid
+ * with TG_ARENA_POISON (every fresh arena allocation filled with NaN, so a kernel that
+ * reads memory nothing wrote fails parity).
  *
  * Without a usable GPU (or in a build without CUDA) it prints one SKIP line and exits 77,
  * which meson reports as SKIP. It is its own meson test (suite 'cuda'), not part of
@@ -46,6 +52,26 @@ static void expect_match(const char *what, const float *gpu, const float *cpu, i
     tg_expect_close_f(what, gpu, cpu, n, tol * scale + 1e-30, tol);
 }
 
+/* expect_match where NaN must meet NaN and an infinity the same infinity; finite values
+ * as expect_match (over the finite reference values). */
+static void expect_match_special(const char *what, const float *gpu, const float *cpu,
+                                 int64_t n, double tol) {
+    double scale = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(cpu[i])) scale = fmax(scale, fabs(cpu[i]));
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(cpu[i]) || isinf(cpu[i])) {
+            ck_assert_msg(isnan(cpu[i]) ? isnan(gpu[i]) : gpu[i] == cpu[i],
+                          "%s: element %lld is %g on the GPU, %g on the CPU", what, (long long)i,
+                          (double)gpu[i], (double)cpu[i]);
+            continue;
+        }
+        ck_assert_msg(fabs((double)gpu[i] - cpu[i]) <= tol * (fabs(cpu[i]) + scale) + 1e-30,
+                      "%s: element %lld is %.9g on the GPU, %.9g on the CPU", what,
+                      (long long)i, (double)gpu[i], (double)cpu[i]);
+    }
+}
+
 static float *host_copy(const tg_tensor *t, bool grad) {
     float *h = malloc((size_t)t->numel * sizeof(float));
     ck_assert(h);
@@ -74,6 +100,7 @@ typedef struct op_case {
     op_run run;
     const void *user;
     double tol;
+    bool specials;          /* every 5th input NaN, +Inf or -Inf; NaN/Inf must match */
 } op_case;
 
 /* What one device computed: the output, every input after the step (in-place updates
@@ -124,24 +151,31 @@ static void check_case(tg_ctx *cpu, tg_ctx *gpu, const char *what, const op_case
                        uint64_t seed) {
     float *host_in[MAX_IN] = {0};
     for (int i = 0; i < c->ninputs; i++)
-        if (c->shape[i].ndim >= 0)
-            host_in[i] = random_host(tg_shape_numel(c->shape[i]), c->lo, c->hi, seed + i);
+        if (c->shape[i].ndim >= 0) {
+            int64_t n = tg_shape_numel(c->shape[i]);
+            host_in[i] = random_host(n, c->lo, c->hi, seed + i);
+            static const float special[3] = {NAN, INFINITY, -INFINITY};
+            for (int64_t j = 3; c->specials && i == 0 && j < n; j += 5)
+                host_in[i][j] = special[(j / 5) % 3];
+        }
     op_result rc = {0}, rg = {0};
     run_on(cpu, what, c, host_in, &rc);
     run_on(gpu, what, c, host_in, &rg);
     char label[256];
     ck_assert_int_eq(rc.out_n, rg.out_n);
+    void (*match)(const char *, const float *, const float *, int64_t, double) =
+        c->specials ? expect_match_special : expect_match;
     snprintf(label, sizeof label, "%s: output", what);
-    expect_match(label, rg.out, rc.out, rc.out_n, c->tol);
+    match(label, rg.out, rc.out, rc.out_n, c->tol);
     for (int i = 0; i < c->ninputs; i++) {
         if (!host_in[i]) continue;
         int64_t n = tg_shape_numel(c->shape[i]);
         snprintf(label, sizeof label, "%s: input %d after the step", what, i);
-        expect_match(label, rg.in[i], rc.in[i], n, c->tol);
+        match(label, rg.in[i], rc.in[i], n, c->tol);
         ck_assert_msg(!rc.grad[i] == !rg.grad[i], "%s: gradient %d on one device only", what, i);
         if (!rc.grad[i]) continue;
         snprintf(label, sizeof label, "%s: gradient of input %d", what, i);
-        expect_match(label, rg.grad[i], rc.grad[i], n, c->tol);
+        match(label, rg.grad[i], rc.grad[i], n, c->tol);
     }
     result_free(&rc);
     result_free(&rg);
@@ -410,6 +444,145 @@ START_TEST(linear_op) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- part B (issue 12):
+ * matmul, layout, reductions */
+
+static tg_tensor *run_matmul(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    return tg_matmul(ctx, in[0], in[1]);
+}
+
+/* Batched, folded and broadcast-both-ways operands, with grads on both: every path of the
+ * cuBLAS plan executor (one strided-batched call, a call per outer index, serial sums). */
+START_TEST(matmul_op) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape pairs[][2] = {
+        {tg_shape2(33, 17), tg_shape2(17, 9)},
+        {tg_shape4(2, 3, 7, 5), tg_shape4(2, 3, 5, 6)},
+        {tg_shape3(4, 7, 5), tg_shape2(5, 6)},
+        {tg_shape2(7, 5), tg_shape3(4, 5, 6)},
+        {tg_shape4(2, 1, 7, 5), tg_shape4(1, 3, 5, 6)},
+        {tg_shape4(2, 3, 7, 5), tg_shape4(2, 1, 5, 6)},
+        {tg_shape4(1, 3, 7, 5), tg_shape4(2, 3, 5, 6)},
+        {tg_shape3(3, 1, 5), tg_shape4(2, 1, 5, 1)},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        op_case c = {.ninputs = 2, .shape = {pairs[i][0], pairs[i][1]}, .grad = {true, true},
+                     .lo = -1, .hi = 1, .run = run_matmul, .tol = TOL_SUM};
+        char what[96], s0[40], s1[40];
+        snprintf(what, sizeof what, "matmul %s @ %s", tg_shape_str(pairs[i][0], s0, sizeof s0),
+                 tg_shape_str(pairs[i][1], s1, sizeof s1));
+        check_case(cpu, gpu, what, &c, 300 + i);
+    }
+    /* tg_linear on (B, T, in). */
+    op_case c = {.ninputs = 3, .shape = {tg_shape3(3, 5, 37), tg_shape2(11, 37), tg_shape1(11)},
+                 .grad = {true, true, true}, .lo = -1, .hi = 1, .run = run_linear,
+                 .tol = TOL_SUM};
+    check_case(cpu, gpu, "linear (3, 5, 37)", &c, 320);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+typedef struct layout_cfg {
+    int kind; /* 0 transpose, 1 permute, 2 concat of 3, 3 slice */
+    int a, b;
+    int perm[4];
+} layout_cfg;
+
+static tg_tensor *run_layout(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const layout_cfg *k = u;
+    switch (k->kind) {
+    case 0: return tg_transpose(ctx, in[0], k->a, k->b);
+    case 1: return tg_permute(ctx, in[0], k->perm);
+    case 2: return tg_concat(ctx, in, 3, k->a);
+    default: return tg_slice(ctx, in[0], k->a, k->b, -1);
+    }
+}
+
+START_TEST(layout_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    tg_shape s = tg_shape4(3, 5, 37, 41);
+    const layout_cfg cfgs[] = {
+        {0, -1, -2, {0}}, {0, 0, 2, {0}}, {0, 1, 1, {0}},
+        {1, 0, 0, {0, 2, 1, 3}}, {1, 0, 0, {3, 1, 0, 2}}, {1, 0, 0, {2, 3, 0, 1}},
+        {3, 2, 3, {0}}, {3, -1, -30, {0}}, {3, 0, 1, {0}},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        op_case c = unary(s, run_layout, &cfgs[i], -1, 1, TOL_EXACT);
+        char what[64];
+        snprintf(what, sizeof what, "layout kind %d (%d, %d) #%zu", cfgs[i].kind, cfgs[i].a,
+                 cfgs[i].b, i);
+        check_case(cpu, gpu, what, &c, 400 + i);
+    }
+    for (int dim = -4; dim < 4; dim++) { /* concat of three along every dim */
+        layout_cfg k = {2, dim, 0, {0}};
+        op_case c = unary(s, run_layout, &k, -1, 1, TOL_EXACT);
+        c.ninputs = 3;
+        int d = dim < 0 ? dim + 4 : dim;
+        for (int i = 1; i < 3; i++) {
+            c.shape[i] = s;
+            c.shape[i].dim[d] = i;
+            c.grad[i] = i == 1;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "concat dim %d", dim);
+        check_case(cpu, gpu, what, &c, 420 + d);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+typedef struct red_cfg {
+    int kind; /* 0 sum, 1 mean, 2 max, 3 var, 4 var biased, 5 sum_all, 6 mean_all, 7 max_all */
+    int dim;
+    bool keepdim;
+} red_cfg;
+
+static tg_tensor *run_reduce(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const red_cfg *k = u;
+    switch (k->kind) {
+    case 0: return tg_sum(ctx, in[0], k->dim, k->keepdim);
+    case 1: return tg_mean(ctx, in[0], k->dim, k->keepdim);
+    case 2: return tg_max(ctx, in[0], k->dim, k->keepdim);
+    case 3: return tg_var(ctx, in[0], k->dim, k->keepdim, true);
+    case 4: return tg_var(ctx, in[0], k->dim, k->keepdim, false);
+    case 5: return tg_sum_all(ctx, in[0]);
+    case 6: return tg_mean_all(ctx, in[0]);
+    default: return tg_max_all(ctx, in[0]);
+    }
+}
+
+/* Every reduction along every dim (rows: the two-stage path; columns: the per-thread
+ * path), a long row (many chunks), and inputs that are all equal (ties: max goes to the
+ * first index, max_all spreads evenly, on both devices). */
+START_TEST(reduce_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape shapes[] = {tg_shape4(3, 5, 7, 9), tg_shape2(3, 70001)};
+    uint64_t seed = 500;
+    for (int si = 0; si < 2; si++)
+        for (int k = 0; k < 8; k++)
+            for (int dim = -1; dim < shapes[si].ndim; dim++) {
+                if (k >= 5 && dim != -1) continue;
+                red_cfg cfg = {k, dim, dim == 1};
+                bool sums = k != 2 && k != 7;
+                op_case c = unary(shapes[si], run_reduce, &cfg, -1, 1,
+                                  sums ? TOL_SUM : TOL_EXACT);
+                char what[64];
+                snprintf(what, sizeof what, "reduce kind %d dim %d shape %d", k, dim, si);
+                check_case(cpu, gpu, what, &c, seed++);
+            }
+    for (int k = 2; k <= 7; k += 5) { /* ties */
+        red_cfg cfg = {k, 1, false};
+        op_case c = unary(tg_shape3(4, 3000, 3), run_reduce, &cfg, 0.5f, 0.5f, TOL_EXACT);
+        check_case(cpu, gpu, k == 2 ? "max ties" : "max_all ties", &c, seed++);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
 typedef struct bn_cfg {
     bool training;
     float momentum, eps;
@@ -485,20 +658,26 @@ START_TEST(loss_ops) {
     check_case(cpu, gpu, "mse_loss", &c, 50);
     c.grad[1] = false;
     check_case(cpu, gpu, "mse_loss, target without grad", &c, 51);
-    /* (N, C) logits and per-pixel (N, C, H, W) logits with integer targets. */
-    const tg_shape shapes[] = {tg_shape2(5, 7), tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
-                               tg_shape4(1, 10, 16, 16)};
-    for (int i = 0; i < 4; i++) {
-        tg_shape ls = shapes[i];
-        int64_t count = ls.dim[0] * (ls.ndim == 4 ? ls.dim[2] * ls.dim[3] : 1);
+    /* (N, C), (N, C, L) and per-pixel (N, C, H, W) logits with integer targets; the last
+     * three again with every 5th target ignored (-100) and with logits near 1e5. */
+    const tg_shape shapes[] = {tg_shape2(5, 7),        tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
+                               tg_shape4(1, 10, 16, 16), tg_shape3(3, 5, 40)};
+    for (int i = 0; i < 5 * 3; i++) {
+        tg_shape ls = shapes[i % 5];
+        int variant = i / 5; /* 0 plain, 1 ignored targets, 2 logits near 1e5 */
+        if (variant > 0 && i % 5 < 2) continue;
+        int64_t count = ls.dim[0];
+        for (int d = 2; d < ls.ndim; d++) count *= ls.dim[d];
         int32_t *target = malloc((size_t)count * sizeof *target);
         tg_rng rng;
         tg_rng_seed(&rng, 60 + i);
         for (int64_t j = 0; j < count; j++)
-            target[j] = (int32_t)tg_rng_below(&rng, ls.dim[1]);
-        c = unary(ls, run_ce, target, -4, 4, TOL_SUM);
-        char what[64], sh[64];
-        snprintf(what, sizeof what, "cross_entropy %s", tg_shape_str(ls, sh, sizeof sh));
+            target[j] = variant == 1 && j % 5 == 0 ? -100 : (int32_t)tg_rng_below(&rng, ls.dim[1]);
+        float lo = variant == 2 ? 1e5f - 4 : -4, hi = variant == 2 ? 1e5f + 4 : 4;
+        c = unary(ls, run_ce, target, lo, hi, TOL_SUM);
+        char what[96], sh[64];
+        snprintf(what, sizeof what, "cross_entropy %s%s", tg_shape_str(ls, sh, sizeof sh),
+                 variant == 1 ? " ignore_index" : variant == 2 ? " near 1e5" : "");
         check_case(cpu, gpu, what, &c, 70 + i);
         free(target);
     }
@@ -514,7 +693,10 @@ typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } opt_kind;
 typedef struct opt_cfg {
     opt_kind kind;
     tg_sgd_opts sgd;
-    tg_adam_opts adam;
+    struct {
+        double lr, weight_decay;
+        bool beta1_zero, eps_zero; /* else PyTorch's 0.9 and 1e-8 */
+    } adam;
     const char *name;
 } opt_cfg;
 
@@ -539,9 +721,14 @@ static void opt_fill(tg_params *ps, bool grad, uint64_t seed) {
 }
 
 static tg_optim *opt_new(tg_params *ps, const opt_cfg *c) {
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = c->adam.lr;
+    ao.weight_decay = c->adam.weight_decay;
+    if (c->adam.beta1_zero) ao.beta1 = 0;
+    if (c->adam.eps_zero) ao.eps = 0;
     tg_optim *o = c->kind == OPT_SGD    ? tg_sgd_new(ps, c->sgd)
-                  : c->kind == OPT_ADAM ? tg_adam_new(ps, c->adam)
-                                        : tg_adamw_new(ps, c->adam);
+                  : c->kind == OPT_ADAM ? tg_adam_new(ps, ao)
+                                        : tg_adamw_new(ps, ao);
     ck_assert_msg(o != NULL, "%s: %s", c->name, tg_error_message());
     return o;
 }
@@ -561,6 +748,10 @@ START_TEST(optimizers) {
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f}, .name = "adam"},
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adam l2"},
         {.kind = OPT_ADAMW, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adamw"},
+        {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .beta1_zero = true}, .name = "adam beta1 0"},
+        {.kind = OPT_ADAMW,
+         .adam = {.lr = 0.01f, .weight_decay = 0.1f, .beta1_zero = true, .eps_zero = true},
+         .name = "adamw beta1 0 eps 0"},
     };
     for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
         tg_params *pc = opt_store(TG_DEVICE_CPU), *pg = opt_store(TG_DEVICE_CUDA);
@@ -587,6 +778,152 @@ START_TEST(optimizers) {
         tg_params_free(pg);
     }
     tg_expect_ok("optimizers");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- issue 12, part C */
+
+typedef struct partc_cfg {
+    int dim, k;
+    bool log, causal, affine;
+    const int32_t *idx;
+    tg_shape idx_shape;
+} partc_cfg;
+
+static tg_tensor *run_softmax(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const partc_cfg *c = u;
+    tg_tensor *x = c->causal ? tg_causal_mask(ctx, in[0]) : in[0];
+    return c->log ? tg_log_softmax(ctx, x, c->dim) : tg_softmax(ctx, x, c->dim);
+}
+static tg_tensor *run_layernorm(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const partc_cfg *c = u;
+    return tg_layer_norm(ctx, in[0], c->k, in[1], in[2], 1e-5f);
+}
+static tg_tensor *run_dropout(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    tg_ctx_seed(ctx, 4242); /* the same key on both devices: the same mask */
+    return tg_dropout(ctx, tg_dropout(ctx, in[0], 0.3f, true), 0.5f, true);
+}
+static tg_tensor *run_embedding(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const partc_cfg *c = u;
+    return tg_embedding(ctx, in[0], c->idx, c->idx_shape);
+}
+static tg_tensor *run_nll(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    return tg_nll_loss(ctx, in[0], ((const partc_cfg *)u)->idx);
+}
+static tg_tensor *run_bce(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    return tg_bce_with_logits(ctx, in[0], in[1]);
+}
+
+/* softmax / log_softmax along every dim (strided and row kernels, a long row), the causal
+ * mask, layer norm over 1 and 2 dims with and without affine, dropout (identical masks),
+ * embedding with repeated indices, NLL with ignored targets, BCE. */
+START_TEST(partc_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    char what[96];
+    uint64_t seed = 200;
+    tg_shape s4 = tg_shape4(3, 4, 5, 6);
+    for (int log = 0; log <= 1; log++) {
+        for (int dim = -1; dim < 4; dim++) {
+            partc_cfg cfg = {.dim = dim, .log = log};
+            op_case c = unary(dim < 0 ? tg_shape2(7, 1500) : s4, run_softmax, &cfg, -6, 6,
+                              TOL_SUM);
+            snprintf(what, sizeof what, "%s dim %d", log ? "log_softmax" : "softmax", dim);
+            check_case(cpu, gpu, what, &c, seed++);
+        }
+    }
+    partc_cfg causal = {.dim = -1, .causal = true};
+    op_case c = unary(tg_shape4(2, 3, 9, 9), run_softmax, &causal, -3, 3, TOL_SUM);
+    check_case(cpu, gpu, "causal mask + softmax", &c, seed++);
+    const tg_shape lns[] = {tg_shape3(4, 5, 24), tg_shape2(3, 700)};
+    for (int si = 0; si < 2; si++) {
+        for (int k = 1; k <= 2; k++) {
+            for (int affine = 0; affine <= 1; affine++) {
+                partc_cfg cfg = {.k = k};
+                tg_shape xs = lns[si], ws = {.ndim = k};
+                for (int j = 0; j < k; j++) ws.dim[j] = xs.dim[xs.ndim - k + j];
+                c = unary(xs, run_layernorm, &cfg, -2, 2, TOL_SUM);
+                c.ninputs = 3;
+                c.shape[1] = affine ? ws : ABSENT;
+                c.shape[2] = affine ? ws : ABSENT;
+                c.grad[1] = c.grad[2] = affine;
+                snprintf(what, sizeof what, "layer_norm shape %d k %d affine %d", si, k, affine);
+                check_case(cpu, gpu, what, &c, seed++);
+            }
+        }
+    }
+    c = unary(tg_shape3(5, 7, 300), run_dropout, NULL, -2, 2, TOL_EXACT);
+    check_case(cpu, gpu, "dropout", &c, seed++);
+    int32_t idx[200], tgt[200];
+    tg_rng rng;
+    tg_rng_seed(&rng, 7);
+    for (int i = 0; i < 200; i++) idx[i] = (int32_t)tg_rng_below(&rng, 13);
+    partc_cfg emb = {.idx = idx, .idx_shape = tg_shape2(8, 25)};
+    c = unary(tg_shape2(13, 40), run_embedding, &emb, -1, 1, TOL_SUM);
+    check_case(cpu, gpu, "embedding", &c, seed++);
+    const tg_shape nls[] = {tg_shape2(40, 9), tg_shape3(4, 6, 10), tg_shape4(2, 5, 4, 3)};
+    for (int si = 0; si < 3; si++) {
+        int64_t C = nls[si].dim[1], positions = tg_shape_numel(nls[si]) / C;
+        for (int64_t i = 0; i < positions; i++)
+            tgt[i] = i % 5 == 2 ? TG_IGNORE_INDEX : (int32_t)tg_rng_below(&rng, C);
+        partc_cfg nc = {.idx = tgt};
+        c = unary(nls[si], run_nll, &nc, -4, 0, TOL_SUM);
+        snprintf(what, sizeof what, "nll_loss shape %d", si);
+        check_case(cpu, gpu, what, &c, seed++);
+    }
+    c = unary(tg_shape3(6, 7, 50), run_bce, NULL, -5, 5, TOL_SUM);
+    c.ninputs = 2;
+    c.shape[1] = c.shape[0];
+    c.grad[1] = true;
+    check_case(cpu, gpu, "bce_with_logits", &c, seed++);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* Clipping on a CUDA store: the same norm and gradients as on the CPU (clipping and not),
+ * then AdamW steps at the rates of a warm-up + cosine schedule. */
+START_TEST(partc_clip_schedule) {
+    tg_error_clear();
+    tg_params *pc = opt_store(TG_DEVICE_CPU), *pg = opt_store(TG_DEVICE_CUDA);
+    opt_fill(pc, false, 1);
+    opt_fill(pg, false, 1);
+    opt_cfg cfg = {.kind = OPT_ADAMW, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adamw"};
+    tg_optim *oc = opt_new(pc, &cfg), *og = opt_new(pg, &cfg);
+    tg_lr_schedule sched = tg_lr_cosine(0.01f, 0.001f, 2, 6);
+    const float max_norms[] = {1.0f, 100.0f, 0.5f, 3.0f};
+    for (int step = 0; step < 4; step++) {
+        opt_fill(pc, true, 30 + step);
+        opt_fill(pg, true, 30 + step);
+        float nc = -1, ng = -2;
+        ck_assert(tg_clip_grad_norm(pc, max_norms[step], &nc) == TG_OK);
+        ck_assert_msg(tg_clip_grad_norm(pg, max_norms[step], &ng) == TG_OK, "%s",
+                      tg_error_message());
+        ck_assert_msg(fabsf(nc - ng) <= 1e-6f * nc, "norm cpu %g cuda %g", nc, ng);
+        tg_optim_set_lr(oc, tg_lr_at(&sched, step));
+        tg_optim_set_lr(og, tg_lr_at(&sched, step));
+        for (int i = 0; i < tg_params_count(pc); i++) {
+            float *c = host_copy(tg_params_at(pc, i), true), *g = host_copy(tg_params_at(pg, i), true);
+            char what[64];
+            snprintf(what, sizeof what, "clipped gradient %d step %d", i, step);
+            expect_match(what, g, c, tg_params_at(pc, i)->numel, TOL_EXACT);
+            free(c), free(g);
+        }
+        ck_assert(tg_optim_step(oc) == TG_OK && tg_optim_step(og) == TG_OK);
+        for (int i = 0; i < tg_params_count(pc); i++) {
+            float *c = host_copy(tg_params_at(pc, i), false), *g = host_copy(tg_params_at(pg, i), false);
+            char what[64];
+            snprintf(what, sizeof what, "param %d after step %d", i, step);
+            expect_match(what, g, c, tg_params_at(pc, i)->numel, TOL_EXACT);
+            free(c), free(g);
+        }
+    }
+    tg_optim_free(oc);
+    tg_optim_free(og);
+    tg_params_free(pc);
+    tg_params_free(pg);
+    tg_expect_ok("clip + schedule");
 }
 END_TEST
 
@@ -734,10 +1071,350 @@ START_TEST(mobilenet_step) {
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- issue 15's gaps */
+
+/* A conv with per-axis options: x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW). */
+typedef struct conv_any {
+    int N, C_in, C_out, H, W, KH, KW;
+    tg_conv2d_opts o;
+    bool bias;
+} conv_any;
+
+static tg_tensor *run_conv_any(tg_ctx *ctx, tg_tensor **in, const void *user) {
+    const conv_any *k = user;
+    return tg_conv2d(ctx, in[0], in[1], in[2], k->o);
+}
+
+static void check_conv_any(tg_ctx *cpu, tg_ctx *gpu, const char *name, const conv_any *k,
+                           uint64_t seed) {
+    char what[224];
+    snprintf(what, sizeof what, "%s: N%d Cin%d Cout%d %dx%d k%dx%d s%d,%d p%d,%d d%d,%d g%d",
+             name, k->N, k->C_in, k->C_out, k->H, k->W, k->KH, k->KW, k->o.stride_h,
+             k->o.stride_w, k->o.pad_h, k->o.pad_w, k->o.dilation_h, k->o.dilation_w,
+             k->o.groups);
+    op_case c = {.ninputs = 3,
+                 .shape = {tg_shape4(k->N, k->C_in, k->H, k->W),
+                           tg_shape4(k->C_out, k->C_in / k->o.groups, k->KH, k->KW),
+                           k->bias ? tg_shape1(k->C_out) : ABSENT},
+                 .grad = {true, true, k->bias},
+                 .lo = -1.0f,
+                 .hi = 1.0f,
+                 .run = run_conv_any,
+                 .user = k,
+                 .tol = TOL_SUM};
+    check_case(cpu, gpu, what, &c, seed);
+}
+
+static tg_conv2d_opts opts2(int sh, int sw, int ph, int pw, int dh, int dw, int groups) {
+    return (tg_conv2d_opts){.stride_h = sh, .stride_w = sw, .pad_h = ph, .pad_w = pw,
+                            .dilation_h = dh, .dilation_w = dw, .groups = groups};
+}
+
+/* Depthwise windows too large for 48 KB of shared memory run the one-thread-per-element
+ * kernels: 7x7 at dilation 20 (forward, dX and dW all fall back) and 15x15 at stride 2,
+ * dilation 4 (forward and dW fall back, dX stays tiled). */
+START_TEST(depthwise_fallback) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    conv_any a = {2, 3, 3, 40, 37, 7, 7, opts2(1, 1, 60, 60, 20, 20, 3), true};
+    check_conv_any(cpu, gpu, "depthwise fallback", &a, 200);
+    conv_any b = {1, 2, 4, 64, 64, 15, 15, opts2(2, 2, 28, 28, 4, 4, 2), true};
+    check_conv_any(cpu, gpu, "depthwise fallback (dX tiled)", &b, 201);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* KH != KW and every option differing per axis, so a swapped h/w fails; 40 channels
+ * (more than the grid's 24) with a channel multiplier; planes over several tiles. */
+START_TEST(depthwise_asymmetric) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const conv_any cfgs[] = {
+        {2, 40, 80, 29, 45, 3, 5, opts2(2, 1, 1, 2, 1, 2, 40), true},
+        {1, 40, 40, 50, 70, 5, 3, opts2(1, 2, 2, 0, 2, 1, 40), false},
+        {3, 32, 32, 7, 7, 3, 3, opts2(1, 1, 1, 1, 1, 1, 32), true},   /* MobileNet's last planes */
+        {2, 48, 48, 9, 33, 1, 3, opts2(1, 2, 0, 1, 1, 1, 48), true},  /* 1x3 */
+        {2, 64, 64, 35, 12, 3, 1, opts2(2, 1, 1, 0, 3, 1, 16), true}, /* grouped, 3x1 */
+        {2, 30, 60, 17, 23, 2, 4, opts2(1, 1, 0, 1, 1, 1, 1), true},  /* dense, even kernel */
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        check_conv_any(cpu, gpu, "asymmetric conv", &cfgs[i], 210 + i);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+START_TEST(pool_asymmetric) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    tg_shape s = tg_shape4(2, 30, 13, 10);
+    const tg_pool2d_opts opts[] = {
+        {.kernel_h = 3, .kernel_w = 2, .stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0},
+        {.kernel_h = 2, .kernel_w = 4, .stride_h = 1, .stride_w = 3, .pad_h = 1, .pad_w = 2},
+        {.kernel_h = 1, .kernel_w = 3, .stride_h = 1, .stride_w = 2, .pad_h = 0, .pad_w = 1},
+    };
+    for (int i = 0; i < 3; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "max_pool2d k%dx%d s%d,%d p%d,%d", opts[i].kernel_h,
+                 opts[i].kernel_w, opts[i].stride_h, opts[i].stride_w, opts[i].pad_h, opts[i].pad_w);
+        op_case c = unary(s, run_max_pool, &opts[i], -1, 1, TOL_EXACT);
+        check_case(cpu, gpu, what, &c, 230 + i);
+        what[0] = 'a', what[1] = 'v', what[2] = 'g';
+        c = unary(s, run_avg_pool, &opts[i], -1, 1, TOL_SUM);
+        check_case(cpu, gpu, what, &c, 240 + i);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* Reductions over many blocks: batchnorm planes of 4096 pixels at few channels (the
+ * chunked path) and at 300 channels (one block per channel, many threads each), cross
+ * entropy over 2400 positions, MSE over 600k values, a large global average pool, the
+ * linear bias over 300 columns. */
+START_TEST(reductions_many_blocks) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape bn_shapes[] = {tg_shape4(4, 8, 64, 64), tg_shape4(8, 64, 32, 32),
+                                  tg_shape4(2, 300, 9, 9), tg_shape4(3, 2, 200, 150)};
+    for (int i = 0; i < 4; i++)
+        for (int train = 0; train <= 1; train++) {
+            bn_cfg b = {.training = train, .momentum = 0.1f, .eps = 1e-5f};
+            tg_shape cs = tg_shape1(bn_shapes[i].dim[1]);
+            op_case c = {.ninputs = 5,
+                         .shape = {bn_shapes[i], cs, cs, cs, cs},
+                         .grad = {true, true, true},
+                         .lo = 0.5f,
+                         .hi = 2.0f,
+                         .run = run_bn,
+                         .user = &b,
+                         .tol = TOL_SUM};
+            char what[96], sh[64];
+            snprintf(what, sizeof what, "batchnorm %s %s",
+                     tg_shape_str(bn_shapes[i], sh, sizeof sh), train ? "train" : "eval");
+            check_case(cpu, gpu, what, &c, 250 + 2 * i + train);
+        }
+    tg_shape ls = tg_shape4(2, 10, 30, 40);
+    int32_t *target = malloc(2 * 30 * 40 * sizeof *target);
+    tg_rng rng;
+    tg_rng_seed(&rng, 260);
+    for (int j = 0; j < 2 * 30 * 40; j++) target[j] = (int32_t)tg_rng_below(&rng, 10);
+    op_case c = unary(ls, run_ce, target, -4, 4, TOL_SUM);
+    check_case(cpu, gpu, "cross_entropy over 2400 positions", &c, 261);
+    free(target);
+    tg_shape ms = tg_shape4(6, 10, 100, 100);
+    c = unary(ms, run_mse, NULL, -2, 2, TOL_SUM);
+    c.ninputs = 2;
+    c.shape[1] = ms;
+    c.grad[1] = true;
+    check_case(cpu, gpu, "mse_loss over 600000 values", &c, 262);
+    c = unary(tg_shape4(1, 2, 100, 120), run_gap, NULL, -1, 1, TOL_SUM);
+    check_case(cpu, gpu, "global_avg_pool over 12000 pixels", &c, 263);
+    c = (op_case){.ninputs = 3,
+                  .shape = {tg_shape2(70, 33), tg_shape2(300, 33), tg_shape1(300)},
+                  .grad = {true, true, true},
+                  .lo = -1,
+                  .hi = 1,
+                  .run = run_linear,
+                  .tol = TOL_SUM};
+    check_case(cpu, gpu, "linear 300 outputs", &c, 264);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+static tg_tensor *run_dw_conv(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    (void)u;
+    return tg_conv2d(ctx, in[0], in[1], NULL, tg_conv2d_opts_make(1, 1, 1, 5));
+}
+
+/* NaN and infinities in the input: every op must propagate them as the CPU does. */
+START_TEST(nan_inf) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    tg_shape s = tg_shape4(2, 5, 9, 11);
+    op_case c = unary(s, run_relu, NULL, -8, 8, TOL_EXACT);
+    c.specials = true;
+    check_case(cpu, gpu, "relu with NaN/Inf", &c, 270);
+    c.run = run_relu6;
+    check_case(cpu, gpu, "relu6 with NaN/Inf", &c, 271);
+    c.run = run_add_self;
+    check_case(cpu, gpu, "add with NaN/Inf", &c, 272);
+    const tg_pool2d_opts po = tg_pool2d_opts_make(3, 2, 1);
+    c = unary(s, run_max_pool, &po, -1, 1, TOL_EXACT);
+    c.specials = true;
+    check_case(cpu, gpu, "max_pool2d with NaN/Inf", &c, 273);
+    c = unary(s, run_avg_pool, &po, -1, 1, TOL_SUM);
+    c.specials = true;
+    check_case(cpu, gpu, "avg_pool2d with NaN/Inf", &c, 274);
+    c = unary(s, run_gap, NULL, -1, 1, TOL_SUM);
+    c.specials = true;
+    check_case(cpu, gpu, "global_avg_pool with NaN/Inf", &c, 275);
+    c = (op_case){.ninputs = 2,
+                  .shape = {s, tg_shape4(5, 1, 3, 3)},
+                  .grad = {true, true},
+                  .lo = -1,
+                  .hi = 1,
+                  .run = run_dw_conv,
+                  .tol = TOL_SUM,
+                  .specials = true};
+    check_case(cpu, gpu, "depthwise conv with NaN/Inf", &c, 276);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* Three SGD steps in one context per device (tg_step_end between them: the arena's
+ * blocks are reused), parameters compared after every step. */
+START_TEST(multi_step_training) {
+    tg_error_clear();
+    tg_forum50_opts o = {.separable = true, .loss = TG_LOSS_CE, .channels = 8, .layers = 5,
+                         .relu = true, .bn = true};
+    tg_model *m[2] = {tg_forum50_new(o, TG_DEVICE_CPU, 7), tg_forum50_new(o, TG_DEVICE_CUDA, 7)};
+    if (!model_pair("forum50 multi-step", m[0], m[1])) return;
+    const tg_device dev[2] = {TG_DEVICE_CPU, TG_DEVICE_CUDA};
+    tg_ctx *ctx[2];
+    tg_optim *opt[2];
+    for (int d = 0; d < 2; d++) {
+        ctx[d] = new_ctx(dev[d]);
+        opt[d] = tg_sgd_new(tg_model_params(m[d]), (tg_sgd_opts){.lr = 0.05f, .momentum = 0.9f});
+        ck_assert(opt[d]);
+    }
+    int32_t targets[2 * 16 * 16];
+    tg_rng rng;
+    tg_rng_seed(&rng, 280);
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 2 * 16 * 16; i++) targets[i] = (int32_t)tg_rng_below(&rng, 10);
+        float *x = random_host(2 * 3 * 16 * 16, -1, 1, 281 + (uint64_t)step);
+        float loss[2];
+        for (int d = 0; d < 2; d++) {
+            ck_assert(tg_optim_zero_grad(opt[d]) == TG_OK);
+            tg_tensor *out = tg_model_forward(ctx[d], m[d],
+                                              tg_tensor_from(ctx[d], tg_shape4(2, 3, 16, 16), x), true);
+            tg_tensor *l = tg_cross_entropy(ctx[d], out, targets);
+            ck_assert_msg(l && tg_backward(ctx[d], l) == TG_OK, "%s", tg_error_message());
+            ck_assert(tg_tensor_to_host(l, &loss[d], false) == TG_OK);
+            ck_assert_msg(tg_optim_step(opt[d]) == TG_OK, "%s", tg_error_message());
+            tg_step_end(ctx[d]);
+        }
+        char what[128];
+        snprintf(what, sizeof what, "multi-step: loss of step %d (cpu %.7g, cuda %.7g)", step + 1,
+                 loss[0], loss[1]);
+        expect_norm_match(what, &loss[1], &loss[0], 1);
+        tg_params *pc = tg_model_params(m[0]), *pg = tg_model_params(m[1]);
+        for (int i = 0; i < tg_params_count(pc); i++) {
+            float *c = host_copy(tg_params_at(pc, i), false), *g = host_copy(tg_params_at(pg, i), false);
+            snprintf(what, sizeof what, "multi-step: %s after step %d", tg_params_at(pc, i)->name,
+                     step + 1);
+            expect_norm_match(what, g, c, tg_params_at(pc, i)->numel);
+            free(c);
+            free(g);
+        }
+        free(x);
+    }
+    for (int d = 0; d < 2; d++) {
+        tg_optim_free(opt[d]);
+        tg_ctx_free(ctx[d]);
+        tg_model_free(m[d]);
+    }
+    tg_expect_ok("multi-step training");
+}
+END_TEST
+
+static bool same_bits(const float *a, const float *b, int64_t n) {
+    return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
+
+/* The same training step twice on the GPU (fresh models from one seed): the loss, every
+ * gradient and every parameter bit for bit (no atomics, fixed reduction orders). */
+START_TEST(determinism) {
+    tg_error_clear();
+    const int32_t targets[2] = {3, 7};
+    for (int k = 0; k < 2; k++) {
+        tg_mobilenet_opts o = {.groups = k ? 4 : 0, .width = 0.25f, .num_classes = 10};
+        float *x = random_host(2 * 3 * 64 * 64, -1, 1, 290);
+        model_result r[2] = {{0}};
+        tg_model *m[2];
+        for (int run = 0; run < 2; run++) {
+            m[run] = tg_mobilenet_new(o, TG_DEVICE_CUDA, 42);
+            ck_assert_msg(m[run], "%s", tg_error_message());
+            model_run(m[run], TG_DEVICE_CUDA, tg_shape4(2, 3, 64, 64), x, targets, NULL, &r[run]);
+        }
+        ck_assert_msg(same_bits(&r[0].loss, &r[1].loss, 1), "determinism: loss %.9g then %.9g",
+                      r[0].loss, r[1].loss);
+        tg_params *ps = tg_model_params(m[0]);
+        for (int i = 0; i < r[0].count; i++) {
+            const tg_tensor *t = tg_params_at(ps, i);
+            if (r[0].grad[i])
+                ck_assert_msg(same_bits(r[0].grad[i], r[1].grad[i], t->numel),
+                              "determinism (groups %d): gradient of %s differs between runs",
+                              o.groups, t->name);
+            ck_assert_msg(same_bits(r[0].value[i], r[1].value[i], t->numel),
+                          "determinism (groups %d): %s differs between runs", o.groups, t->name);
+            for (int run = 0; run < 2; run++) free(r[run].grad[i]), free(r[run].value[i]);
+        }
+        tg_model_free(m[0]);
+        tg_model_free(m[1]);
+        free(x);
+    }
+    tg_expect_ok("determinism");
+}
+END_TEST
+
+/* TG_ARENA_POISON: first that it works (a fresh uninitialised tensor is all NaN), then
+ * the conv grid, batchnorm, pools and a model step with every arena allocation poisoned:
+ * a kernel that reads memory nothing wrote this step now reads NaN and fails. */
+START_TEST(poisoned_arena) {
+    setenv("TG_ARENA_POISON", "1", 1);
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    tg_tensor *t = tg_tensor_new(gpu, tg_shape1(1000));
+    ck_assert(t);
+    float *h = host_copy(t, false);
+    for (int i = 0; i < 1000; i++) ck_assert_msg(isnan(h[i]), "poison: element %d is %g", i, h[i]);
+    free(h);
+    tg_step_end(gpu);
+    uint64_t seed = 300;
+    for (int gi = 0; gi < 4; gi++)
+        for (int s = 1; s <= 2; s++)
+            for (int k = 1; k <= 3; k += 2) {
+                const int groups[] = {1, 2, 4, 4}, couts[] = {4, 4, 4, 8};
+                conv_cfg cfg = {.N = 3, .C_in = 4, .C_out = couts[gi], .H = 7, .W = 9, .K = k,
+                                .stride = s, .pad = k / 2, .dil = 1, .groups = groups[gi],
+                                .bias = true};
+                check_conv(cpu, gpu, &cfg, seed++);
+            }
+    conv_any a = {2, 40, 80, 29, 45, 3, 5, opts2(2, 1, 1, 2, 1, 2, 40), true};
+    check_conv_any(cpu, gpu, "poisoned", &a, seed++);
+    bn_cfg b = {.training = true, .momentum = 0.1f, .eps = 1e-5f};
+    tg_shape cs = tg_shape1(8);
+    op_case c = {.ninputs = 5,
+                 .shape = {tg_shape4(4, 8, 64, 64), cs, cs, cs, cs},
+                 .grad = {true, true, true},
+                 .lo = 0.5f,
+                 .hi = 2.0f,
+                 .run = run_bn,
+                 .user = &b,
+                 .tol = TOL_SUM};
+    check_case(cpu, gpu, "poisoned batchnorm", &c, seed++);
+    const tg_pool2d_opts po = tg_pool2d_opts_make(3, 2, 1);
+    c = unary(tg_shape4(2, 3, 9, 11), run_max_pool, &po, -1, 1, TOL_EXACT);
+    check_case(cpu, gpu, "poisoned max_pool2d", &c, seed++);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+    const int32_t targets[2] = {3, 7};
+    tg_mobilenet_opts o = {.groups = 4, .width = 0.25f, .num_classes = 10};
+    tg_model *mc = tg_mobilenet_new(o, TG_DEVICE_CPU, 42), *mg = tg_mobilenet_new(o, TG_DEVICE_CUDA, 42);
+    if (model_pair("poisoned mobilenet", mc, mg))
+        model_compare("poisoned mobilenet groups 4", mc, mg, tg_shape4(2, 3, 64, 64), targets, NULL);
+    tg_model_free(mc);
+    tg_model_free(mg);
+    unsetenv("TG_ARENA_POISON");
+    tg_expect_ok("poisoned arena");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- issue 12 part A:
  * broadcasting binary ops and the unary functions (ops/elementwise.c, ops/unary.c).
- * Broadcast gradients are sums (TOL_SUM); the unary functions go through the device's
- * expf/tanhf/erff/powf, a few ulps from glibc's (TOL_SUM too). */
+ * Broadcast gradients are sums (TOL_SUM); the unary functions share ops/unary.h's math
+ * with the CPU but the device contracts multiply-adds into FMAs and has its own
+ * logf/powf, a few ulps apart (TOL_SUM too). */
 
 typedef struct binary_cfg {
     int op; /* 0 add, 1 sub, 2 mul, 3 div */
@@ -854,12 +1531,25 @@ static Suite *cuda_suite(void) {
     tcase_add_test(tc, broadcast_ops); /* issue 12 part A */
     tcase_add_test(tc, unary_ops);     /* issue 12 part A */
     tcase_add_test(tc, linear_op);
+    tcase_add_test(tc, matmul_op);
+    tcase_add_test(tc, layout_ops);
+    tcase_add_test(tc, reduce_ops);
     tcase_add_test(tc, batchnorm_op);
     tcase_add_test(tc, pool_ops);
     tcase_add_test(tc, loss_ops);
     tcase_add_test(tc, optimizers);
+    tcase_add_test(tc, partc_ops);
+    tcase_add_test(tc, partc_clip_schedule);
     tcase_add_test(tc, forum50_step);
     tcase_add_test(tc, mobilenet_step);
+    tcase_add_test(tc, depthwise_fallback);
+    tcase_add_test(tc, depthwise_asymmetric);
+    tcase_add_test(tc, pool_asymmetric);
+    tcase_add_test(tc, reductions_many_blocks);
+    tcase_add_test(tc, nan_inf);
+    tcase_add_test(tc, multi_step_training);
+    tcase_add_test(tc, determinism);
+    tcase_add_test(tc, poisoned_arena);
     suite_add_tcase(s, tc);
     return s;
 }

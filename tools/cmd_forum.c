@@ -23,7 +23,7 @@ typedef struct forum_args {
     const char *model, *loss, *optim, *device, *conv, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
-    bool relu, bn, profile, json, compare;
+    bool relu, bn, profile, json, compare, check_finite;
 } forum_args;
 
 /* One configuration to run and what it measured. */
@@ -61,6 +61,8 @@ static void usage(FILE *f) {
         "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
         "  --json                    one JSON object per result on stdout; the human\n"
         "                            output goes to stderr\n"
+        "  --check-finite            anomaly mode: stop at the first op whose output or\n"
+        "                            gradient is NaN/Inf and name it (slower)\n"
         "  --plot FILE               bar chart of the forward, forward+backward and step\n"
         "                            medians per run, as a PNG (needs gnuplot)\n\n"
         "example: tapegrad forum --compare --size 32 --steps 3\n");
@@ -78,7 +80,7 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
     run->params = tg_params_numel(ps);
     tg_optim *opt = strcmp(run->optim, "adam")
                         ? tg_sgd_new(ps, (tg_sgd_opts){.lr = 1e-3f, .momentum = 0.9f})
-                        : tg_adam_new(ps, (tg_adam_opts){.lr = 1e-3f});
+                        : tg_adam_new(ps, tg_adam_opts_default()); /* lr 1e-3 */
     tg_status st = TG_OK;
     if (!opt) {
         st = tg_error();
@@ -90,7 +92,7 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
             .loss = loss, .labels = labels, .target = target,
             .target_shape = tg_shape4(a->batch, outc, a->size, a->size),
             .steps = a->steps, .warmup = a->warmup, .profile = a->profile,
-            .conv_algo = conv_algo_named(a->conv)};
+            .conv_algo = conv_algo_named(a->conv), .check_finite = a->check_finite};
         st = bench_run(&spec, &run->res);
     }
     tg_optim_free(opt);
@@ -244,6 +246,7 @@ int cmd_forum(int argc, char **argv) {
         {"--profile", OPT_FLAG, &a.profile, 0, 0, NULL},
         {"--json", OPT_FLAG, &a.json, 0, 0, NULL},
         {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
+        {"--check-finite", OPT_FLAG, &a.check_finite, 0, 0, NULL},
         {"--plot", OPT_STR, &a.plot, 0, 0, NULL},
     };
     bool help;
@@ -280,6 +283,23 @@ int cmd_forum(int argc, char **argv) {
         }
     }
 
+    /* Memory first: every step holds each conv's output (and its ReLU / batchnorm
+     * results) until tg_step_end, plus the input, targets and four copies of the
+     * parameters (values, gradients, optimizer state). A lower bound, refused at once
+     * rather than after minutes of paging. */
+    {
+        double C = a.channels ? a.channels : 256, L = a.layers ? a.layers : 50;
+        double plane = (double)a.batch * a.size * a.size;
+        double nconv = !strcmp(a.model, "separable") || a.compare ? 2 * (L - 2) + 2 : L;
+        double per_conv = 1 + (a.relu ? 1 : 0) + (a.bn ? 2 : 0);
+        double act = 4.0 * plane * C * nconv * per_conv;
+        double params = 4.0 * 4 * (L * 9 * C * C);
+        char what[96];
+        snprintf(what, sizeof what, "a training step at batch %d, %dx%d, %d channels",
+                 a.batch, a.size, a.size, (int)C);
+        if (check_memory("forum", what, act + params + 4.0 * plane * 7)) return 1;
+    }
+
     /* Input, class targets and MSE target: made once, deterministic from the seed. */
     int64_t hw = (int64_t)a.size * a.size, nin = (int64_t)a.batch * 3 * hw;
     float *input = malloc((size_t)nin * sizeof *input);
@@ -300,14 +320,9 @@ int cmd_forum(int argc, char **argv) {
             "%s, conv %s, %d threads, %d timed steps after %d warm-up\n", a.loss, a.batch,
             a.size, a.size, a.channels, a.layers, a.relu ? ", relu" : "", a.bn ? ", bn" : "",
             a.device, a.conv, tg_get_num_threads(), a.steps, a.warmup);
-    for (int i = 0; i < nruns; i++) {
-        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
-            fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
-            rc = 1;
-            goto done;
-        }
-    }
-
+    busy_probe whole_probe; /* the whole command, when the timed steps are too short */
+    busy_begin(&whole_probe);
+    /* Ceilings before the runs; bench_settle_ceilings measures them again after. */
     peaks pk;
     peak_gemm shapes[PEAKS_MAX_SHAPES];
     int nshapes = peaks_forum_shapes(shapes, a.size, a.channels, a.batch, 16384);
@@ -316,16 +331,32 @@ int cmd_forum(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    bool plausible = true;
+    peak_rss_reset(); /* the measuring buffers are not the runs' memory */
     for (int i = 0; i < nruns; i++) {
-        bench_bound(&runs[i].res, &pk);
-        plausible &= bench_rates_plausible(&runs[i].res, &pk, runs[i].label, stderr);
+        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
+            fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
+            rc = 1;
+            goto done;
+        }
     }
-    if (!plausible) {
+
+    bench_result *results[4];
+    const char *run_labels[4];
+    busy_report busy = {.what = "the timed steps"}, whole = {.what = "the run"};
+    for (int i = 0; i < nruns; i++) {
+        results[i] = &runs[i].res;
+        run_labels[i] = runs[i].label;
+        busy_add(&busy, &runs[i].res.busy); /* all runs' timed steps together */
+    }
+    if (!bench_settle_ceilings(results, run_labels, nruns, &pk, shapes, nshapes, stderr)) {
         rc = 1;
         goto done;
     }
+    busy_end(&whole_probe, &whole);
+    const busy_report *judged = busy_pick(&busy, &whole);
+    for (int i = 0; i < nruns; i++) runs[i].res.busy = *judged; /* what --json reports */
     peaks_print(&pk, out);
+    busy_print(judged, out);
     for (int i = 0; i < nruns; i++) {
         if (nruns == 1 || a.profile) {
             fprintf(out, "\n== %s\n", runs[i].label);

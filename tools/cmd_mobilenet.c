@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "profile.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,14 +35,16 @@ static void usage(FILE *f) {
         "  --threads N       CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --seed N          parameters and input (default 0)\n"
         "  --profile         per-op table\n"
-        "  --json            one JSON object on stdout; the human output goes to stderr\n");
+        "  --json            one JSON object on stdout; the human output goes to stderr\n"
+        "  --check-finite    anomaly mode: stop at the first op whose output or gradient\n"
+        "                    is NaN/Inf and name it (slower)\n");
 }
 
 int cmd_mobilenet(int argc, char **argv) {
     const char *device = "cpu", *groups_arg = "dw", *conv = "gemm";
     int batch = 1, size = 224, steps = 10, warmup = 2, threads = 0;
     uint64_t seed = 0;
-    bool train = false, profile = false, json = false, help;
+    bool train = false, profile = false, json = false, check_finite = false, help;
     const tool_opt opts[] = {
         {"--groups", OPT_STR, &groups_arg, 0, 0, NULL},
         {"--batch", OPT_INT, &batch, 1, 1 << 20, NULL},
@@ -55,6 +58,7 @@ int cmd_mobilenet(int argc, char **argv) {
         {"--train", OPT_FLAG, &train, 0, 0, NULL},
         {"--profile", OPT_FLAG, &profile, 0, 0, NULL},
         {"--json", OPT_FLAG, &json, 0, 0, NULL},
+        {"--check-finite", OPT_FLAG, &check_finite, 0, 0, NULL},
     };
     int rc = parse_options("mobilenet", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                            &help);
@@ -88,6 +92,25 @@ int cmd_mobilenet(int argc, char **argv) {
     }
     FILE *out = json ? stderr : stdout;
 
+    /* Memory first: a step holds every conv, batchnorm and ReLU output until
+     * tg_step_end. Sum the conv outputs of MobileNet v1 (models/mobilenet.c: a stride-2
+     * stem to 32 channels, then 13 blocks of depthwise + pointwise) as a lower bound. */
+    {
+        static const int out_c[13] = {64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512,
+                                      1024, 1024};
+        static const int stride[13] = {1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1};
+        double side = (size + 1) / 2, cin = MB_STEM, floats = cin * side * side;
+        for (int b = 0; b < 13; b++) {
+            side = stride[b] == 2 ? ceil(side / 2) : side;
+            floats += cin * side * side + out_c[b] * side * side;
+            cin = out_c[b];
+        }
+        char what[96];
+        snprintf(what, sizeof what, "a %s at batch %d, %dx%d", train ? "training step" :
+                 "forward", batch, size, size);
+        if (check_memory("mobilenet", what, 4.0 * 3 * batch * floats * (train ? 2 : 1)))
+            return 1;
+    }
     int64_t nin = (int64_t)batch * 3 * size * size;
     float *input = malloc((size_t)nin * sizeof *input);
     int32_t *labels = malloc((size_t)batch * sizeof *labels);
@@ -123,12 +146,8 @@ int cmd_mobilenet(int argc, char **argv) {
     bench_spec spec = {.label = label, .model = m, .device = dev, .opt = opt, .train = train,
                        .in_shape = tg_shape4(batch, 3, size, size), .input = input,
                        .loss = TG_LOSS_CE, .labels = labels, .steps = steps, .warmup = warmup,
-                       .profile = profile, .conv_algo = conv_algo_named(conv)};
-    if (bench_run(&spec, &res) != TG_OK) {
-        fprintf(stderr, "tapegrad mobilenet: %s\n", tg_error_message());
-        rc = 1;
-        goto done;
-    }
+                       .profile = profile, .conv_algo = conv_algo_named(conv),
+                       .check_finite = check_finite};
     /* The ceilings: the first and last pointwise GEMMs and a square one. */
     int64_t s2 = (size + 1) / 2, s32 = size / 32 > 0 ? size / 32 : 1;
     int64_t n1 = (int64_t)batch * s2 * s2, n2 = (int64_t)batch * s32 * s32;
@@ -137,18 +156,32 @@ int cmd_mobilenet(int argc, char **argv) {
         {.what = "pointwise block 13", .M = 1024, .N = n2 < 16384 ? n2 : 16384, .K = 1024},
         {.what = "square", .M = 1024, .N = 1024, .K = 1024},
     };
+    busy_probe whole_probe; /* the whole command, when the timed steps are too short */
+    busy_begin(&whole_probe);
     peaks pk;
     if (peaks_measure(dev, shapes, 3, 0.25, &pk) != TG_OK) {
         fprintf(stderr, "tapegrad mobilenet: measuring the ceilings: %s\n", tg_error_message());
         rc = 1;
         goto done;
     }
-    bench_bound(&res, &pk);
-    if (!bench_rates_plausible(&res, &pk, label, stderr)) {
+    peak_rss_reset(); /* the measuring buffers are not the run's memory */
+    if (bench_run(&spec, &res) != TG_OK) {
+        fprintf(stderr, "tapegrad mobilenet: %s\n", tg_error_message());
         rc = 1;
         goto done;
     }
+    bench_result *all[1] = {&res};
+    const char *run_labels[1] = {label};
+    if (!bench_settle_ceilings(all, run_labels, 1, &pk, shapes, 3, stderr)) {
+        rc = 1;
+        goto done;
+    }
+    busy_report whole = {.what = "the run"};
+    busy_end(&whole_probe, &whole);
+    res.busy.what = "the timed steps";
+    res.busy = *busy_pick(&res.busy, &whole);
     peaks_print(&pk, out);
+    busy_print(&res.busy, out);
     fprintf(out, "\n");
     bench_print_summary(&res, &pk, params, train, out);
     if (profile) bench_print_profile(&res, &pk, out);

@@ -23,12 +23,16 @@
 #include <unistd.h>
 
 typedef struct train_args {
-    const char *model, *optim, *device, *data, *checkpoint, *resume, *log;
+    const char *model, *optim, *device, *data, *checkpoint, *resume, *log, *init_from;
     int epochs, batch, threads;
     double lr, lr_decay;
     uint64_t seed;
-    bool json, quiet;
+    bool json, quiet, check_finite;
 } train_args;
+
+/* The learning-rate floor: lr * G^e never goes below it, so a long run with a decay
+ * cannot underflow the rate to 0 (float32) and fail mid-training. */
+#define TRAIN_LR_FLOOR 1e-12
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -41,7 +45,8 @@ static void usage(FILE *f) {
         "  --optim sgd|adam       sgd: momentum 0.9, lr 0.05; adam: lr 3e-3 (default adam)\n"
         "  --lr X                 the first epoch's learning rate\n"
         "  --lr-decay G           multiply the rate by G after every epoch: epoch e (from 0)\n"
-        "                         uses lr * G^e (default 0.3; 1 keeps it constant)\n"
+        "                         uses max(lr * G^e, 1e-12) (default 0.3; 1 keeps it\n"
+        "                         constant; the floor keeps long runs from underflowing)\n"
         "  --seed N               initialisation and shuffling (default 1)\n"
         "  --device cpu|cuda      (default cpu)\n"
         "  --threads N            CPU threads, also OpenBLAS's (default: all cores)\n"
@@ -49,8 +54,12 @@ static void usage(FILE *f) {
         "                         tools/fetch_mnist.sh writes them there)\n"
         "  --checkpoint PATH      save model, optimizer and position after every epoch\n"
         "  --resume PATH          continue from a checkpoint (same --model and --optim)\n"
+        "  --init-from FILE       start from the weights in a .safetensors file (PyTorch's\n"
+        "                         state_dict names: conv1.weight, ...; every tensor must match)\n"
         "  --log FILE             CSV: one row per step and per epoch (appended on resume)\n"
         "  --json                 one JSON object per epoch on stdout; the rest on stderr\n"
+        "  --check-finite         anomaly mode: stop at the first op whose output or\n"
+        "                         gradient is NaN/Inf and name it (slower)\n"
         "  --quiet                no progress bar or per-epoch lines\n\n"
         "example: tapegrad train mnist --model cnn --epochs 3 --log run.csv\n");
 }
@@ -64,9 +73,14 @@ static int parse_args(int argc, char **argv, train_args *a) {
     *a = (train_args){.model = "cnn", .optim = "adam", .device = "cpu",
                       .data = "data/mnist", .epochs = 3, .batch = 64, .seed = 1,
                       .lr_decay = 0.3};
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 1;
+    if (argc < 2) {
+        fprintf(stderr, "tapegrad train: which dataset? (only 'mnist'); see tapegrad train "
+                "--help\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 1;
     }
     if (strcmp(argv[1], "mnist") != 0) {
         fprintf(stderr, "tapegrad train: unknown dataset '%s'; only 'mnist' is supported\n",
@@ -81,6 +95,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
         }
         if (!strcmp(o, "--json")) { a->json = true; continue; }
         if (!strcmp(o, "--quiet")) { a->quiet = true; continue; }
+        if (!strcmp(o, "--check-finite")) { a->check_finite = true; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "tapegrad train: option '%s' needs a value (or is unknown); see "
                     "--help\n", o);
@@ -95,6 +110,7 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(o, "--data")) a->data = v;
         else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
         else if (!strcmp(o, "--resume")) a->resume = v;
+        else if (!strcmp(o, "--init-from")) a->init_from = v;
         else if (!strcmp(o, "--log")) a->log = v;
         else if (!strcmp(o, "--epochs") && parse_int(v, &n) && n >= 1 && n <= 100000)
             a->epochs = (int)n;
@@ -103,13 +119,25 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(o, "--threads") && parse_int(v, &n) && n >= 1 && n <= 1024)
             a->threads = (int)n;
         else if (!strcmp(o, "--seed") && parse_int(v, &n) && n >= 0) a->seed = (uint64_t)n;
-        else if (!strcmp(o, "--lr") && parse_float(v, &x) && x > 0 && x < 100) a->lr = x;
-        else if (!strcmp(o, "--lr-decay") && parse_float(v, &x) && x > 0 && x <= 1)
-            a->lr_decay = x;
-        else {
+        else if (!strcmp(o, "--lr") || !strcmp(o, "--lr-decay")) {
+            bool is_lr = !strcmp(o, "--lr");
+            double lo = is_lr ? TRAIN_LR_FLOOR : 1e-6, hi = is_lr ? 100 : 1;
+            if (!parse_float(v, &x) || x < lo || x > hi) {
+                fprintf(stderr, "tapegrad train: %s must be a number in [%g, %g], got '%s'\n",
+                        o, lo, hi, v);
+                return 2;
+            }
+            if (is_lr) a->lr = x;
+            else a->lr_decay = x;
+        } else {
             fprintf(stderr, "tapegrad train: bad option or value: %s %s; see --help\n", o, v);
             return 2;
         }
+    }
+    if (a->init_from && a->resume) {
+        fprintf(stderr, "tapegrad train: --init-from and --resume both set the weights; "
+                "give one\n");
+        return 2;
     }
     return 0;
 }
@@ -210,6 +238,11 @@ static int train(const train_args *a) {
     tg_device dev = strcmp(a->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     if (a->threads) tg_set_num_threads(a->threads);
     FILE *human = a->json ? stderr : stdout;
+    /* A checkpoint that cannot be written is found now, not after the first epoch. */
+    if (a->checkpoint && tg_checkpoint_check_writable(a->checkpoint)) {
+        fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
+        return 1;
+    }
     bool tty = !a->quiet && isatty(fileno(stderr)); /* the progress bar */
     tg_dataset *train_set = tg_mnist_load(a->data, true);
     tg_dataset *test_set = train_set ? tg_mnist_load(a->data, false) : NULL;
@@ -229,14 +262,24 @@ static int train(const train_args *a) {
     bool adam = !strcmp(a->optim, "adam");
     double base_lr = a->lr ? a->lr : adam ? 3e-3 : 0.05;
     float lr = (float)base_lr;
-    opt = adam ? tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = lr})
+    tg_adam_opts adam_opts = tg_adam_opts_default();
+    adam_opts.lr = lr;
+    opt = adam ? tg_adam_new(tg_model_params(m), adam_opts)
                : tg_sgd_new(tg_model_params(m), (tg_sgd_opts){.lr = lr, .momentum = 0.9f});
     ld = tg_loader_new(train_set, a->batch, true, a->seed);
     ctx = tg_ctx_new(dev);
     logits_host = malloc((size_t)(a->batch > 500 ? a->batch : 500) * 10 * sizeof(float));
     if (!opt || !ld || !ctx || !logits_host) goto fail;
+    tg_ctx_set_anomaly(ctx, a->check_finite);
     tg_train_state state = {.data = tg_loader_position(ld)};
     tg_rng_seed(&state.rng, a->seed);
+    if (a->init_from) {
+        tg_safetensors_report rep;
+        if (tg_safetensors_load(a->init_from, tg_model_params(m), NULL, &rep)) goto fail;
+        fprintf(human, "initialised from %s: %d tensors%s%s%s\n", a->init_from, rep.loaded,
+                rep.ignored ? " (num_batches_tracked skipped)" : "",
+                rep.model[0] ? ", saved from model " : "", rep.model);
+    }
     if (a->resume) {
         if (tg_checkpoint_load(a->resume, m, opt, &state) || tg_loader_seek(ld, state.data))
             goto fail;
@@ -262,7 +305,8 @@ static int train(const train_args *a) {
     while (state.epoch < a->epochs) {
         int epoch = (int)state.epoch + 1;
         /* The schedule depends on the epoch alone, so a resumed run follows it exactly. */
-        tg_optim_set_lr(opt, (float)(base_lr * pow(a->lr_decay, (double)state.epoch)));
+        double lr_e = base_lr * pow(a->lr_decay, (double)state.epoch);
+        tg_optim_set_lr(opt, (float)(lr_e > TRAIN_LR_FLOOR ? lr_e : TRAIN_LR_FLOOR));
         double t0 = now_s(), loss_sum = 0, last_draw = 0;
         int64_t correct = 0, seen = 0, start = tg_loader_position(ld).cursor;
         tg_tensor *x;

@@ -12,5 +12,6 @@ int cmd_peaks(int argc, char **argv);     /* this machine's SGEMM and copy ceili
 int cmd_train(int argc, char **argv);     /* train mnist (mlp|cnn) */
 int cmd_plot(int argc, char **argv);      /* plot a training CSV log */
 int cmd_tape(int argc, char **argv);      /* print/draw/explain one step's tape */
+int cmd_export(int argc, char **argv);    /* a checkpoint's weights as safetensors */
 
 #endif

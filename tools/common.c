@@ -52,9 +52,26 @@ tg_stats stats_of(const double *samples, int n) {
 }
 
 int64_t peak_rss_bytes(void) {
+    /* VmHWM can be reset (peak_rss_reset); ru_maxrss cannot. */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        long long kib = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmHWM: %lld kB", &kib) == 1) break;
+        fclose(f);
+        if (kib >= 0) return (int64_t)kib * 1024;
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (int64_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+void peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f); /* Linux >= 4.0: reset the peak resident set size */
+    fclose(f);
 }
 
 /* ---------------------------------------------------------------- options */
@@ -248,4 +265,14 @@ void progress_line(progress *p, const char *fmt, ...) {
 void progress_done(progress *p) {
     if (p->shown && isatty(fileno(stderr))) fputs("\r\033[K", stderr);
     p->shown = false;
+}
+
+int check_memory(const char *cmd, const char *what, double bytes) {
+    size_t avail = tg_mem_available();
+    if (avail == SIZE_MAX || bytes <= (double)avail) return 0;
+    char need[32], have[32];
+    fprintf(stderr, "tapegrad %s: %s needs at least %s but only %s of memory is available "
+            "(MemAvailable); hint: a smaller --size or --batch\n", cmd, what,
+            fmt_bytes(bytes, need, sizeof need), fmt_bytes((double)avail, have, sizeof have));
+    return 1;
 }

@@ -22,6 +22,9 @@ tg_stats stats_of(const double *samples, int n);
 
 /* Resident set size high-water mark of this process, in bytes (0 if unknown). */
 int64_t peak_rss_bytes(void);
+/* Starts the high-water mark again from the current RSS (Linux; a no-op elsewhere), so
+ * that memory used and freed before a run does not count as the run's. */
+void peak_rss_reset(void);
 
 /* ---------------------------------------------------------------- options
  * A table of options for one subcommand. parse_options() fills the destinations and
@@ -88,5 +91,10 @@ void progress_line(progress *p, const char *fmt, ...)
 void progress_done(progress *p);
 
 double now_seconds(void); /* monotonic */
+
+/* Memory estimated before it is touched: 0 when `bytes` (a lower bound of what the run
+ * will hold) fit in tg_mem_available(); otherwise prints one line naming the command,
+ * `what`, the estimate and the available memory, and returns 1. */
+int check_memory(const char *cmd, const char *what, double bytes);
 
 #endif

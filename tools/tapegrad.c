@@ -21,6 +21,7 @@ static const command commands[] = {
     {"train", cmd_train, "train a model on MNIST (mlp or cnn) with checkpoints and logs"},
     {"plot", cmd_plot, "plot a training log (CSV) to PNG"},
     {"tape", cmd_tape, "show one training step's tape: table, Graphviz, explain"},
+    {"export", cmd_export, "a checkpoint's weights as a .safetensors file (for PyTorch)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -47,7 +48,8 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "tapegrad: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "tapegrad: unknown command '%s' (commands:", argv[1]);
+    for (size_t i = 0; i < NCOMMANDS; i++) fprintf(stderr, " %s", commands[i].name);
+    fprintf(stderr, "; see tapegrad --help)\n");
     return 2;
 }
