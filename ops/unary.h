@@ -12,9 +12,9 @@
 #include <string.h>
 
 #ifdef __CUDACC__
-#define TG_HD __host__ __device__ static inline
+#define TG_UNARY_FN __host__ __device__ static inline
 #else
-#define TG_HD static inline
+#define TG_UNARY_FN static inline
 #endif
 
 typedef enum unary_kind {
@@ -53,7 +53,7 @@ typedef struct unary_args {
  * for float, the classic Cephes set); then 2^n built in the exponent bits. n is rounded
  * by adding and subtracting 1.5 * 2^23 (floorf would block vectorisation). Results
  * below 2^-126 (x < -87.34) flush to 0; x > 88.72 gives inf; NaN stays NaN. */
-TG_HD float tg_expf(float x) {
+TG_UNARY_FN float tg_expf(float x) {
     const float lo = -87.33654f, hi = 88.72283f;
     float xc = x < lo ? lo : x > hi ? hi : x;
     xc = xc == xc ? xc : 0.0f; /* NaN: compute anything finite, replaced below */
@@ -80,7 +80,7 @@ TG_HD float tg_expf(float x) {
 /* tanh x within 2 ulp: for |x| < 0.4 its odd Taylor series to x^11 (the next term is
  * below 1e-7 relative there); beyond, 1 - 2/(e^2|x| + 1) with the sign of x, where the
  * subtraction no longer cancels badly. */
-TG_HD float tg_tanhf(float x) {
+TG_UNARY_FN float tg_tanhf(float x) {
     float ax = fabsf(x), x2 = x * x;
     float s = -1382.0f / 155925.0f;
     s = s * x2 + 62.0f / 2835.0f;
@@ -102,7 +102,7 @@ TG_HD float tg_tanhf(float x) {
  *             1 - erfc(z)/2 for x > 0.
  * e^(-x^2/2) is taken as e^(-xh^2/2) e^(-(x-xh)(x+xh)/2) with xh = x rounded to 7
  * fraction bits, so xh^2 is exact: rounding x^2 would cost x^2 * 6e-8 relative. */
-TG_HD float tg_normal_cdff(float x) {
+TG_UNARY_FN float tg_normal_cdff(float x) {
     float ax = fabsf(x), z = ax * TG_INV_SQRT2, z2 = z * z;
     float s = 1.0f / 75600.0f;
     s = s * z2 - 1.0f / 9360.0f;
@@ -132,9 +132,9 @@ TG_HD float tg_normal_cdff(float x) {
 }
 
 /* Stable for both signs: e^-x overflows to inf for very negative x, giving 0. */
-TG_HD float tg_sigmoidf(float x) { return 1.0f / (1.0f + tg_expf(-x)); }
+TG_UNARY_FN float tg_sigmoidf(float x) { return 1.0f / (1.0f + tg_expf(-x)); }
 
-TG_HD float tg_unary_value(unary_kind kind, float x, unary_args a) {
+TG_UNARY_FN float tg_unary_value(unary_kind kind, float x, unary_args a) {
     switch (kind) {
     case UNARY_ADD_SCALAR: return x + a.c;
     case UNARY_SCALE: return a.c * x;
@@ -158,7 +158,7 @@ TG_HD float tg_unary_value(unary_kind kind, float x, unary_args a) {
 }
 
 /* dy/dx at x (y = the forward's output there), the derivations in ops/unary.c. */
-TG_HD float tg_unary_derivative(unary_kind kind, float x, float y, unary_args a) {
+TG_UNARY_FN float tg_unary_derivative(unary_kind kind, float x, float y, unary_args a) {
     switch (kind) {
     case UNARY_ADD_SCALAR: return 1.0f;
     case UNARY_SCALE: return a.c;
