@@ -17,6 +17,9 @@
 #define TG_CUDA_H
 
 #include "../include/tapegrad.h"
+#include "../ops/broadcast.h"
+#include "../ops/elementwise.h"
+#include "../ops/unary.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -115,6 +118,25 @@ tg_status relu_backward_cuda(float *dinp, const float *dout, const float *out, i
 tg_status add_forward_cuda(float *out, const float *a, const float *b, int64_t n);
 /* dst[n] += src[n] (add's backward, reshape's backward). */
 tg_status accumulate_cuda(float *dst, const float *src, int64_t n);
+/* out (plan's output) = a op b through the plan's strides (ops/broadcast.h). */
+tg_status binary_forward_cuda(float *out, const float *a, const float *b, const tg_bcast *p,
+                              binary_kind kind);
+/* dst (plan's output) = or += term(g, y, o); p = tg_bcast_plan(out, out, o's shape). */
+tg_status binary_term_cuda(float *dst, bool accumulate, const float *g, const float *y,
+                           const float *o, const tg_bcast *p, binary_term term);
+/* dinp (k0, k1, k2) += scale * g (k0, r0, k1, r1, k2) summed over r0, r1 (a thread per
+ * kept element, or a block per kept element when few are kept; deterministic). */
+tg_status broadcast_reduce_cuda(float *dinp, const float *g, float scale,
+                                const tg_bcast_reduce *p);
+
+/* ---------------------------------------------------------------- unary.cu */
+
+/* out[n] = f(x[n]) (ops/unary.h's tg_unary_value). */
+tg_status unary_forward_cuda(float *out, const float *x, int64_t n, unary_kind kind,
+                             unary_args a);
+/* dx[n] += dout[n] * f'(x[n]) (tg_unary_derivative; x the input, y the output). */
+tg_status unary_backward_cuda(float *dx, const float *dout, const float *x, const float *y,
+                              int64_t n, unary_kind kind, unary_args a);
 
 /* ---------------------------------------------------------------- linear.cu */
 

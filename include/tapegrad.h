@@ -348,8 +348,35 @@ tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tenso
  * the gradient there is dy (0 only where x <= 0, or x >= 6 for relu6). */
 tg_tensor *tg_relu(tg_ctx *ctx, tg_tensor *x);
 tg_tensor *tg_relu6(tg_ctx *ctx, tg_tensor *x);
-/* a + b, same shapes (residual connections). */
+/* ---- issue 12 part A: elementwise and activations (ops/elementwise.c, ops/unary.c) ----
+ * Binary ops broadcast as NumPy/PyTorch: shapes aligned at the last dim, each pair of
+ * dims equal or one of them 1 (missing leading dims count as 1), up to 4-D; the result
+ * takes the larger of each pair. The gradient of a broadcast input is summed over the
+ * dims it was broadcast along. Same shapes (residual adds) take a plain loop. */
 tg_tensor *tg_add(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_sub(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_mul(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_div(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* Element-wise functions of one tensor; y has x's shape. A NaN constant is refused. */
+tg_tensor *tg_add_scalar(tg_ctx *ctx, tg_tensor *x, float c); /* x + c */
+tg_tensor *tg_scale(tg_ctx *ctx, tg_tensor *x, float c);      /* c * x */
+tg_tensor *tg_neg(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_exp(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_log(tg_ctx *ctx, tg_tensor *x);                 /* natural log; NaN below 0 */
+tg_tensor *tg_sqrt(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_pow(tg_ctx *ctx, tg_tensor *x, float p);        /* x^p, constant p (powf) */
+tg_tensor *tg_tanh(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_sigmoid(tg_ctx *ctx, tg_tensor *x);
+/* x Phi(x) (erf form, PyTorch's default) or, with tanh_approx, PyTorch's
+ * approximate='tanh': x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+tg_tensor *tg_gelu(tg_ctx *ctx, tg_tensor *x, bool tanh_approx);
+tg_tensor *tg_silu(tg_ctx *ctx, tg_tensor *x);                /* x sigmoid(x) */
+/* x > 0 ? x : negative_slope x (PyTorch's default slope is 0.01). */
+tg_tensor *tg_leaky_relu(tg_ctx *ctx, tg_tensor *x, float negative_slope);
+/* min(max(x, lo), hi); lo <= hi (use -INFINITY/INFINITY for one-sided). The gradient
+ * passes where lo <= x <= hi, bounds included, as PyTorch. */
+tg_tensor *tg_clamp(tg_ctx *ctx, tg_tensor *x, float lo, float hi);
+/* ---- end of issue 12 part A ---- */
 /* A view with another shape of the same numel; one dim may be -1 (inferred). */
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
 /* (N, ...) -> (N, rest). */

@@ -1614,6 +1614,115 @@ static TCase *issue15b_huge_tcase(void) {
     return tc;
 }
 
+/* ---------------------------------------------------------------- issue 12 part A:
+ * broadcasting binary ops and the unary functions (ops/elementwise.c, ops/unary.c).
+ * Broadcast gradients are sums (TOL_SUM); the unary functions share ops/unary.h's math
+ * with the CPU but the device contracts multiply-adds into FMAs and has its own
+ * logf/powf, a few ulps apart (TOL_SUM too). */
+
+typedef struct binary_cfg {
+    int op; /* 0 add, 1 sub, 2 mul, 3 div */
+} binary_cfg;
+
+static tg_tensor *run_binary(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    tg_tensor *a = in[0], *b = in[1] ? in[1] : in[0]; /* absent b: x op x */
+    switch (((const binary_cfg *)u)->op) {
+    case 0: return tg_add(ctx, a, b);
+    case 1: return tg_sub(ctx, a, b);
+    case 2: return tg_mul(ctx, a, b);
+    default: return tg_div(ctx, a, b);
+    }
+}
+
+START_TEST(broadcast_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape pairs[][2] = {
+        {tg_shape4(3, 5, 7, 9), tg_shape4(3, 5, 7, 9)},
+        {tg_shape3(64, 33, 48), tg_shape1(48)},        /* bias along the last dim */
+        {tg_shape4(2, 1, 7, 1), tg_shape3(5, 1, 9)},   /* both broadcast, rank difference */
+        {tg_shape2(300, 700), tg_shape0()},            /* scalar: block-per-element reduce */
+        {tg_shape0(), tg_shape2(30, 7)},
+        {tg_shape4(4, 16, 32, 32), tg_shape4(1, 16, 1, 1)}, /* per channel */
+    };
+    static const binary_cfg ops[4] = {{0}, {1}, {2}, {3}};
+    static const char *const names[4] = {"add", "sub", "mul", "div"};
+    char what[96], sa[40], sb[40];
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++)
+        for (int op = 0; op < 4; op++) {
+            op_case c = {.ninputs = 2,
+                         .shape = {pairs[k][0], pairs[k][1]},
+                         .grad = {true, true},
+                         .lo = op == 3 ? 0.5f : -1.0f,
+                         .hi = op == 3 ? 1.5f : 1.0f,
+                         .run = run_binary,
+                         .user = &ops[op],
+                         .tol = TOL_SUM};
+            snprintf(what, sizeof what, "%s %s %s", names[op],
+                     tg_shape_str(pairs[k][0], sa, sizeof sa),
+                     tg_shape_str(pairs[k][1], sb, sizeof sb));
+            check_case(cpu, gpu, what, &c, 200 + 10 * k + (uint64_t)op);
+            c.grad[0] = false; /* only the broadcast operand needs a gradient */
+            check_case(cpu, gpu, what, &c, 300 + 10 * k + (uint64_t)op);
+        }
+    for (int op = 0; op < 4; op++) { /* one tensor as both operands */
+        op_case c = {.ninputs = 2, .shape = {tg_shape3(5, 7, 9), ABSENT}, .grad = {true, false},
+                     .lo = 0.5f, .hi = 1.5f, .run = run_binary, .user = &ops[op],
+                     .tol = TOL_EXACT};
+        snprintf(what, sizeof what, "%s(x, x)", names[op]);
+        check_case(cpu, gpu, what, &c, 400 + (uint64_t)op);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+typedef struct unary_cfg {
+    const char *name;
+    int fn;
+    float c, lo, hi; /* constant; input range */
+} unary_cfg;
+
+static tg_tensor *run_unary(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const unary_cfg *c = u;
+    switch (c->fn) {
+    case 0: return tg_add_scalar(ctx, in[0], c->c);
+    case 1: return tg_scale(ctx, in[0], c->c);
+    case 2: return tg_neg(ctx, in[0]);
+    case 3: return tg_exp(ctx, in[0]);
+    case 4: return tg_log(ctx, in[0]);
+    case 5: return tg_sqrt(ctx, in[0]);
+    case 6: return tg_pow(ctx, in[0], c->c);
+    case 7: return tg_tanh(ctx, in[0]);
+    case 8: return tg_sigmoid(ctx, in[0]);
+    case 9: return tg_gelu(ctx, in[0], false);
+    case 10: return tg_gelu(ctx, in[0], true);
+    case 11: return tg_silu(ctx, in[0]);
+    case 12: return tg_leaky_relu(ctx, in[0], c->c);
+    default: return tg_clamp(ctx, in[0], -0.5f, 1.0f);
+    }
+}
+
+START_TEST(unary_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    static const unary_cfg cfgs[] = {
+        {"add_scalar", 0, 0.75f, -4, 4}, {"scale", 1, -1.5f, -4, 4},  {"neg", 2, 0, -4, 4},
+        {"exp", 3, 0, -6, 6},            {"log", 4, 0, 0.05f, 5},     {"sqrt", 5, 0, 0.05f, 5},
+        {"pow 2", 6, 2, -3, 3},          {"pow -1.5", 6, -1.5f, 0.3f, 3}, {"pow 0", 6, 0, -3, 3},
+        {"tanh", 7, 0, -6, 6},           {"sigmoid", 8, 0, -30, 30},  {"gelu", 9, 0, -6, 6},
+        {"gelu tanh", 10, 0, -6, 6},     {"silu", 11, 0, -8, 8},      {"leaky_relu", 12, 0.01f, -4, 4},
+        {"clamp", 13, 0, -2, 2},
+    };
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        op_case c = unary(tg_shape4(3, 5, 7, 9), run_unary, &cfgs[k], cfgs[k].lo, cfgs[k].hi,
+                          TOL_SUM);
+        check_case(cpu, gpu, cfgs[k].name, &c, 500 + k);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+/* ---------------------------------------------------------------- end of part A */
+
 static Suite *cuda_suite(void) {
     Suite *s = suite_create("cuda");
     TCase *tc = tg_test_case("cpu_vs_cuda");
@@ -1623,6 +1732,8 @@ static Suite *cuda_suite(void) {
     tcase_add_test(tc, conv2d_cuda_small_tiles);
 #endif
     tcase_add_test(tc, elementwise_ops);
+    tcase_add_test(tc, broadcast_ops); /* issue 12 part A */
+    tcase_add_test(tc, unary_ops);     /* issue 12 part A */
     tcase_add_test(tc, linear_op);
     tcase_add_test(tc, matmul_op);
     tcase_add_test(tc, layout_ops);
