@@ -364,6 +364,7 @@ typedef struct conv2d_params {
     conv2d_geom geom;
     bool is1d;
     bool winograd; /* TG_CONV_ALGO_WINOGRAD on a supported geometry, CPU */
+    bool autochosen; /* TG_CONV_ALGO_AUTO timed the two paths and chose `winograd` */
 } conv2d_params;
 
 /* The Winograd path (ops/conv2d_winograd.c), for records that chose it. */
@@ -507,13 +508,14 @@ static void conv2d_describe(const tg_record *rec, char *buf, size_t size) {
     if (p->is1d) snprintf(kernel, sizeof kernel, "k%lld", (long long)g->KW);
     else snprintf(kernel, sizeof kernel, "%lldx%lld", (long long)g->KH, (long long)g->KW);
     if (s > 1) snprintf(extra, sizeof extra, " s%d", s);
+    const char *by = p->autochosen ? "auto: " : "";
     if (p->winograd) {
-        snprintf(buf, size, "winograd %s", kernel);
+        snprintf(buf, size, "%swinograd %s", by, kernel);
         return;
     }
     if (path == CONV2D_GROUPED)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " g%d", g->groups);
-    snprintf(buf, size, "%s %s%s", conv2d_path_name(path), kernel, extra);
+    snprintf(buf, size, "%s%s %s%s", by, conv2d_path_name(path), kernel, extra);
 }
 
 /* Explain mode: what this record's backward computes, for the path it took. */
@@ -561,6 +563,62 @@ static const tg_op conv1d_op = {
     .describe = conv2d_describe,
     .explain = conv2d_explain,
 };
+
+/* ---------------------------------------------------------------- TG_CONV_ALGO_AUTO */
+
+/* Forwards cheaper than this many FLOPs get one untimed warm-up run each before the timed
+ * one (caches, page faults of the scratch); dearer ones are timed on their first run, where
+ * the one-off costs are small beside the arithmetic. */
+#define CONV2D_AUTO_WARMUP_FLOPS 2e9
+
+static bool choice_is(const tg_conv_choice *c, const conv2d_geom *g, bool bias) {
+    return c->n == g->N && c->c_in == g->C_in && c->h == g->H && c->w == g->W &&
+           c->c_out == g->C_out && c->pad_h == g->pad_h && c->pad_w == g->pad_w &&
+           c->bias == bias;
+}
+
+/* For a geometry Winograd supports (3x3, stride 1, dilation 1, groups 1, so the key below
+ * is the whole geometry): 1 for Winograd, 0 for im2col + SGEMM, -1 on failure (message
+ * recorded). The first call per geometry times both forwards on the live operands
+ * x (N, C_in, H, W), w (C_out, C_in, 3, 3), b (C_out) or NULL into arena scratch that is
+ * rewound afterwards, and records the faster in the context's table. */
+static int conv2d_auto_choose(tg_ctx *ctx, const conv2d_geom *g, const float *x,
+                              const float *w, const float *b) {
+    for (int i = 0; i < ctx->nconv_choices; i++)
+        if (choice_is(&ctx->conv_choices[i], g, b != NULL))
+            return ctx->conv_choices[i].winograd ? 1 : 0;
+    tg_threads_apply(); /* time with the thread count the op will run with */
+    size_t out_floats = (size_t)(g->N * g->C_out * g->OH * g->OW);
+    size_t ws_gemm = conv2d_workspace_floats(g, 0);
+    size_t ws_wino = conv2d_winograd_workspace_floats(g, false, 0);
+    size_t ws_floats = ws_gemm > ws_wino ? ws_gemm : ws_wino;
+    tg_arena_mark mark = tg_arena_get_mark(&ctx->arena);
+    float *out = tg_ctx_scratch(ctx, out_floats * sizeof(float));
+    float *ws = out ? tg_ctx_scratch(ctx, ws_floats * sizeof(float)) : NULL;
+    if (!ws) {
+        tg_arena_rewind(&ctx->arena, mark);
+        return -1;
+    }
+    double flops = 2.0 * (double)out_floats * (double)(g->C_in * 9);
+    double secs[2] = {0, 0};
+    for (int pass = flops < CONV2D_AUTO_WARMUP_FLOPS ? 0 : 1; pass < 2; pass++) {
+        for (int a = 0; a < 2; a++) {
+            double t0 = tg_now();
+            if (a) conv2d_winograd_forward_cpu(out, x, w, b, g, ws, 0);
+            else conv2d_gemm_forward_cpu(out, x, w, b, g, ws, conv2d_default_tile_cols(g));
+            secs[a] = tg_now() - t0;
+        }
+    }
+    tg_arena_rewind(&ctx->arena, mark);
+    tg_conv_choice *c = &ctx->conv_choices[ctx->next_conv_choice];
+    *c = (tg_conv_choice){.n = g->N, .c_in = g->C_in, .h = g->H, .w = g->W, .c_out = g->C_out,
+                          .pad_h = g->pad_h, .pad_w = g->pad_w, .bias = b != NULL,
+                          .winograd = secs[1] < secs[0], .gemm_seconds = secs[0],
+                          .winograd_seconds = secs[1]};
+    ctx->next_conv_choice = (ctx->next_conv_choice + 1) % TG_CTX_CONV_CHOICES;
+    if (ctx->nconv_choices < TG_CTX_CONV_CHOICES) ctx->nconv_choices++;
+    return c->winograd ? 1 : 0;
+}
 
 /* ---------------------------------------------------------------- entry points */
 
@@ -682,8 +740,21 @@ static tg_tensor *conv_apply(const char *name, const tg_op *op, tg_ctx *ctx, tg_
     conv2d_params p = {.is1d = is1d};
     if (!conv_check(name, x, weight, bias, opts, is1d, &p.geom)) return NULL;
     const conv2d_geom *g = &p.geom;
-    p.winograd = ctx->conv_algo == TG_CONV_ALGO_WINOGRAD && ctx->device == TG_DEVICE_CPU &&
-                 !is1d && conv2d_winograd_supported(g);
+    if (ctx->device == TG_DEVICE_CPU && !is1d && conv2d_winograd_supported(g)) {
+        if (ctx->conv_algo == TG_CONV_ALGO_WINOGRAD) {
+            p.winograd = true;
+        } else if (ctx->conv_algo == TG_CONV_ALGO_AUTO) {
+            /* The timing reads the operands: the checks tg_op_apply makes, made first. */
+            tg_tensor *inputs[3] = {x, weight, bias};
+            if (!tg_check_same_device(name, ctx, inputs, 3) ||
+                !tg_ctx_check_inputs(ctx, name, inputs, 3))
+                return NULL;
+            int c = conv2d_auto_choose(ctx, g, x->data, weight->data, bias ? bias->data : NULL);
+            if (c < 0) return NULL;
+            p.winograd = c == 1;
+            p.autochosen = true;
+        }
+    }
     tg_shape out = is1d ? tg_shape3(g->N, g->C_out, g->OW)
                         : tg_shape4(g->N, g->C_out, g->OH, g->OW);
     tg_tensor *inputs[3] = {x, weight, bias};
