@@ -234,10 +234,11 @@ bool tg_is_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }
 
 tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
     if (tg_check_not_null("tg_ctx_set_conv_algo", "ctx", ctx)) return tg_error();
-    if (algo != TG_CONV_ALGO_GEMM && algo != TG_CONV_ALGO_WINOGRAD) {
+    if (algo != TG_CONV_ALGO_GEMM && algo != TG_CONV_ALGO_WINOGRAD &&
+        algo != TG_CONV_ALGO_AUTO) {
         tg_fail(TG_ERR_ARG, "tg_ctx_set_conv_algo: argument 'algo' = %d is not a "
-                "tg_conv_algo; hint: TG_CONV_ALGO_GEMM (0) or TG_CONV_ALGO_WINOGRAD (1)",
-                (int)algo);
+                "tg_conv_algo; hint: TG_CONV_ALGO_GEMM (0), TG_CONV_ALGO_WINOGRAD (1) or "
+                "TG_CONV_ALGO_AUTO (2)", (int)algo);
         return tg_error();
     }
     ctx->conv_algo = algo;
@@ -246,6 +247,15 @@ tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
 
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx) {
     return ctx ? ctx->conv_algo : TG_CONV_ALGO_GEMM;
+}
+
+/* The table is a ring once full: rows [next, n) are older than [0, next). */
+int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows) {
+    if (!ctx) return 0;
+    int n = ctx->nconv_choices, first = n == TG_CTX_CONV_CHOICES ? ctx->next_conv_choice : 0;
+    for (int i = 0; rows && i < n && i < max_rows; i++)
+        rows[i] = ctx->conv_choices[(first + i) % TG_CTX_CONV_CHOICES];
+    return n;
 }
 
 /* The generator ops draw from (dropout). A training loop saves *tg_ctx_rng(ctx) in its

@@ -107,6 +107,7 @@ void tg_arena_rewind(tg_arena *a, tg_arena_mark mark);
 struct tg_record;
 
 #define TG_FREE_GRADS 32
+#define TG_CTX_CONV_CHOICES 64
 
 typedef struct tg_tape {
     struct tg_record *records;
@@ -124,6 +125,10 @@ struct tg_ctx {
     bool grad_enabled;
     bool sync_timing; /* tg_ctx_set_sync_timing */
     tg_conv_algo conv_algo; /* tg_ctx_set_conv_algo */
+    /* TG_CONV_ALGO_AUTO's choices, one per geometry, kept across tg_step_end (ops/
+     * conv2d.c fills them; tg_ctx_conv_choices lists them). Full: the oldest is replaced. */
+    tg_conv_choice conv_choices[TG_CTX_CONV_CHOICES];
+    int nconv_choices, next_conv_choice;
     tg_rng rng;             /* tg_ctx_rng: randomness inside ops (dropout masks) */
     int next_id;
     uint32_t serial;     /* unique per context (tape ownership checks) */

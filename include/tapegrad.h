@@ -298,8 +298,9 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
 /* ---------------------------------------------------------------- ops */
 
 /* How dense 3x3 convolutions are computed on the CPU (tg_ctx_set_conv_algo).
- *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution (the default): the
- *                          same arithmetic as the definition, fp32 rounding only.
+ *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution (the library's
+ *                          default): the same arithmetic as the definition, fp32 rounding
+ *                          only.
  *   TG_CONV_ALGO_WINOGRAD  Winograd F(4x4, 3x3) for convolutions with a 3x3 kernel, stride
  *                          1, dilation 1, groups 1 and padding 0..2 (forward, dx and dW):
  *                          4x fewer multiplies, larger rounding error (about 5e-6 of the
@@ -307,15 +308,50 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  *                          bounds it). Other geometries, and the CUDA backend, keep
  *                          their usual kernels; the profile's detail column says which
  *                          ran ("winograd 3x3").
- * The choice is taken when the op is recorded; its backward uses the same algorithm. */
+ *   TG_CONV_ALGO_AUTO      per geometry the faster of the two, as cuDNN's benchmark mode:
+ *                          the first time the context records a convolution that Winograd
+ *                          supports (CPU), both forwards run on the live operands into
+ *                          scratch (after one untimed warm-up each when a forward is
+ *                          cheap, under ~2 GFLOP) and the faster is kept in a small table
+ *                          in the context, keyed by the full geometry (batch, channels,
+ *                          size, padding, bias). The table survives tg_step_end, so each
+ *                          geometry is timed once per context; the profile's detail says
+ *                          "auto: winograd 3x3" or "auto: dense 3x3". The `tapegrad`
+ *                          commands train, mobilenet and the examples use it.
+ * The choice is taken when the op is recorded; its backward uses the same algorithm.
+ *
+ * Why GEMM stays the library's default: a timing decides AUTO's choice, so two processes
+ * may choose differently and round differently (cuDNN's benchmark mode has the same
+ * property). A program that needs the same bits run to run (bit-exact checkpoint resume
+ * in a new process, golden tests with GEMM-level tolerances) must pin GEMM or WINOGRAD;
+ * `tapegrad train --resume` says so and `--conv gemm` makes a resume byte-identical.
+ * Within one context AUTO is deterministic: a geometry keeps its first choice
+ * (tg_ctx_conv_choices lists them). */
 typedef enum tg_conv_algo {
     TG_CONV_ALGO_GEMM = 0,
     TG_CONV_ALGO_WINOGRAD = 1,
+    TG_CONV_ALGO_AUTO = 2,
 } tg_conv_algo;
 /* Sets the algorithm for the convolutions recorded on ctx from now on. An unknown value is
- * refused (TG_ERR_ARG) and the setting stays as it was. */
+ * refused (TG_ERR_ARG) and the setting stays as it was. Choices AUTO already made are kept
+ * (setting AUTO again does not re-time them). */
 tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo);
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx);
+
+/* ---- issue 14 (timing14b): what TG_CONV_ALGO_AUTO chose */
+/* One geometry AUTO timed: x (n, c_in, h, w) with a (c_out, c_in, 3, 3) weight. */
+typedef struct tg_conv_choice {
+    int64_t n, c_in, h, w, c_out;
+    int pad_h, pad_w;
+    bool bias;
+    bool winograd;                  /* the choice: Winograd (true) or im2col + SGEMM */
+    double gemm_seconds, winograd_seconds; /* the timed forwards that decided it */
+} tg_conv_choice;
+/* Copies up to max_rows of ctx's choices (oldest first) into rows (may be NULL when
+ * max_rows is 0) and returns how many the context holds (at most 64; beyond that the
+ * oldest is replaced and timed again on its next use). */
+int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows);
+/* ---- end issue 14 (timing14b) */
 
 typedef struct tg_conv2d_opts {
     int stride_h, stride_w;     /* 0 means 1 */

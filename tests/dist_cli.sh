@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/dist_cli.sh — `tapegrad train mnist --dist` under mpirun (2 ranks, this host):
 #   1. two epochs in one go and one epoch + a resume to two end in byte-identical
-#      checkpoints (rank 0 writes after a barrier, every rank loads);
+#      checkpoints (rank 0 writes after a barrier, every rank loads); with --conv gemm,
+#      as --conv auto times the convolutions afresh in every process;
 #   2. resuming that checkpoint with 3 ranks, or without --dist, is refused (exit 1, the
 #      message names the world size);
 #   3. a rank killed mid-run (SIGKILL) ends the whole job with a non-zero status within a
@@ -17,7 +18,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 run() { "$mpirun" --oversubscribe --allow-run-as-root --bind-to none "$@"; }
 fail() { echo "dist_cli.sh: $*" >&2; exit 1; }
-common="--data $data --batch 50 --threads 1 --quiet"
+common="--data $data --batch 50 --threads 1 --quiet --conv gemm"
 
 # 1. resume under MPI is byte-identical to an uninterrupted run
 run -np 2 "$tapegrad" train mnist --dist $common --epochs 2 --checkpoint "$dir/full.ckpt" \

@@ -29,8 +29,9 @@ static void usage(FILE *f) {
         "                    SGD lr 1e-3 momentum 0.9) instead of eval-mode forwards\n"
         "  --size N          input N x N (default 224)\n"
         "  --device cpu|cuda (default cpu)\n"
-        "  --conv gemm|winograd  3x3 stride-1 dense convs (--groups 1): im2col + SGEMM\n"
-        "                    (default) or Winograd F(4x4, 3x3) (CPU)\n"
+        "  --conv gemm|winograd|auto  3x3 stride-1 dense convs (--groups 1): im2col +\n"
+        "                    SGEMM, Winograd F(4x4, 3x3) (CPU), or auto (default): per\n"
+        "                    layer shape the faster of the two, timed on first use\n"
         "  --steps N, --warmup N   timed and untimed passes (default 10 and 2)\n"
         "  --threads N       CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --seed N          parameters and input (default 0)\n"
@@ -41,7 +42,7 @@ static void usage(FILE *f) {
 }
 
 int cmd_mobilenet(int argc, char **argv) {
-    const char *device = "cpu", *groups_arg = "dw", *conv = "gemm";
+    const char *device = "cpu", *groups_arg = "dw", *conv = "auto";
     int batch = 1, size = 224, steps = 10, warmup = 2, threads = 0;
     uint64_t seed = 0;
     bool train = false, profile = false, json = false, check_finite = false, help;

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 typedef struct train_args {
-    const char *model, *optim, *device, *data, *checkpoint, *resume, *log, *init_from;
+    const char *model, *optim, *device, *data, *checkpoint, *resume, *log, *init_from, *conv;
     int epochs, batch, threads;
     double lr, lr_decay;
     uint64_t seed;
@@ -56,6 +56,11 @@ static void usage(FILE *f) {
         "  --seed N               initialisation and shuffling (default 1)\n"
         "  --device cpu|cuda      (default cpu)\n"
         "  --threads N            CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --conv gemm|winograd|auto  3x3 convs: im2col + SGEMM, Winograd F(4x4, 3x3), or\n"
+        "                         auto (default): per layer shape the faster of the two,\n"
+        "                         timed on first use. A timed choice can differ between\n"
+        "                         processes: for a byte-identical --resume use gemm (or\n"
+        "                         winograd) in both runs\n"
         "  --data DIR             train-/t10k- IDX files, raw or .gz (default ./data/mnist;\n"
         "                         tools/fetch_mnist.sh writes them there)\n"
         "  --checkpoint PATH      save model, optimizer and position after every epoch\n"
@@ -81,7 +86,7 @@ static bool one_of(const char *v, const char *a, const char *b) {
 static int parse_args(int argc, char **argv, train_args *a) {
     *a = (train_args){.model = "cnn", .optim = "adam", .device = "cpu",
                       .data = "data/mnist", .epochs = 3, .batch = 64, .seed = 1,
-                      .lr_decay = 0.3};
+                      .lr_decay = 0.3, .conv = "auto"};
     if (argc < 2) {
         fprintf(stderr, "tapegrad train: which dataset? (only 'mnist'); see tapegrad train "
                 "--help\n");
@@ -118,6 +123,8 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(o, "--optim") && one_of(v, "sgd", "adam")) a->optim = v;
         else if (!strcmp(o, "--device") && one_of(v, "cpu", "cuda")) a->device = v;
         else if (!strcmp(o, "--data")) a->data = v;
+        else if (!strcmp(o, "--conv") && (!strcmp(v, "auto") || one_of(v, "gemm", "winograd")))
+            a->conv = v;
         else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
         else if (!strcmp(o, "--resume")) a->resume = v;
         else if (!strcmp(o, "--init-from")) a->init_from = v;
@@ -292,6 +299,7 @@ static int train(const train_args *arg, tg_dist *d) {
     logits_host = malloc((size_t)(a->batch > 500 ? a->batch : 500) * 10 * sizeof(float));
     if (!opt || !ld || !ctx || !logits_host) goto fail;
     tg_ctx_set_anomaly(ctx, a->check_finite);
+    if (tg_ctx_set_conv_algo(ctx, conv_algo_named(a->conv))) goto fail;
     /* A world of 1 makes these no-ops. */
     if (tg_dist_broadcast_params(d, tg_model_params(m)) ||
         tg_dist_attach(d, ctx, tg_model_params(m), tg_dist_opts_default()) ||
@@ -315,6 +323,10 @@ static int train(const train_args *arg, tg_dist *d) {
         if (rank == 0)
             fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
                     (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
+        if (rank == 0 && !strcmp(a->model, "cnn") && !strcmp(a->conv, "auto"))
+            fprintf(human, "note: --conv auto times the convolutions afresh in this process, "
+                    "so the resumed run matches an uninterrupted one bit for bit only with "
+                    "--conv gemm (or winograd) in both\n");
         if (rank == 0 && state.epoch >= a->epochs)
             fprintf(human, "nothing to do: the checkpoint has %lld epochs, --epochs is %d\n",
                     (long long)state.epoch, a->epochs);
@@ -325,11 +337,11 @@ static int train(const train_args *arg, tg_dist *d) {
     }
     if (!a->quiet)
         fprintf(human, "%s, %lld parameters, %s lr %g (x %g per epoch), batch %d, %lld "
-                "train / %lld held-out examples, %d thread%s\n", tg_model_name(m),
+                "train / %lld held-out examples, %d thread%s, conv %s\n", tg_model_name(m),
                 (long long)tg_params_numel(tg_model_params(m)), a->optim, base_lr,
                 a->lr_decay, a->batch, (long long)tg_dataset_size(train_set),
                 (long long)tg_dataset_size(test_set), tg_get_num_threads(),
-                tg_get_num_threads() == 1 ? "" : "s");
+                tg_get_num_threads() == 1 ? "" : "s", a->conv);
     if (!a->quiet && world > 1)
         fprintf(human, "data parallel: %d ranks, global batch %d, about %d per rank\n", world,
                 a->batch, a->batch / world);

@@ -87,9 +87,10 @@ static void list_choices(FILE *f, const char *const *choices) {
         fprintf(f, "%s%s", i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
 }
 
-const char *const conv_algo_choices[] = {"gemm", "winograd", NULL};
+const char *const conv_algo_choices[] = {"gemm", "winograd", "auto", NULL};
 
 tg_conv_algo conv_algo_named(const char *name) {
+    if (!strcmp(name, "auto")) return TG_CONV_ALGO_AUTO;
     return strcmp(name, "winograd") ? TG_CONV_ALGO_GEMM : TG_CONV_ALGO_WINOGRAD;
 }
 

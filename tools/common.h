@@ -46,7 +46,7 @@ typedef struct tool_opt {
     const char *const *choices;  /* OPT_CHOICE */
 } tool_opt;
 
-/* --conv gemm|winograd: the choices and the algorithm a choice names. */
+/* --conv gemm|winograd|auto: the choices and the algorithm a choice names. */
 extern const char *const conv_algo_choices[];
 tg_conv_algo conv_algo_named(const char *name);
 
