@@ -49,8 +49,19 @@ static tg_status eval_projected(tg_ctx *ctx, tg_graph_fn fn, void *user,
 tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
                        int ninputs, double eps, double atol, double rtol,
                        int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result) {
-    if (!ctx || !fn || !inputs || !result)
-        return tg_fail(TG_ERR_ARG, "tg_gradcheck: ctx, fn, inputs and result are required");
+    const char *missing = !ctx ? "ctx" : !fn ? "fn" : !inputs ? "inputs" : !result ? "result"
+                                                                               : NULL;
+    if (missing)
+        return tg_fail(TG_ERR_ARG, "tg_gradcheck: argument '%s' is NULL", missing);
+    if (ninputs < 0 || ninputs > 1024)
+        return tg_fail(TG_ERR_ARG, "tg_gradcheck: argument 'ninputs' is %d; valid range: 0 to "
+                       "1024 (the length of 'inputs')", ninputs);
+    if (!(eps > 0) || !isfinite(eps))
+        return tg_fail(TG_ERR_ARG, "tg_gradcheck: argument 'eps' is %g; it must be finite and "
+                       "> 0 (a step of 0 compares nothing); hint: 1e-3 for float32", eps);
+    if (!(atol >= 0) || !(rtol >= 0) || !isfinite(atol) || !isfinite(rtol))
+        return tg_fail(TG_ERR_ARG, "tg_gradcheck: tolerances atol %g and rtol %g must be finite "
+                       "and >= 0", atol, rtol);
     if (ctx->device != TG_DEVICE_CPU)
         return tg_fail(TG_ERR_UNSUPPORTED, "tg_gradcheck: runs on CPU contexts only");
     memset(result, 0, sizeof *result);
@@ -118,11 +129,16 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
             double abs_err = fabs(analytic - numeric);
             double denom = fmax(fmax(fabs(analytic), fabs(numeric)), 1e-3);
             result->checked++;
-            if (abs_err > result->max_abs_err) result->max_abs_err = abs_err;
-            if (abs_err / denom > result->max_rel_err) result->max_rel_err = abs_err / denom;
-            bool bad = abs_err > atol + rtol * fabs(numeric);
+            /* A NaN error is kept once seen (it is the worst there is). */
+            if (!isnan(result->max_abs_err) && !(abs_err <= result->max_abs_err))
+                result->max_abs_err = abs_err;
+            if (!isnan(result->max_rel_err) && !(abs_err / denom <= result->max_rel_err))
+                result->max_rel_err = abs_err / denom;
+            /* Written so that a NaN anywhere (analytic, numeric) FAILS the element. */
+            bool bad = !(abs_err <= atol + rtol * fabs(numeric));
             if (bad) result->failed++;
             double score = abs_err / (atol + rtol * fabs(numeric));
+            if (isnan(score) || (bad && !(score > 1))) score = INFINITY;
             if (score > worst) {
                 worst = score;
                 snprintf(result->worst, sizeof result->worst,
@@ -152,8 +168,13 @@ done:
 tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, void *user,
                                  double eps, uint64_t seed, double *analytic,
                                  double *numeric) {
-    if (!ctx || !ps || !fn || !analytic || !numeric)
-        return tg_fail(TG_ERR_ARG, "tg_gradcheck_direction: arguments are required");
+    const char *missing = !ctx ? "ctx" : !ps ? "ps" : !fn ? "fn" : !analytic ? "analytic"
+                          : !numeric ? "numeric" : NULL;
+    if (missing)
+        return tg_fail(TG_ERR_ARG, "tg_gradcheck_direction: argument '%s' is NULL", missing);
+    if (!(eps > 0) || !isfinite(eps))
+        return tg_fail(TG_ERR_ARG, "tg_gradcheck_direction: argument 'eps' is %g; it must be "
+                       "finite and > 0", eps);
     if (ctx->device != TG_DEVICE_CPU || tg_params_device(ps) != TG_DEVICE_CPU)
         return tg_fail(TG_ERR_UNSUPPORTED, "tg_gradcheck_direction: runs on the CPU only");
     int64_t n = tg_params_flat_numel(ps);

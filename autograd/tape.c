@@ -3,6 +3,9 @@
  * (table, Graphviz DOT, explain mode). The contract is in tape.h.
  */
 #include "tape.h"
+#include "anomaly.h"
+
+#include "../core/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -110,6 +113,9 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
         return NULL;
     }
     if (!tg_check_same_device(op->name, ctx, inputs, ninputs)) return NULL;
+    tg_threads_apply();
+    if (!tg_ctx_check_inputs(ctx, op->name, inputs, ninputs)) return NULL;
+    if (!tg_shape_check(op->name, "output", out_shape, NULL, NULL)) return NULL;
     tg_forward_fn forward = op->forward[ctx->device];
     if (!forward) {
         tg_fail(TG_ERR_UNSUPPORTED, "%s has no %s forward", op->name,
@@ -158,6 +164,8 @@ tg_tensor *tg_op_apply(tg_ctx *ctx, const tg_op *op, tg_tensor *const *inputs, i
         tg_fail(st, "%s: forward failed", op->name);
         return NULL;
     }
+    if (ctx->anomaly && tg_anomaly_forward(ctx, rec, needs_grad ? ctx->tape.len - 1 : -1))
+        return NULL;
     return out;
 }
 
@@ -255,6 +263,8 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     if (out->device != ctx->device)
         return tg_fail(TG_ERR_ARG, "tg_backward: the loss is on another device than ctx");
+    if (!tg_ctx_check_owned(ctx, "tg_backward", "the loss", out, true)) return tg_error();
+    tg_threads_apply();
     tg_status st = tg_ctx_ensure_grad(ctx, out);
     if (st) return st;
     /* Seed: dL/dout += dout. The seed is on the host for scalars, device otherwise. */
@@ -275,6 +285,7 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     }
     ctx->tape.consumed = true;
     FILE *ex = ctx->tape.explain;
+    if (ctx->dist) tg_dist_backward_hook(ctx->dist, TG_DIST_BACKWARD_BEGIN);
     for (int r = ctx->tape.len - 1; r >= 0; r--) {
         tg_record *rec = &ctx->tape.records[r];
         if (!rec->out->grad) continue; /* no gradient reached this op's output */
@@ -311,11 +322,15 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         rec->bwd_seconds = t1;
         if (st == TG_OK) st = cs;
         if (st != TG_OK) return tg_fail(st, "%s: backward failed", rec->op->name);
+        if (ctx->anomaly && (st = tg_anomaly_backward(ctx, rec, r, dinputs))) return st;
         /* Every consumer of rec->out was recorded after rec and has run: its gradient
          * is complete and no longer needed. Only leaves keep theirs (as in PyTorch). */
         tg_ctx_release_grad(ctx, rec->out);
+        /* Parameters whose last contribution this was are final: start their bucket. */
+        if (ctx->dist) tg_dist_backward_hook(ctx->dist, r);
     }
     if (ex) explain_param_grads(ctx, ex);
+    if (ctx->dist) tg_dist_backward_hook(ctx->dist, TG_DIST_BACKWARD_END);
     return TG_OK;
 }
 

@@ -1,8 +1,8 @@
 /*
  * bench/conv_gemm_bench.c — the compute-bound conv kernels against this machine's SGEMM of
  * the same shape, measured in the same run (DESIGN §6):
- *   pointwise 1x1 (ops/conv2d.c, SGEMM on NCHW)        vs SGEMM M=C, N=HW, K=C
- *   dense 3x3 im2col + SGEMM (ops/conv2d.c)            vs SGEMM M=C, N=HW, K=9C
+ *   pointwise 1x1 (ops/conv2d_gemm.c, SGEMM on NCHW)   vs SGEMM M=C, N=HW, K=C
+ *   dense 3x3 im2col + SGEMM (ops/conv2d_gemm.c)       vs SGEMM M=C, N=HW, K=9C
  *   dense 3x3 Winograd F(4x4, 3x3) (conv2d_winograd.c) vs the same, as "SGEMM-equivalent":
  *       the direct convolution's FLOPs over the Winograd time, which may pass 100%
  *       (it does 4x fewer multiplies); its own GEMMs are judged by the dense ceiling.

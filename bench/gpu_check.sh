@@ -13,7 +13,8 @@
 #                                it in the device tool's `carry`).
 #   bench/gpu_check.sh run       on the GPU machine, < 9 minutes: parity suite,
 #                                compute-sanitizer memcheck/racecheck/synccheck on small
-#                                training steps, the GPU conv benchmark against
+#                                training steps (and memcheck on the parity suite's
+#                                small-plane/bias/copy case), the GPU conv benchmark against
 #                                event-timed copy bandwidth and same-shape cuBLAS, peaks,
 #                                forum --compare at 64/128/256 with --profile, MobileNet
 #                                dw/1/4 forward at batch 1 and 32 and one training step.
@@ -198,6 +199,14 @@ run() {
             --batch 2 --groups 4 --train --steps 1 --warmup 0
         step "racecheck: separable + dense forum steps" "$L/sanitizer.log" 60 \
             "$san" --tool racecheck --error-exitcode 1 "$T" "${small[@]}" --compare
+        # MobileNet at 64 px: depthwise planes of 32x32 down to 2x2, so every tile shape
+        # (several tiles per block) and the chunked bias/batchnorm reductions.
+        step "racecheck: mobilenet dw training step (small planes)" "$L/sanitizer.log" 60 \
+            "$san" --tool racecheck --error-exitcode 1 "$T" mobilenet --device cuda --size 64 \
+            --batch 2 --train --steps 1 --warmup 0
+        step "memcheck: test_cuda small planes, chunked bias, staged copies" \
+            "$L/sanitizer.log" 90 env CK_RUN_CASE=cuda_small_planes \
+            "$san" --tool memcheck --error-exitcode 1 "$BIN/test_cuda"
         step "synccheck: separable forum step" "$L/sanitizer.log" 45 \
             "$san" --tool synccheck --error-exitcode 1 "$T" "${small[@]}" --model separable
     else
@@ -225,7 +234,7 @@ run() {
         echo "gpu_check summary ($(elapsed) s; $(nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null))"
         printf '  %s\n' "${SUMMARY[@]}"
         echo "key figures:"
-        grep -hE "copy bandwidth|SGEMM|target|GFLOP/s = |Time cost" "$L"/bench.log "$L"/forum.log 2>/dev/null | head -60 | sed 's/^/  /'
+        grep -hE "copy bandwidth|SGEMM|target|GFLOP/s = |Time cost|of copy" "$L"/bench.log "$L"/forum.log 2>/dev/null | head -80 | sed 's/^/  /'
     } >"$L/summary.txt"
     tar czf "$OUT/gpu_check_logs.tgz" -C "$L" . 2>/dev/null
     [ -f "$L/build.log" ] && cp "$L/build.log" "$L/gpu_build.log" # kept in the tarball

@@ -11,7 +11,8 @@
  * (tg_cuda_timer_start/stop). Operands are random (a hash kernel), allocated before any
  * timing; the copy buffers are at least 8x the L2. Bytes counted per kernel (the
  * compulsory traffic): forward |x| + |y|; dX |dy| + 2 |dx| (dx is accumulated);
- * dW+db |dy| + |x|. The targets of issue 15 are printed with each row's verdict.
+ * dW+db |dy| + |x|; the bias gradient alone |dy|. The targets of issue 15 are printed
+ * with each row's verdict.
  */
 #include "tapegrad.h"
 
@@ -44,14 +45,15 @@ static float *dev_random(int64_t n, uint32_t seed) {
 typedef struct job {
     conv2d_geom g;
     float *x, *w, *b, *y, *dy, *dx, *dw, *db, *ws;
-    int which; /* 0 forward, 1 dX, 2 dW + db */
+    int which; /* 0 forward, 1 dX, 2 dW + db, 3 db alone */
 } job;
 
 static tg_status job_run(const job *j) {
     switch (j->which) {
     case 0: return conv2d_forward_cuda(j->y, j->x, j->w, j->b, &j->g, j->ws, 0);
     case 1: return conv2d_backward_cuda(j->dx, NULL, NULL, j->dy, j->x, j->w, &j->g, j->ws, 0);
-    default: return conv2d_backward_cuda(NULL, j->dw, j->db, j->dy, j->x, j->w, &j->g, j->ws, 0);
+    case 2: return conv2d_backward_cuda(NULL, j->dw, j->db, j->dy, j->x, j->w, &j->g, j->ws, 0);
+    default: return conv2d_backward_cuda(NULL, NULL, j->db, j->dy, j->x, j->w, &j->g, j->ws, 0);
     }
 }
 
@@ -121,6 +123,16 @@ static void depthwise_row(const char *label, conv2d_geom g) {
     job_free(&j);
 }
 
+/* The conv bias gradient alone (tg_cuda_channel_sum over dy): it reads dy once. */
+static void bias_row(const char *label, conv2d_geom g) {
+    job j = {.g = g, .which = 3};
+    job_alloc(&j);
+    double t = time_job(&j), gb = 4.0 * (double)(g.N * g.C_out * g.OH * g.OW) / t * 1e-9;
+    printf("  %-34s db %8.1f us %7.1f GB/s %4.0f%% of copy\n", label, t * 1e6, gb,
+           100 * gb / copy_gbps);
+    job_free(&j);
+}
+
 /* Forward against cublasSgemm at the op's whole GEMM (M = C_out/groups, K = C_in/groups
  * KH KW, N = batch OH OW, times groups). */
 static void gemm_row(const char *label, conv2d_geom g, double target) {
@@ -165,6 +177,14 @@ int main(int argc, char **argv) {
     depthwise_row("mobilenet 32x256x28x28", geom(32, 256, 256, 28, 3, 1, 256));
     depthwise_row("mobilenet 32x512x14x14", geom(32, 512, 512, 14, 3, 1, 512));
     depthwise_row("mobilenet 32x1024x7x7", geom(32, 1024, 1024, 7, 3, 1, 1024));
+    depthwise_row("mobilenet 1x512x14x14", geom(1, 512, 512, 14, 3, 1, 512));
+    depthwise_row("mobilenet 1x1024x7x7", geom(1, 1024, 1024, 7, 3, 1, 1024));
+    depthwise_row("3x3 planes 32x1024x3x3", geom(32, 1024, 1024, 3, 3, 1, 1024));
+
+    printf("\nconv bias gradient (chunked per-channel sums; no target, a read of dy)\n");
+    bias_row("32x64x112x112 (pointwise)", geom(32, 64, 64, 112, 1, 1, 1));
+    bias_row("1x32x256x256 (pointwise)", geom(1, 32, 32, 256, 1, 1, 1));
+    bias_row("32x1024x7x7 (pointwise)", geom(32, 1024, 1024, 7, 1, 1, 1));
 
     printf("\npointwise 1x1 (target: forward >= 85%% of same-shape cublasSgemm)\n");
     gemm_row("forum 1x256x64x64", geom(1, 256, 256, 64, 1, 1, 1), 0.85);

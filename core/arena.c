@@ -54,18 +54,23 @@ static bool arena_push_block(tg_arena *a, size_t size) {
 }
 
 void *tg_arena_alloc(tg_arena *a, size_t bytes) {
-    size_t need = (bytes + TG_ARENA_ALIGN - 1) & ~(size_t)(TG_ARENA_ALIGN - 1);
+    size_t need;
+    if (!tg_add_size(bytes, TG_ARENA_ALIGN - 1, &need)) {
+        tg_fail(TG_ERR_NOMEM, "step arena: out of memory (%zu bytes requested)", bytes);
+        return NULL;
+    }
+    need &= ~(size_t)(TG_ARENA_ALIGN - 1);
     if (need == 0) need = TG_ARENA_ALIGN;
     /* First fit among the kept blocks, in order; a block's unused tail is skipped. */
-    while (a->cur < a->nblocks && a->off + need > a->blocks[a->cur].size) {
+    while (a->cur < a->nblocks && need > a->blocks[a->cur].size - a->off) {
         if (a->cur + 1 == a->nblocks) break;
         a->cur++;
         a->off = 0;
     }
-    if (a->cur >= a->nblocks || a->off + need > a->blocks[a->cur].size) {
+    if (a->cur >= a->nblocks || need > a->blocks[a->cur].size - a->off) {
         /* Nothing kept fits: append a block at least twice the last one. */
         size_t last = a->nblocks ? a->blocks[a->nblocks - 1].size : 0;
-        size_t size = 2 * last > need ? 2 * last : need;
+        size_t size = last <= SIZE_MAX / 2 && 2 * last > need ? 2 * last : need;
         if (size < TG_ARENA_MIN_BLOCK) size = TG_ARENA_MIN_BLOCK;
         if (!arena_push_block(a, size)) return NULL;
         a->cur = a->nblocks - 1;

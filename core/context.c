@@ -4,6 +4,8 @@
  */
 #include "../autograd/tape.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,9 +20,12 @@ tg_ctx *tg_ctx_new(tg_device device) {
         tg_fail(TG_ERR_NOMEM, "tg_ctx_new: out of memory");
         return NULL;
     }
+    static _Atomic uint32_t next_serial = 0;
     ctx->device = device;
     ctx->grad_enabled = true;
     tg_rng_seed(&ctx->rng, 0); /* tg_ctx_seed changes it */
+    ctx->serial = ++next_serial; /* wraps after 2^32 contexts: the check is best effort */
+    if (ctx->serial == 0) ctx->serial = ++next_serial;
     tg_arena_init(&ctx->arena, device);
     return ctx;
 }
@@ -51,38 +56,73 @@ static tg_tensor *alloc_struct(tg_ctx *ctx) {
     return t;
 }
 
+static uint64_t ctx_stamp(const tg_ctx *ctx);
+
 static bool valid_shape(const char *fn, tg_shape shape) {
-    char s[80];
-    if (shape.ndim < 0 || shape.ndim > TG_MAX_DIMS) {
-        tg_fail(TG_ERR_SHAPE, "%s: %d dims; tensors have 0 to %d", fn, shape.ndim, TG_MAX_DIMS);
-        return false;
-    }
-    for (int i = 0; i < shape.ndim; i++) {
-        if (shape.dim[i] <= 0) {
-            tg_fail(TG_ERR_SHAPE, "%s: shape %s has a dim <= 0", fn,
-                    tg_shape_str(shape, s, sizeof s));
-            return false;
-        }
-    }
-    return true;
+    return tg_shape_check(fn, "argument 'shape'", shape, NULL, NULL);
 }
 
 tg_tensor *tg_ctx_tensor_view(tg_ctx *ctx, tg_shape shape, float *data) {
+    int64_t n;
+    if (!tg_shape_check("step tensor", "the", shape, &n, NULL)) return NULL;
     tg_tensor *t = alloc_struct(ctx);
     if (!t) return NULL;
     t->shape = shape;
-    t->numel = tg_shape_numel(shape);
+    t->numel = n;
     t->device = ctx->device;
     t->id = ctx->next_id++;
     t->data = data;
+    t->stamp = ctx_stamp(ctx);
     return t;
 }
 
 tg_tensor *tg_ctx_tensor(tg_ctx *ctx, tg_shape shape) {
-    int64_t n = tg_shape_numel(shape);
-    float *data = tg_arena_alloc(&ctx->arena, (size_t)n * sizeof(float));
+    size_t bytes;
+    if (!tg_shape_check("step tensor", "the", shape, NULL, &bytes)) return NULL;
+    float *data = tg_arena_alloc(&ctx->arena, bytes);
     if (!data) return NULL;
     return tg_ctx_tensor_view(ctx, shape, data);
+}
+
+/* ---------------------------------------------------------------- tape ownership */
+
+/* A step tensor's stamp: the context's serial number (high 32 bits) and its step
+ * generation (low 32 bits, advanced by tg_step_end). Parameters have stamp 0. */
+static uint64_t ctx_stamp(const tg_ctx *ctx) {
+    return ((uint64_t)ctx->serial << 32) | ctx->generation;
+}
+
+bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t,
+                        bool strict) {
+    if (!t || t->stamp == 0 || t->stamp == ctx_stamp(ctx)) return true;
+    char s[80];
+    bool foreign = (uint32_t)(t->stamp >> 32) != ctx->serial;
+    /* Another context's tensor that needs no gradient is a constant here (a dataset
+     * batch kept in its own context): allowed as an op input. */
+    if (foreign && !strict && !t->requires_grad) return true;
+    if (foreign) {
+        tg_fail(TG_ERR_ARG, "%s: %s %s was recorded on another context; its gradient "
+                "belongs to that context's tape (tg_backward would leave every gradient 0); "
+                "hint: use one tg_ctx per training loop, or copy the values with "
+                "tg_tensor_to_host + tg_tensor_from", op, arg,
+                tg_shape_str(t->shape, s, sizeof s));
+    } else {
+        tg_fail(TG_ERR_STATE, "%s: %s %s is from an earlier step (step tensors die at "
+                "tg_step_end, %u step%s ago); hint: recompute it in this step", op, arg,
+                tg_shape_str(t->shape, s, sizeof s),
+                (unsigned)(ctx->generation - (uint32_t)t->stamp),
+                ctx->generation - (uint32_t)t->stamp == 1 ? "" : "s");
+    }
+    return false;
+}
+
+bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int n) {
+    for (int i = 0; i < n; i++) {
+        char arg[32];
+        snprintf(arg, sizeof arg, "input %d", i);
+        if (ts[i] && !tg_ctx_check_owned(ctx, op, arg, ts[i], false)) return false;
+    }
+    return true;
 }
 
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes) { return tg_arena_alloc(&ctx->arena, bytes); }
@@ -109,6 +149,7 @@ tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t) {
         }
     }
     if (!t->grad) t->grad = tg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
+    /* (numel <= TG_MAX_NUMEL was checked when t was made, so the product cannot wrap.) */
     if (!t->grad) return tg_error();
     if (t->device != TG_DEVICE_CPU)
         return tg_device_zero(t->device, t->grad, (size_t)t->numel * sizeof(float));
@@ -176,6 +217,7 @@ void tg_step_end(tg_ctx *ctx) {
     ctx->tape.consumed = false;
     ctx->next_id = 0;
     ctx->nfree_grads = 0;
+    ctx->generation++;
 }
 
 size_t tg_ctx_arena_used(const tg_ctx *ctx) { return ctx ? ctx->arena.used : 0; }
@@ -192,10 +234,11 @@ bool tg_is_grad_enabled(const tg_ctx *ctx) { return ctx && ctx->grad_enabled; }
 
 tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
     if (tg_check_not_null("tg_ctx_set_conv_algo", "ctx", ctx)) return tg_error();
-    if (algo != TG_CONV_ALGO_GEMM && algo != TG_CONV_ALGO_WINOGRAD) {
+    if (algo != TG_CONV_ALGO_GEMM && algo != TG_CONV_ALGO_WINOGRAD &&
+        algo != TG_CONV_ALGO_AUTO) {
         tg_fail(TG_ERR_ARG, "tg_ctx_set_conv_algo: argument 'algo' = %d is not a "
-                "tg_conv_algo; hint: TG_CONV_ALGO_GEMM (0) or TG_CONV_ALGO_WINOGRAD (1)",
-                (int)algo);
+                "tg_conv_algo; hint: TG_CONV_ALGO_GEMM (0), TG_CONV_ALGO_WINOGRAD (1) or "
+                "TG_CONV_ALGO_AUTO (2)", (int)algo);
         return tg_error();
     }
     ctx->conv_algo = algo;
@@ -204,6 +247,15 @@ tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
 
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx) {
     return ctx ? ctx->conv_algo : TG_CONV_ALGO_GEMM;
+}
+
+/* The table is a ring once full: rows [next, n) are older than [0, next). */
+int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows) {
+    if (!ctx) return 0;
+    int n = ctx->nconv_choices, first = n == TG_CTX_CONV_CHOICES ? ctx->next_conv_choice : 0;
+    for (int i = 0; rows && i < n && i < max_rows; i++)
+        rows[i] = ctx->conv_choices[(first + i) % TG_CTX_CONV_CHOICES];
+    return n;
 }
 
 /* The generator ops draw from (dropout). A training loop saves *tg_ctx_rng(ctx) in its

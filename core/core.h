@@ -15,6 +15,11 @@
 #define TG_PRINTF(a, b)
 #endif
 
+/* The `tag` that the options constructors (tg_adam_opts_default,
+ * tg_cross_entropy_opts_default, ...) write, so that a struct zeroed or built field by
+ * field, where 0 would silently mean zero, is refused instead. */
+#define TG_OPTS_TAG 0x74676f70u /* "tgop" */
+
 /* ------------------------------------------------------------ errors (core/error.c) */
 
 /* tg_fail(status, fmt, ...) records an error; it is public (tapegrad.h, "writing your
@@ -29,6 +34,25 @@ bool tg_check_not_null(const char *op, const char *arg, const void *ptr);
         if (!(cond)) tg_assert_fail(#cond, __FILE__, __LINE__);                           \
     } while (0)
 _Noreturn void tg_assert_fail(const char *cond, const char *file, int line);
+
+/* ------------------------------------------------------------ sizes (core/size.c) */
+
+/* Checked arithmetic: false (and *out unspecified) on overflow. THE RULE: every size —
+ * element counts, bytes, output geometry, file payloads — is formed with these. */
+bool tg_mul_i64(int64_t a, int64_t b, int64_t *out);
+bool tg_add_i64(int64_t a, int64_t b, int64_t *out);
+bool tg_mul_size(size_t a, size_t b, size_t *out);
+bool tg_add_size(size_t a, size_t b, size_t *out);
+/* Validates a tensor shape (0..4 dims, every dim >= 1, numel <= TG_MAX_NUMEL, bytes fit
+ * a size_t) and returns its numel and float32 bytes (either may be NULL). On failure
+ * records TG_ERR_SHAPE naming `op`, `what` ("output", "argument 'shape'") and the shape. */
+bool tg_shape_check(const char *op, const char *what, tg_shape shape, int64_t *numel,
+                    size_t *bytes);
+/* count * elem_size in *bytes; false and TG_ERR_NOMEM naming op/what on overflow. */
+bool tg_size_bytes(const char *op, const char *what, int64_t count, size_t elem_size,
+                   size_t *bytes);
+/* The CPU allocator checks blocks at least this large against tg_mem_available(). */
+#define TG_MEM_CHECK_MIN ((size_t)64 << 20)
 
 /* ------------------------------------------------------------ device memory (core/device.c) */
 
@@ -83,6 +107,7 @@ void tg_arena_rewind(tg_arena *a, tg_arena_mark mark);
 struct tg_record;
 
 #define TG_FREE_GRADS 32
+#define TG_CTX_CONV_CHOICES 64
 
 typedef struct tg_tape {
     struct tg_record *records;
@@ -100,14 +125,25 @@ struct tg_ctx {
     bool grad_enabled;
     bool sync_timing; /* tg_ctx_set_sync_timing */
     tg_conv_algo conv_algo; /* tg_ctx_set_conv_algo */
+    /* TG_CONV_ALGO_AUTO's choices, one per geometry, kept across tg_step_end (ops/
+     * conv2d.c fills them; tg_ctx_conv_choices lists them). Full: the oldest is replaced. */
+    tg_conv_choice conv_choices[TG_CTX_CONV_CHOICES];
+    int nconv_choices, next_conv_choice;
     tg_rng rng;             /* tg_ctx_rng: randomness inside ops (dropout masks) */
     int next_id;
+    uint32_t serial;     /* unique per context (tape ownership checks) */
+    uint32_t generation; /* advanced by tg_step_end */
+    bool anomaly;        /* tg_ctx_set_anomaly */
     /* Gradient buffers of intermediate tensors, released during backward once their
      * producing op has consumed them, and reused (by exact size) for later gradients:
      * the backward of a deep net then holds a few activation gradients, not all. */
     float *free_grad[TG_FREE_GRADS];
     int64_t free_grad_numel[TG_FREE_GRADS];
     int nfree_grads;
+    /* Data parallel (core/dist.h): tg_backward reports its progress to `dist` so gradient
+     * buckets start early; batchnorm reduces its statistics over `sync_bn`'s ranks. */
+    struct tg_dist *dist;
+    struct tg_dist *sync_bn;
 };
 
 /* A step tensor whose data is allocated in the arena (uninitialised). */
@@ -119,6 +155,15 @@ tg_tensor *tg_ctx_tensor_view(tg_ctx *ctx, tg_shape shape, float *data);
 tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t);
 /* Hands t's gradient buffer back for reuse and sets t->grad to NULL. */
 void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t);
+/* Tape ownership: true when t (a step tensor) was made by ctx in the current step, or is
+ * a parameter or NULL; otherwise records an error naming op and arg ("input 0", "loss"):
+ * TG_ERR_STATE for a tensor from an earlier step of ctx, TG_ERR_ARG for another
+ * context's tensor — unless !strict and it does not require grad (a constant input, such
+ * as a batch kept in a data context, is fine). Another context's tensor that died at its
+ * own tg_step_end cannot be detected cheaply. */
+bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t,
+                        bool strict);
+bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int n);
 /* Scratch memory from the step arena (valid until tg_step_end). */
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes);
 
@@ -132,6 +177,9 @@ int tg_params_state_slots(const tg_params *ps);
 /* Length of the flat trainable buffers including per-parameter alignment padding (kept
  * zero): what a fused optimizer loop runs over. */
 int64_t tg_params_flat_numel(const tg_params *ps);
+/* Names the model owning the store in its messages ("model 'mlp-784-128-10':
+ * tg_params_add('fc1.weight', ...) needs ..."). */
+void tg_params_set_label(tg_params *ps, const char *label);
 /* The flat non-trainable buffer area (tg_params_buffer_numel floats). */
 float *tg_params_buffers(tg_params *ps);
 
@@ -140,6 +188,9 @@ float *tg_params_buffers(tg_params *ps);
 /* Parallel-for helper choice: we use OpenMP pragmas directly in kernels; this returns
  * the thread count they use. */
 int tg_threads(void);
+/* Applies the process-wide tg_set_num_threads count to the calling thread's OpenMP
+ * setting (a cheap check when it already matches). Library entry points call it. */
+void tg_threads_apply(void);
 
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */

@@ -33,7 +33,16 @@ tg_status tg_cuda_check(void) {
 void *tg_device_alloc(tg_device device, size_t bytes) {
     if (bytes == 0) bytes = 64;
     if (device == TG_DEVICE_CPU) {
-        size_t rounded = (bytes + 63) & ~(size_t)63;
+        size_t rounded;
+        if (!tg_add_size(bytes, 63, &rounded)) {
+            tg_fail(TG_ERR_NOMEM, "out of memory: %zu bytes requested on the CPU", bytes);
+            return NULL;
+        }
+        rounded &= ~(size_t)63;
+        /* Refuse what cannot fit before the kernel overcommits it and the first touch
+         * grinds into swap (or the OOM killer). */
+        if (rounded >= TG_MEM_CHECK_MIN && tg_mem_check("a CPU allocation", rounded) != TG_OK)
+            return NULL;
         void *p = aligned_alloc(64, rounded);
         if (!p) tg_fail(TG_ERR_NOMEM, "out of memory allocating %zu bytes on the CPU", bytes);
         return p;

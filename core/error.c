@@ -31,6 +31,7 @@ const char *tg_status_name(tg_status status) {
     case TG_ERR_FORMAT: return "bad file format";
     case TG_ERR_DEVICE: return "device error";
     case TG_ERR_UNSUPPORTED: return "unsupported";
+    case TG_ERR_NONFINITE: return "non-finite value";
     }
     return "unknown status";
 }

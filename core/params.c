@@ -6,6 +6,7 @@
  */
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,12 @@ struct tg_params {
     int64_t numel, numel_cap;            /* trainable */
     int64_t buffer_numel, buffer_cap;
     int state_slots;
+    char label[64]; /* the owning model's name, for messages (tg_params_set_label) */
 };
+
+void tg_params_set_label(tg_params *ps, const char *label) {
+    if (ps && label) snprintf(ps->label, sizeof ps->label, "%s", label);
+}
 
 tg_params *tg_params_new(tg_device device) {
     if (device != TG_DEVICE_CPU && device != TG_DEVICE_CUDA) {
@@ -84,6 +90,14 @@ static tg_tensor *params_add(tg_params *ps, const char *name, tg_shape shape, bo
         tg_fail(TG_ERR_ARG, "%s: store is NULL", fn);
         return NULL;
     }
+    /* A constructor adding many parameters stops at the first failure: while an error
+     * is pending, nothing more is allocated (the message of the failure stands). */
+    if (tg_error() != TG_OK) return NULL;
+    char fnbuf[160];
+    if (ps->label[0]) {
+        snprintf(fnbuf, sizeof fnbuf, "model '%s': %s", ps->label, fn);
+        fn = fnbuf;
+    }
     if (!name || !*name) {
         tg_fail(TG_ERR_ARG, "%s: a parameter needs a non-empty name", fn);
         return NULL;
@@ -97,32 +111,40 @@ static tg_tensor *params_add(tg_params *ps, const char *name, tg_shape shape, bo
                 "add every parameter before creating the optimizer", fn, name);
         return NULL;
     }
-    if (shape.ndim < 0 || shape.ndim > TG_MAX_DIMS) {
-        tg_fail(TG_ERR_SHAPE, "%s('%s'): %d dims; at most %d", fn, name, shape.ndim,
-                TG_MAX_DIMS);
+    char what[96];
+    snprintf(what, sizeof what, "parameter '%s'", name);
+    int64_t n, padded, total;
+    if (!tg_shape_check(fn, what, shape, &n, NULL)) return NULL;
+    padded = (n + 15) & ~(int64_t)15; /* keep each view 64-byte aligned (n <= 2^40) */
+    int64_t *used = trainable ? &ps->numel : &ps->buffer_numel;
+    int64_t *cap = trainable ? &ps->numel_cap : &ps->buffer_cap;
+    if (!tg_add_i64(*used, padded, &total) || total > TG_MAX_NUMEL) {
+        char s[80];
+        tg_fail(TG_ERR_SHAPE, "%s('%s'): shape %s brings the store to more than TG_MAX_NUMEL "
+                "= 2^40 elements", fn, name, tg_shape_str(shape, s, sizeof s));
         return NULL;
     }
-    for (int i = 0; i < shape.ndim; i++) {
-        if (shape.dim[i] <= 0) {
-            char s[80];
-            tg_fail(TG_ERR_SHAPE, "%s('%s'): shape %s has a dim <= 0", fn, name,
-                    tg_shape_str(shape, s, sizeof s));
-            return NULL;
-        }
+    int64_t newcap = *cap;
+    if (total > *cap) {
+        newcap = *cap ? 2 * *cap : 1024;
+        while (newcap < total) newcap *= 2; /* total <= 2^40: no overflow */
+        /* values + grads (trainable) or buffers, plus the old copies while growing. */
+        size_t bytes = (size_t)(newcap + *cap) * sizeof(float) * (trainable ? 2 : 1);
+        char s[80], who[200];
+        snprintf(who, sizeof who, "%s('%s', %s)", fn, name, tg_shape_str(shape, s, sizeof s));
+        if (ps->device == TG_DEVICE_CPU && tg_mem_check(who, bytes) != TG_OK) return NULL;
     }
-    int64_t n = tg_shape_numel(shape);
-    int64_t padded = (n + 15) & ~(int64_t)15; /* keep each view 64-byte aligned */
     if (ps->count == ps->cap) {
-        int cap = ps->cap ? 2 * ps->cap : 16;
-        tg_tensor **tensors = realloc(ps->tensors, (size_t)cap * sizeof *tensors);
+        int ncap = ps->cap ? 2 * ps->cap : 16;
+        tg_tensor **tensors = realloc(ps->tensors, (size_t)ncap * sizeof *tensors);
         if (tensors) ps->tensors = tensors;
-        int64_t *offsets = realloc(ps->offsets, (size_t)cap * sizeof *offsets);
+        int64_t *offsets = realloc(ps->offsets, (size_t)ncap * sizeof *offsets);
         if (offsets) ps->offsets = offsets;
         if (!tensors || !offsets) {
             tg_fail(TG_ERR_NOMEM, "%s: out of memory", fn);
             return NULL;
         }
-        ps->cap = cap;
+        ps->cap = ncap;
     }
     tg_tensor *t = calloc(1, sizeof *t);
     char *copy = malloc(strlen(name) + 1);
@@ -133,11 +155,7 @@ static tg_tensor *params_add(tg_params *ps, const char *name, tg_shape shape, bo
         return NULL;
     }
     strcpy(copy, name);
-    int64_t *used = trainable ? &ps->numel : &ps->buffer_numel;
-    int64_t *cap = trainable ? &ps->numel_cap : &ps->buffer_cap;
-    if (*used + padded > *cap) {
-        int64_t newcap = *cap ? 2 * *cap : 1024;
-        while (newcap < *used + padded) newcap *= 2;
+    if (total > *cap) {
         bool ok = trainable ? grow(ps->device, &ps->values, *used, *used + padded, newcap) &&
                                   grow(ps->device, &ps->grads, *used, *used + padded, newcap)
                             : grow(ps->device, &ps->buffers, *used, *used + padded, newcap);
@@ -233,7 +251,10 @@ float *tg_params_state(tg_params *ps, int slots) {
         }
         return ps->state;
     }
-    size_t bytes = (size_t)slots * (size_t)(ps->numel ? ps->numel : 1) * sizeof(float);
+    size_t bytes;
+    if (!tg_size_bytes("optimizer state", "slots x parameters", (int64_t)slots * (ps->numel ? ps->numel : 1),
+                       sizeof(float), &bytes))
+        return NULL;
     ps->state = tg_device_alloc(ps->device, bytes);
     if (!ps->state) return NULL;
     if (tg_device_zero(ps->device, ps->state, bytes) != TG_OK) {

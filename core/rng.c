@@ -15,12 +15,21 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 void tg_rng_seed(tg_rng *rng, uint64_t seed) {
+    if (!rng) {
+        tg_fail(TG_ERR_ARG, "tg_rng_seed: argument 'rng' is NULL; hint: declare a tg_rng "
+                "and pass its address (tg_rng rng; tg_rng_seed(&rng, 42))");
+        return;
+    }
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t tg_rng_next(tg_rng *rng) {
+    if (!rng) {
+        tg_fail(TG_ERR_ARG, "tg_rng: argument 'rng' is NULL");
+        return 0;
+    }
     uint64_t *s = rng->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
@@ -53,10 +62,18 @@ int64_t tg_rng_below(tg_rng *rng, int64_t n) {
 }
 
 void tg_rng_fill_uniform(tg_rng *rng, float *x, int64_t n, float lo, float hi) {
+    if (!rng || (!x && n > 0)) {
+        tg_fail(TG_ERR_ARG, "tg_rng_fill_uniform: argument '%s' is NULL", rng ? "x" : "rng");
+        return;
+    }
     for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)tg_rng_uniform(rng);
 }
 
 void tg_rng_fill_normal(tg_rng *rng, float *x, int64_t n, float mean, float std) {
+    if (!rng || (!x && n > 0)) {
+        tg_fail(TG_ERR_ARG, "tg_rng_fill_normal: argument '%s' is NULL", rng ? "x" : "rng");
+        return;
+    }
     for (int64_t i = 0; i < n; i++) x[i] = mean + std * (float)tg_rng_normal(rng);
 }
 

@@ -16,12 +16,6 @@ tg_shape tg_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     return (tg_shape){.ndim = 4, .dim = {d0, d1, d2, d3}};
 }
 
-int64_t tg_shape_numel(tg_shape shape) {
-    int64_t n = 1;
-    for (int i = 0; i < shape.ndim; i++) n *= shape.dim[i];
-    return n;
-}
-
 bool tg_shape_equal(tg_shape a, tg_shape b) {
     if (a.ndim != b.ndim) return false;
     for (int i = 0; i < a.ndim; i++)

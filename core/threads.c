@@ -15,7 +15,11 @@
 void openblas_set_num_threads(int num_threads);
 #endif
 
-static int thread_count = 0; /* 0: not set yet -> all cores */
+/* 0: not set yet -> all cores. Process-wide: any thread may set it, every thread reads
+ * it. omp_set_num_threads only changes the CALLING thread's OpenMP setting (its
+ * nthreads-var ICV), so tg_threads_apply() re-applies the process-wide count in whatever
+ * thread enters the library (tg_op_apply, tg_backward, tg_optim_step call it). */
+static _Atomic int thread_count = 0;
 
 static int core_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -34,6 +38,13 @@ void tg_set_num_threads(int n) {
 }
 
 int tg_get_num_threads(void) { return thread_count > 0 ? thread_count : core_count(); }
+
+void tg_threads_apply(void) {
+#ifdef _OPENMP
+    int want = thread_count;
+    if (want > 0 && omp_get_max_threads() != want) omp_set_num_threads(want);
+#endif
+}
 
 int tg_threads(void) { return tg_get_num_threads(); }
 

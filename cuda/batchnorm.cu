@@ -31,18 +31,8 @@ static __device__ float bn_coef[2 * BN_MAX_PARTIALS]; /* backward: mean(dy), mea
 
 /* Chunks per channel for the split path; 1 means one block per channel. */
 static int64_t bn_chunks(int64_t C, int64_t count) {
-    static int sms;
-    if (!sms) {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0)
-            sms = v;
-        else {
-            (void)cudaGetLastError();
-            sms = 132;
-        }
-    }
-    int64_t want = tg_cuda_ceil_div(4 * (int64_t)sms, C); /* about 4 blocks per SM */
+    int64_t sms = tg_cuda_sm_count();
+    int64_t want = tg_cuda_ceil_div(4 * sms, C); /* about 4 blocks per SM */
     int64_t most = tg_cuda_ceil_div(count, BN_MIN_CHUNK);
     int64_t chunks = want < most ? want : most;
     if (chunks < 2 || C * chunks > BN_MAX_PARTIALS) return 1;
@@ -159,13 +149,15 @@ __global__ void batchnorm_split_grad_finish_kernel(float *dweight, float *dbias,
     }
 }
 
-/* Backward stage 3: dx += w rstd (dy - mean(dy) - xhat mean(dy xhat)), element-wise. */
+/* Backward stage 3: dx += w rstd (dy - mean(dy) - xhat mean(dy xhat)), element-wise over
+ * total = N C HW values (the channel of i: i / HW % C, by precomputed divisors). */
+template <typename I>
 __global__ void batchnorm_split_dx_kernel(float *dx, const float *dy, const float *x,
                                           const float *mean, const float *rstd,
-                                          const float *weight, int64_t N, int64_t C,
-                                          int64_t HW) {
-    TG_GRID_STRIDE(i, N * C * HW) {
-        int64_t c = i / HW % C;
+                                          const float *weight, I total, tg_fastdiv C,
+                                          tg_fastdiv HW) {
+    TG_GRID_STRIDE_I(I, i, total) {
+        I c = tg_mod(tg_div(i, HW), C);
         float r = rstd[c], wr = (weight ? weight[c] : 1.0f) * r;
         float xhat = (x[i] - mean[c]) * r;
         dx[i] += wr * (dy[i] - bn_coef[2 * c] - xhat * bn_coef[2 * c + 1]);
@@ -218,11 +210,13 @@ __global__ void batchnorm_eval_stats_kernel(float *mean, float *rstd, const floa
     }
 }
 
+template <typename I>
 __global__ void batchnorm_forward_kernel(float *y, const float *x, const float *mean,
                                          const float *rstd, const float *weight,
-                                         const float *bias, int64_t N, int64_t C, int64_t HW) {
-    TG_GRID_STRIDE(i, N * C * HW) {
-        int64_t c = i / HW % C;
+                                         const float *bias, I total, tg_fastdiv C,
+                                         tg_fastdiv HW) {
+    TG_GRID_STRIDE_I(I, i, total) {
+        I c = tg_mod(tg_div(i, HW), C);
         float scale = rstd[c] * (weight ? weight[c] : 1.0f);
         float shift = (bias ? bias[c] : 0.0f) - mean[c] * scale;
         y[i] = x[i] * scale + shift;
@@ -299,8 +293,9 @@ extern "C" tg_status batchnorm_forward_cuda(float *y, const float *x, const floa
                                             int64_t HW) {
     int64_t total = N * C * HW;
     if (total <= 0) return TG_OK;
-    batchnorm_forward_kernel<<<tg_cuda_blocks(total), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        y, x, mean, rstd, weight, bias, N, C, HW);
+    TG_LAUNCH_INDEXED(total, batchnorm_forward_kernel, tg_cuda_blocks(total), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), y, x, mean, rstd, weight, bias, total, tg_fastdiv_make(C),
+                      tg_fastdiv_make(HW));
     TG_CUDA_LAUNCHED("batchnorm_forward_cuda");
     return TG_OK;
 }
@@ -320,8 +315,10 @@ extern "C" tg_status batchnorm_backward_cuda(float *dx, float *dweight, float *d
             dweight, dbias, rstd, N, C, HW, chunks, training);
         TG_CUDA_LAUNCHED("batchnorm_backward_cuda (finish)");
         if (dx) {
-            batchnorm_split_dx_kernel<<<tg_cuda_blocks(N * C * HW), TG_CUDA_THREADS, 0, s>>>(
-                dx, dy, x, mean, rstd, weight, N, C, HW);
+            int64_t total = N * C * HW;
+            TG_LAUNCH_INDEXED(total, batchnorm_split_dx_kernel, tg_cuda_blocks(total),
+                              TG_CUDA_THREADS, 0, s, dx, dy, x, mean, rstd, weight, total,
+                              tg_fastdiv_make(C), tg_fastdiv_make(HW));
             TG_CUDA_LAUNCHED("batchnorm_backward_cuda (dx)");
         }
         return TG_OK;

@@ -23,29 +23,23 @@
  * one GEMM per group (one batched call) with inner dimension nb HW; at batch 1 (or when
  * two images do not fit the budget) one GEMM per image (beta = 1 accumulates).
  *
- * DEPTHWISE (groups = C_in, C_out = m C_in): memory-bound (2.25 FLOP/byte for 3x3), so
- * the kernels are built around moving each byte once. A block of 256 threads (8 warps)
- * owns a tile of 32 columns x 8 rpt rows of one plane (rpt = 1, 2 or 4 rows per thread,
- * fewer for small planes); the warp runs along W, so global loads are coalesced.
- *   forward  the block stages its input window (with halo) and the plane's weights in
- *            shared memory, then every output reads its KH x KW taps from there.
- *   dx       the transpose, as a gather over an INPUT tile: the block stages the dy
- *            window that reaches it and each input pixel sums w * dy over the taps that
- *            land on it (and over the m output channels of its input channel).
- *   dW, db   two-stage reduction: each block stages its dy tile and its x window once
- *            and reduces dy * x for every tap (and dy for db) to one partial per block
- *            (warp shuffles, then the 8 warps); a second kernel adds each channel's
- *            partials in a fixed order. No per-pixel atomics, x read once per tile.
- * Shapes whose windows would not fit in shared memory (very large kernels or dilations)
- * run simple one-thread-per-element versions of the same sums.
+ * DEPTHWISE (groups = C_in, C_out = m C_in): direct shared-memory kernels with tiles
+ * sized to the plane, in cuda/conv2d_depthwise.cu.
+ *
+ * BIAS: the forward fills y with the bias and the GEMMs add onto it (beta = 1); the
+ * gradient db = sum of dy over images and pixels is tg_cuda_channel_sum (cuda/channel_reduce.cu):
+ * chunked partials added in a fixed order, so it fills the GPU at any channel count.
+ *
+ * INDEX MATH: the element-wise kernels (bias fill, packing, im2col, the col2im gather)
+ * split flat indices with divisors precomputed on the host (tg_fastdiv). im2col/col2im
+ * are 32-bit throughout (the op checks that OH OW, H W and K fit an int; a batched
+ * matrix is bounded by CONV_TILE_BYTES); the fill and the packing choose the 32-bit
+ * path when the whole tensor fits and a 64-bit one otherwise.
  */
-#include "common.cuh"
+#include "conv2d.cuh"
 
 #define CONV_TILE_BYTES ((int64_t)64 << 20) /* im2col tile: big GEMMs, bounded memory */
 #define CONV_MIN_TILE 128                   /* columns per tile at least */
-#define DW_THREADS 256                      /* depthwise blocks: 8 warps */
-#define DW_TILE_W 32                        /* tile width: one warp along W */
-#define DW_SMEM_LIMIT (48 * 1024)           /* default dynamic shared memory per block */
 
 /* ---------------------------------------------------------------- geometry helpers */
 
@@ -91,59 +85,6 @@ static int64_t tile_cols_for(const conv2d_geom *g, int64_t tile_cols) {
     return tile_cols < ncols ? tile_cols : ncols;
 }
 
-/* Rows per thread of a depthwise tile over `rows` rows. */
-static int dw_rpt(int64_t rows) { return rows >= 32 ? 4 : rows >= 16 ? 2 : 1; }
-
-__host__ __device__ inline int64_t floor_div(int64_t a, int64_t b) {
-    return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
-/* The depthwise tiling of a plane of rows x cols: rows per thread and tile counts. */
-typedef struct dw_tiling {
-    int rpt, tiles_h, tiles_w;
-} dw_tiling;
-
-static dw_tiling dw_tiles(int64_t rows, int64_t cols) {
-    dw_tiling t;
-    t.rpt = dw_rpt(rows);
-    t.tiles_h = (int)tg_cuda_ceil_div(rows, 8 * t.rpt);
-    t.tiles_w = (int)tg_cuda_ceil_div(cols, DW_TILE_W);
-    return t;
-}
-
-/* Input window of an output tile of th rows (forward and dW): rows x cols floats. */
-static int64_t dw_in_rows(const conv2d_geom *g, int th) {
-    return (int64_t)(th - 1) * g->stride_h + (g->KH - 1) * g->dil_h + 1;
-}
-static int64_t dw_in_cols(const conv2d_geom *g) {
-    return (int64_t)(DW_TILE_W - 1) * g->stride_w + (g->KW - 1) * g->dil_w + 1;
-}
-/* dy window of an input tile of th rows (dx): at most rows x cols floats. */
-static int64_t dw_dy_rows(const conv2d_geom *g, int th) {
-    return (th - 1 + (g->KH - 1) * g->dil_h) / g->stride_h + 2;
-}
-static int64_t dw_dy_cols(const conv2d_geom *g) {
-    return (DW_TILE_W - 1 + (g->KW - 1) * g->dil_w) / g->stride_w + 2;
-}
-
-static size_t dw_forward_smem(const conv2d_geom *g, int th) {
-    return (size_t)(dw_in_rows(g, th) * dw_in_cols(g) + g->KH * g->KW) * sizeof(float);
-}
-static size_t dw_dinp_smem(const conv2d_geom *g, int th) {
-    return (size_t)(dw_dy_rows(g, th) * dw_dy_cols(g) + g->KH * g->KW) * sizeof(float);
-}
-static size_t dw_dweight_smem(const conv2d_geom *g, int th) {
-    return (size_t)(th * DW_TILE_W + dw_in_rows(g, th) * dw_in_cols(g) +
-                    (DW_THREADS / 32) * (g->KH * g->KW + 1)) *
-           sizeof(float);
-}
-
-/* Partial sums of the tiled depthwise dW/db reduction: (C_out, N, tiles, KH KW + 1). */
-static int64_t dw_partial_floats(const conv2d_geom *g) {
-    dw_tiling t = dw_tiles(g->OH, g->OW);
-    return g->C_out * g->N * t.tiles_h * t.tiles_w * (g->KH * g->KW + 1);
-}
-
 extern "C" size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t tile_cols,
                                                bool backward) {
     switch (conv2d_choose_path(g)) {
@@ -151,11 +92,7 @@ extern "C" size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t til
         int64_t nb = backward ? pointwise_fold_images(g) : 0;
         return (size_t)(nb * (g->C_in + g->C_out) * g->H * g->W);
     }
-    case CONV2D_DEPTHWISE: {
-        dw_tiling t = dw_tiles(g->OH, g->OW);
-        bool tiled = dw_dweight_smem(g, 8 * t.rpt) <= DW_SMEM_LIMIT;
-        return backward && tiled ? (size_t)dw_partial_floats(g) : 0;
-    }
+    case CONV2D_DEPTHWISE: return conv2d_depthwise_workspace_floats_cuda(g, backward);
     default: {
         int64_t nb = gemm_batch_images(g, tile_cols, backward);
         if (nb > 0) return (size_t)(nb * gemm_batch_per_image(g, backward));
@@ -166,40 +103,25 @@ extern "C" size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t til
 
 /* ---------------------------------------------------------------- bias */
 
-/* out[n, o, :] = bias[o]. */
-__global__ void conv_fill_bias_kernel(float *out, const float *bias, int64_t total, int64_t C,
-                                      int64_t plane) {
-    TG_GRID_STRIDE(i, total) out[i] = bias[i / plane % C];
-}
-
-/* dbias[o] += sum over n and the plane of dout[n, o]; one block per channel. */
-__global__ void conv_bias_backward_kernel(float *dbias, const float *dout, int64_t N,
-                                          int64_t C, int64_t plane) {
-    __shared__ float scratch[32];
-    int64_t o = blockIdx.x;
-    float s = 0.0f;
-    for (int64_t n = 0; n < N; n++) {
-        const float *dy = dout + (n * C + o) * plane;
-        for (int64_t i = threadIdx.x; i < plane; i += blockDim.x) s += dy[i];
-    }
-    s = tg_block_sum(s, scratch);
-    if (threadIdx.x == 0) dbias[o] += s;
+/* out (N, C, plane)[n, o, :] = bias[o]; total = N C plane. */
+template <typename I>
+__global__ void conv_fill_bias_kernel(float *out, const float *bias, I total, tg_fastdiv C,
+                                      tg_fastdiv plane) {
+    TG_GRID_STRIDE_I(I, i, total) out[i] = bias[tg_mod(tg_div(i, plane), C)];
 }
 
 static tg_status fill_bias(float *out, const float *bias, int64_t N, int64_t C, int64_t plane) {
     int64_t total = N * C * plane;
-    conv_fill_bias_kernel<<<tg_cuda_blocks(total), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        out, bias, total, C, plane);
+    TG_LAUNCH_INDEXED(total, conv_fill_bias_kernel, tg_cuda_blocks(total), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), out, bias, total, tg_fastdiv_make(C),
+                      tg_fastdiv_make(plane));
     TG_CUDA_LAUNCHED("conv2d_forward_cuda (bias)");
     return TG_OK;
 }
 
 static tg_status bias_backward(float *dbias, const float *dout, int64_t N, int64_t C,
                                int64_t plane) {
-    conv_bias_backward_kernel<<<(unsigned)C, TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        dbias, dout, N, C, plane);
-    TG_CUDA_LAUNCHED("conv2d_backward_cuda (bias)");
-    return TG_OK;
+    return tg_cuda_channel_sum(dbias, dout, N, C, plane, "conv2d_backward_cuda (bias)");
 }
 
 /* ---------------------------------------------------------------- im2col / col2im tiles */
@@ -212,18 +134,68 @@ static dim3 tile_grid(int64_t per_row, int64_t rows) {
     return dim3((unsigned)(bx < 65535 ? bx : 65535), (unsigned)(rows < 65535 ? rows : 65535));
 }
 
+/* The divisors of the per-element index math, precomputed on the host (tg_fastdiv). */
+typedef struct conv_divs {
+    tg_fastdiv OW, W, ncols, sh, sw; /* OW, W, OH OW, stride_h, stride_w */
+} conv_divs;
+
+static conv_divs conv_divs_make(const conv2d_geom *g) {
+    conv_divs d = {tg_fastdiv_make(g->OW), tg_fastdiv_make(g->W), tg_fastdiv_make(g->OH * g->OW),
+                   tg_fastdiv_make(g->stride_h), tg_fastdiv_make(g->stride_w)};
+    return d;
+}
+
+/* Where output (oh, ow) sits among dcol's columns: in a column tile c0 .. c0 + tc - 1
+ * (-1 outside it), or in image n's columns of the batched matrix. */
+struct col_at_tile {
+    int OW, c0, tc;
+    __device__ int64_t operator()(int oh, int ow) const {
+        int q = oh * OW + ow - c0;
+        return q >= 0 && q < tc ? q : -1;
+    }
+};
+struct col_at_batch {
+    int64_t first; /* n OH OW */
+    int OW;
+    __device__ int64_t operator()(int oh, int ow) const { return first + oh * OW + ow; }
+};
+
+/* v + the dcol entries that are copies of input pixel (ih, iw): the gather of both
+ * col2im kernels. dcol points at tap 0 of the pixel's channel (the other taps' rows
+ * follow ld apart); at(oh, ow) gives the column (-1: not in this matrix). */
+template <typename At>
+__device__ inline float col2im_gather(float v, const float *dcol, int64_t ld, int ih, int iw,
+                                      const conv2d_geom &g, const conv_divs &d, At at) {
+    const int KH = (int)g.KH, KW = (int)g.KW, OH = (int)g.OH, OW = (int)g.OW;
+    for (int kh = 0; kh < KH; kh++) {
+        int th = ih + g.pad_h - kh * g.dil_h; /* = oh stride_h */
+        if (th < 0) continue;
+        int oh = (int)tg_div((uint32_t)th, d.sh);
+        if (oh * g.stride_h != th || oh >= OH) continue;
+        for (int kw = 0; kw < KW; kw++) {
+            int tw = iw + g.pad_w - kw * g.dil_w;
+            if (tw < 0) continue;
+            int ow = (int)tg_div((uint32_t)tw, d.sw);
+            if (ow * g.stride_w != tw || ow >= OW) continue;
+            int64_t q = at(oh, ow);
+            if (q >= 0) v += dcol[(int64_t)(kh * KW + kw) * ld + q];
+        }
+    }
+    return v;
+}
+
 /* col (K x tc), K = Cg KH KW: columns c0 .. c0+tc-1 of the im2col matrix of x (Cg, H, W). */
 __global__ void im2col_tile_kernel(float *col, const float *x, int K, conv2d_geom g, int c0,
-                                   int tc) {
+                                   int tc, conv_divs d) {
     const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W, OW = (int)g.OW;
-    for (int k = blockIdx.y; k < K; k += gridDim.y) {
+    for (int k = blockIdx.y; k < K; k += gridDim.y) { /* per row: plain division */
         int c = k / (KH * KW), kh = k % (KH * KW) / KW, kw = k % KW;
         const float *xc = x + (int64_t)c * H * W;
         float *row = col + (int64_t)k * tc;
         /* 64-bit loop counter: j + stride must not overflow near INT_MAX columns. */
         for (int64_t jj = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; jj < tc;
              jj += (int64_t)gridDim.x * blockDim.x) {
-            int j = (int)jj, q = c0 + j, oh = q / OW, ow = q - oh * OW;
+            int j = (int)jj, q = c0 + j, oh = (int)tg_div((uint32_t)q, d.OW), ow = q - oh * OW;
             int ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
             int iw = ow * g.stride_w - g.pad_w + kw * g.dil_w;
             bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
@@ -235,29 +207,15 @@ __global__ void im2col_tile_kernel(float *col, const float *x, int K, conv2d_geo
 /* dx (Cg, H, W) += the entries of dcol (K x tc, columns c0 ..) that are copies of each
  * pixel; rows ih0 .. ih0 + nrows - 1 are the only ones the tile reaches. */
 __global__ void col2im_tile_kernel(float *dx, const float *dcol, int Cg, conv2d_geom g, int c0,
-                                   int tc, int ih0, int nrows) {
-    const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W;
-    const int OH = (int)g.OH, OW = (int)g.OW;
+                                   int tc, int ih0, int nrows, conv_divs d) {
+    const int H = (int)g.H, W = (int)g.W, OW = (int)g.OW, KK = (int)(g.KH * g.KW);
+    const col_at_tile at = {OW, c0, tc};
     for (int c = blockIdx.y; c < Cg; c += gridDim.y) {
         for (int64_t ii = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
              ii < (int64_t)nrows * W; ii += (int64_t)gridDim.x * blockDim.x) {
-            int i = (int)ii, ih = ih0 + i / W, iw = i % W;
-            float *d = dx + ((int64_t)c * H + ih) * W + iw;
-            float v = *d;
-            for (int kh = 0; kh < KH; kh++) {
-                int th = ih + g.pad_h - kh * g.dil_h; /* = oh stride_h */
-                if (th < 0 || th % g.stride_h) continue;
-                int oh = th / g.stride_h;
-                if (oh >= OH) continue;
-                for (int kw = 0; kw < KW; kw++) {
-                    int tw = iw + g.pad_w - kw * g.dil_w;
-                    if (tw < 0 || tw % g.stride_w) continue;
-                    int ow = tw / g.stride_w, q = oh * OW + ow - c0;
-                    if (ow >= OW || q < 0 || q >= tc) continue;
-                    v += dcol[((int64_t)c * KH * KW + kh * KW + kw) * tc + q];
-                }
-            }
-            *d = v;
+            int i = (int)ii, r = (int)tg_div((uint32_t)i, d.W), ih = ih0 + r, iw = i - r * W;
+            float *px = dx + ((int64_t)c * H + ih) * W + iw;
+            *px = col2im_gather(*px, dcol + (int64_t)c * KK * tc, tc, ih, iw, g, d, at);
         }
     }
 }
@@ -266,7 +224,7 @@ static tg_status im2col_tile(float *col, const float *x, int64_t Cg, const conv2
                              int64_t c0, int64_t tc) {
     int64_t K = Cg * g->KH * g->KW;
     im2col_tile_kernel<<<tile_grid(tc, K), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        col, x, (int)K, *g, (int)c0, (int)tc);
+        col, x, (int)K, *g, (int)c0, (int)tc, conv_divs_make(g));
     TG_CUDA_LAUNCHED("conv2d im2col");
     return TG_OK;
 }
@@ -281,7 +239,7 @@ static tg_status col2im_tile(float *dx, const float *dcol, int64_t Cg, const con
     if (lo >= hi) return TG_OK;
     col2im_tile_kernel<<<tile_grid((hi - lo) * g->W, Cg), TG_CUDA_THREADS, 0,
                          tg_cuda_stream()>>>(dx, dcol, (int)Cg, *g, (int)c0, (int)tc, (int)lo,
-                                             (int)(hi - lo));
+                                             (int)(hi - lo), conv_divs_make(g));
     TG_CUDA_LAUNCHED("conv2d col2im");
     return TG_OK;
 }
@@ -294,15 +252,17 @@ static tg_status col2im_tile(float *dx, const float *dcol, int64_t Cg, const con
  * group grp's rows are grp K .. grp K + K - 1 (K = Cg KH KW). x: the nb images
  * (nb, C_in, H, W). Index math is 32-bit: ld and the rows fit an int (the workspace is
  * bounded by CONV_TILE_BYTES), and the op checks that H W fits. */
-__global__ void im2col_batch_kernel(float *col, const float *x, conv2d_geom g, int rows, int ld) {
+__global__ void im2col_batch_kernel(float *col, const float *x, conv2d_geom g, int rows, int ld,
+                                    conv_divs d) {
     const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W;
     const int OW = (int)g.OW, ncols = (int)(g.OH * g.OW), C_in = (int)g.C_in;
-    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    for (int r = blockIdx.y; r < rows; r += gridDim.y) { /* per row: plain division */
         int c = r / (KH * KW), kh = r % (KH * KW) / KW, kw = r % KW;
         float *row = col + (int64_t)r * ld;
         for (int64_t jj = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; jj < ld;
              jj += (int64_t)gridDim.x * blockDim.x) {
-            int j = (int)jj, n = j / ncols, q = j - n * ncols, oh = q / OW, ow = q - oh * OW;
+            int j = (int)jj, n = (int)tg_div((uint32_t)j, d.ncols), q = j - n * ncols;
+            int oh = (int)tg_div((uint32_t)q, d.OW), ow = q - oh * OW;
             int ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
             int iw = ow * g.stride_w - g.pad_w + kw * g.dil_w;
             bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
@@ -313,48 +273,38 @@ __global__ void im2col_batch_kernel(float *col, const float *x, conv2d_geom g, i
 
 /* dx (nb, C_in, H, W) += the entries of the batched dcol ((C_in KH KW) x ld) that are
  * copies of each pixel: one thread per input pixel (a gather; no atomics). */
-__global__ void col2im_batch_kernel(float *dx, const float *dcol, conv2d_geom g, int nb, int ld) {
-    const int KH = (int)g.KH, KW = (int)g.KW, H = (int)g.H, W = (int)g.W;
-    const int OH = (int)g.OH, OW = (int)g.OW, ncols = OH * OW, C_in = (int)g.C_in;
-    const int planes = nb * C_in;
+__global__ void col2im_batch_kernel(float *dx, const float *dcol, conv2d_geom g, int nb, int ld,
+                                    conv_divs d) {
+    const int H = (int)g.H, W = (int)g.W, OW = (int)g.OW, ncols = (int)(g.OH * g.OW);
+    const int C_in = (int)g.C_in, KK = (int)(g.KH * g.KW), planes = nb * C_in;
     for (int p = blockIdx.y; p < planes; p += gridDim.y) {
-        int n = p / C_in, c = p - n * C_in;
+        const int n = p / C_in, c = p - n * C_in; /* per plane: plain division */
+        const col_at_batch at = {(int64_t)n * ncols, OW};
         for (int64_t ii = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; ii < (int64_t)H * W;
              ii += (int64_t)gridDim.x * blockDim.x) {
-            int i = (int)ii, ih = i / W, iw = i - ih * W;
-            float *d = dx + (int64_t)p * H * W + i;
-            float v = *d;
-            for (int kh = 0; kh < KH; kh++) {
-                int th = ih + g.pad_h - kh * g.dil_h; /* = oh stride_h */
-                if (th < 0 || th % g.stride_h) continue;
-                int oh = th / g.stride_h;
-                if (oh >= OH) continue;
-                for (int kw = 0; kw < KW; kw++) {
-                    int tw = iw + g.pad_w - kw * g.dil_w;
-                    if (tw < 0 || tw % g.stride_w) continue;
-                    int ow = tw / g.stride_w;
-                    if (ow >= OW) continue;
-                    v += dcol[((int64_t)(c * KH + kh) * KW + kw) * ld + n * ncols + oh * OW + ow];
-                }
-            }
-            *d = v;
+            int i = (int)ii, ih = (int)tg_div((uint32_t)i, d.W), iw = i - ih * W;
+            float *px = dx + (int64_t)p * H * W + i;
+            *px = col2im_gather(*px, dcol + (int64_t)c * KK * ld, ld, ih, iw, g, d, at);
         }
     }
 }
 
-/* dst (C x nb P): dst[c, n P + q] = src[n, c, q] for src (nb, C, P); reads and writes
- * run along q, so both are coalesced. */
-__global__ void pack_planes_kernel(float *dst, const float *src, int64_t C, int64_t P, int64_t nb) {
-    TG_GRID_STRIDE(i, nb * C * P) {
-        int64_t q = i % P, c = i / P % C, n = i / (P * C);
-        dst[(c * nb + n) * P + q] = src[i];
+/* dst (C x nb P): dst[c, n P + q] = src[n, c, q] for src (nb, C, P), total = nb C P;
+ * reads and writes run along q, so both are coalesced. */
+template <typename I>
+__global__ void pack_planes_kernel(float *dst, const float *src, I total, tg_fastdiv C,
+                                   tg_fastdiv P, I nb) {
+    TG_GRID_STRIDE_I(I, i, total) {
+        I cp = tg_div(i, P), q = i - cp * (I)P.d; /* cp = n C + c */
+        I n = tg_div(cp, C), c = cp - n * (I)C.d;
+        dst[((int64_t)c * nb + n) * P.d + q] = src[i];
     }
 }
 
 static tg_status im2col_batch(float *col, const float *x, const conv2d_geom *g, int64_t nb) {
     int64_t rows = g->C_in * g->KH * g->KW, ld = nb * g->OH * g->OW;
     im2col_batch_kernel<<<tile_grid(ld, rows), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        col, x, *g, (int)rows, (int)ld);
+        col, x, *g, (int)rows, (int)ld, conv_divs_make(g));
     TG_CUDA_LAUNCHED("conv2d im2col (batched)");
     return TG_OK;
 }
@@ -362,14 +312,16 @@ static tg_status im2col_batch(float *col, const float *x, const conv2d_geom *g, 
 static tg_status col2im_batch(float *dx, const float *dcol, const conv2d_geom *g, int64_t nb) {
     int64_t ld = nb * g->OH * g->OW;
     col2im_batch_kernel<<<tile_grid(g->H * g->W, nb * g->C_in), TG_CUDA_THREADS, 0,
-                          tg_cuda_stream()>>>(dx, dcol, *g, (int)nb, (int)ld);
+                          tg_cuda_stream()>>>(dx, dcol, *g, (int)nb, (int)ld, conv_divs_make(g));
     TG_CUDA_LAUNCHED("conv2d col2im (batched)");
     return TG_OK;
 }
 
 static tg_status pack_planes(float *dst, const float *src, int64_t C, int64_t P, int64_t nb) {
-    pack_planes_kernel<<<tg_cuda_blocks(nb * C * P), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        dst, src, C, P, nb);
+    int64_t total = nb * C * P;
+    TG_LAUNCH_INDEXED(total, pack_planes_kernel, tg_cuda_blocks(total), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), dst, src, total, tg_fastdiv_make(C), tg_fastdiv_make(P),
+                      nb);
     TG_CUDA_LAUNCHED("conv2d pack");
     return TG_OK;
 }
@@ -574,301 +526,6 @@ static tg_status pointwise_backward(float *dinp, float *dweight, float *dbias,
     return TG_OK;
 }
 
-/* ---------------------------------------------------------------- depthwise */
-
-/* Stages rows r0 .. r0+rows-1, columns c0 .. c0+cols-1 of a (H x W) plane into dst
- * (rows x cols), zeros outside the plane. */
-__device__ inline void stage_window(float *dst, const float *plane, int64_t H, int64_t W,
-                                    int64_t r0, int64_t c0, int rows, int cols) {
-    for (int i = threadIdx.x; i < rows * cols; i += blockDim.x) {
-        int64_t r = r0 + i / cols, c = c0 + i % cols;
-        dst[i] = r >= 0 && r < H && c >= 0 && c < W ? plane[r * W + c] : 0.0f;
-    }
-}
-
-/* Decodes blockIdx.x into (plane, tile row, tile column). */
-__device__ inline void dw_block(int tiles_h, int tiles_w, int64_t *plane, int *th, int *tw) {
-    int64_t b = blockIdx.x;
-    *tw = (int)(b % tiles_w);
-    b /= tiles_w;
-    *th = (int)(b % tiles_h);
-    *plane = b / tiles_h;
-}
-
-__global__ void dw_forward_kernel(float *out, const float *inp, const float *weight,
-                                  const float *bias, conv2d_geom g, dw_tiling t) {
-    extern __shared__ float smem[];
-    int64_t plane;
-    int th, tw;
-    dw_block(t.tiles_h, t.tiles_w, &plane, &th, &tw);
-    const int TH = 8 * t.rpt, KK = (int)(g.KH * g.KW);
-    const int in_rows = (int)((TH - 1) * g.stride_h + (g.KH - 1) * g.dil_h + 1);
-    const int in_cols = (int)((DW_TILE_W - 1) * g.stride_w + (g.KW - 1) * g.dil_w + 1);
-    int64_t n = plane / g.C_out, o = plane % g.C_out, c = o / (g.C_out / g.C_in);
-    int64_t oh0 = (int64_t)th * TH, ow0 = (int64_t)tw * DW_TILE_W;
-    float *win = smem, *w = smem + in_rows * in_cols;
-    stage_window(win, inp + (n * g.C_in + c) * g.H * g.W, g.H, g.W, oh0 * g.stride_h - g.pad_h,
-                 ow0 * g.stride_w - g.pad_w, in_rows, in_cols);
-    for (int k = threadIdx.x; k < KK; k += blockDim.x) w[k] = weight[o * KK + k];
-    __syncthreads();
-    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    const float b = bias ? bias[o] : 0.0f;
-    for (int r = 0; r < t.rpt; r++) {
-        int row = ty + 8 * r;
-        int64_t oh = oh0 + row, ow = ow0 + tx;
-        if (oh >= g.OH || ow >= g.OW) continue;
-        float s = b;
-        for (int kh = 0; kh < g.KH; kh++) {
-            const float *wr = win + (row * g.stride_h + kh * g.dil_h) * in_cols + tx * g.stride_w;
-            for (int kw = 0; kw < g.KW; kw++) s += w[kh * g.KW + kw] * wr[kw * g.dil_w];
-        }
-        out[(plane * g.OH + oh) * g.OW + ow] = s;
-    }
-}
-
-__global__ void dw_dinp_kernel(float *dinp, const float *dout, const float *weight,
-                               conv2d_geom g, dw_tiling t) {
-    extern __shared__ float smem[];
-    int64_t plane; /* n C_in + c */
-    int th, tw;
-    dw_block(t.tiles_h, t.tiles_w, &plane, &th, &tw);
-    const int TH = 8 * t.rpt, KK = (int)(g.KH * g.KW), m = (int)(g.C_out / g.C_in);
-    const int dy_rows = (int)((TH - 1 + (g.KH - 1) * g.dil_h) / g.stride_h + 2);
-    const int dy_cols = (int)((DW_TILE_W - 1 + (g.KW - 1) * g.dil_w) / g.stride_w + 2);
-    int64_t n = plane / g.C_in, c = plane % g.C_in;
-    int64_t ih0 = (int64_t)th * TH, iw0 = (int64_t)tw * DW_TILE_W;
-    /* The first output row/column whose window reaches the tile. */
-    int64_t oh_base = floor_div(ih0 + g.pad_h - (g.KH - 1) * g.dil_h, g.stride_h);
-    int64_t ow_base = floor_div(iw0 + g.pad_w - (g.KW - 1) * g.dil_w, g.stride_w);
-    float *win = smem, *w = smem + dy_rows * dy_cols;
-    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int j = 0; j < m; j++) {
-        int64_t o = c * m + j;
-        __syncthreads(); /* the previous channel's window is no longer read */
-        stage_window(win, dout + (n * g.C_out + o) * g.OH * g.OW, g.OH, g.OW, oh_base, ow_base,
-                     dy_rows, dy_cols);
-        for (int k = threadIdx.x; k < KK; k += blockDim.x) w[k] = weight[o * KK + k];
-        __syncthreads();
-        /* 32-bit index arithmetic: plane sizes are below 2^31 (checked by the op). */
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            if (r >= t.rpt) break;
-            int ih = (int)ih0 + ty + 8 * r, iw = (int)iw0 + tx;
-            float s = 0.0f;
-            for (int kh = 0; kh < (int)g.KH; kh++) {
-                int hh = ih + g.pad_h - kh * g.dil_h; /* = oh stride_h */
-                if (hh < 0 || hh % g.stride_h) continue;
-                const float *dr = win + (hh / g.stride_h - (int)oh_base) * dy_cols;
-                for (int kw = 0; kw < (int)g.KW; kw++) {
-                    int ww = iw + g.pad_w - kw * g.dil_w;
-                    if (ww < 0 || ww % g.stride_w) continue;
-                    s += w[kh * (int)g.KW + kw] * dr[ww / g.stride_w - (int)ow_base];
-                }
-            }
-            acc[r] += s;
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < 4; r++) {
-        if (r >= t.rpt) break;
-        int64_t ih = ih0 + ty + 8 * r, iw = iw0 + tx;
-        if (ih < g.H && iw < g.W) dinp[(plane * g.H + ih) * g.W + iw] += acc[r];
-    }
-}
-
-/* Stage 1 of dW/db: partial[((o N + n) tiles + tile) (KK+1) + k] = the tile's sum of
- * dy x over tap k (k < KK) and of dy (k = KK, when with_bias). */
-__global__ void dw_dweight_partial_kernel(float *partial, const float *dout, const float *inp,
-                                          conv2d_geom g, dw_tiling t, bool with_bias) {
-    extern __shared__ float smem[];
-    int64_t plane; /* n C_out + o */
-    int th, tw;
-    dw_block(t.tiles_h, t.tiles_w, &plane, &th, &tw);
-    const int TH = 8 * t.rpt, KK = (int)(g.KH * g.KW), nk = KK + 1;
-    const int in_rows = (int)((TH - 1) * g.stride_h + (g.KH - 1) * g.dil_h + 1);
-    const int in_cols = (int)((DW_TILE_W - 1) * g.stride_w + (g.KW - 1) * g.dil_w + 1);
-    int64_t n = plane / g.C_out, o = plane % g.C_out, c = o / (g.C_out / g.C_in);
-    int64_t oh0 = (int64_t)th * TH, ow0 = (int64_t)tw * DW_TILE_W;
-    float *dyt = smem, *win = smem + TH * DW_TILE_W, *red = win + in_rows * in_cols;
-    stage_window(dyt, dout + plane * g.OH * g.OW, g.OH, g.OW, oh0, ow0, TH, DW_TILE_W);
-    stage_window(win, inp + (n * g.C_in + c) * g.H * g.W, g.H, g.W, oh0 * g.stride_h - g.pad_h,
-                 ow0 * g.stride_w - g.pad_w, in_rows, in_cols);
-    __syncthreads();
-    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    /* dy is 0 outside the plane (staged so), so out-of-range outputs add nothing. */
-    for (int k = 0; k < KK; k++) {
-        int kh = k / (int)g.KW, kw = k % (int)g.KW;
-        float s = 0.0f;
-        for (int r = 0; r < t.rpt; r++) {
-            int row = ty + 8 * r;
-            s += dyt[row * DW_TILE_W + tx] *
-                 win[(row * g.stride_h + kh * g.dil_h) * in_cols + tx * g.stride_w + kw * g.dil_w];
-        }
-        s = tg_warp_sum(s);
-        if (tx == 0) red[ty * nk + k] = s;
-    }
-    if (with_bias) {
-        float s = 0.0f;
-        for (int r = 0; r < t.rpt; r++) s += dyt[(ty + 8 * r) * DW_TILE_W + tx];
-        s = tg_warp_sum(s);
-        if (tx == 0) red[ty * nk + KK] = s;
-    }
-    __syncthreads();
-    int64_t tiles = (int64_t)t.tiles_h * t.tiles_w, tile = (int64_t)th * t.tiles_w + tw;
-    float *dst = partial + ((o * g.N + n) * tiles + tile) * nk;
-    for (int k = threadIdx.x; k < (with_bias ? nk : KK); k += blockDim.x) {
-        float s = 0.0f;
-        for (int wp = 0; wp < DW_THREADS / 32; wp++) s += red[wp * nk + k];
-        dst[k] = s;
-    }
-}
-
-/* Stage 2: one block per output channel adds its N tiles partials in a fixed order. */
-__global__ void dw_dweight_finish_kernel(float *dweight, float *dbias, const float *partial,
-                                         int64_t slots, int KK) {
-    __shared__ float scratch[32];
-    int64_t o = blockIdx.x;
-    const int nk = KK + 1;
-    const float *p = partial + o * slots * nk;
-    for (int k = 0; k <= KK; k++) {
-        float *dst = k < KK ? (dweight ? dweight + o * KK + k : NULL) : (dbias ? dbias + o : NULL);
-        if (!dst) continue; /* uniform across the block */
-        float s = 0.0f;
-        for (int64_t i = threadIdx.x; i < slots; i += blockDim.x) s += p[i * nk + k];
-        s = tg_block_sum(s, scratch);
-        if (threadIdx.x == 0) *dst += s;
-    }
-}
-
-/* Fallbacks for windows too large for shared memory: one thread per element. */
-__global__ void dw_forward_simple_kernel(float *out, const float *inp, const float *weight,
-                                         const float *bias, conv2d_geom g) {
-    TG_GRID_STRIDE(i, g.N * g.C_out * g.OH * g.OW) {
-        int64_t ow = i % g.OW, oh = i / g.OW % g.OH, plane = i / (g.OW * g.OH);
-        int64_t n = plane / g.C_out, o = plane % g.C_out, c = o / (g.C_out / g.C_in);
-        const float *x = inp + (n * g.C_in + c) * g.H * g.W;
-        float s = bias ? bias[o] : 0.0f;
-        for (int64_t kh = 0; kh < g.KH; kh++) {
-            int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
-            if (ih < 0 || ih >= g.H) continue;
-            for (int64_t kw = 0; kw < g.KW; kw++) {
-                int64_t iw = ow * g.stride_w - g.pad_w + kw * g.dil_w;
-                if (iw < 0 || iw >= g.W) continue;
-                s += weight[(o * g.KH + kh) * g.KW + kw] * x[ih * g.W + iw];
-            }
-        }
-        out[i] = s;
-    }
-}
-
-__global__ void dw_dinp_simple_kernel(float *dinp, const float *dout, const float *weight,
-                                      conv2d_geom g) {
-    const int64_t m = g.C_out / g.C_in;
-    TG_GRID_STRIDE(i, g.N * g.C_in * g.H * g.W) {
-        int64_t iw = i % g.W, ih = i / g.W % g.H, plane = i / (g.W * g.H);
-        int64_t n = plane / g.C_in, c = plane % g.C_in;
-        float s = 0.0f;
-        for (int64_t o = c * m; o < (c + 1) * m; o++) {
-            const float *dy = dout + (n * g.C_out + o) * g.OH * g.OW;
-            for (int64_t kh = 0; kh < g.KH; kh++) {
-                int64_t hh = ih + g.pad_h - kh * g.dil_h;
-                if (hh < 0 || hh % g.stride_h || hh / g.stride_h >= g.OH) continue;
-                for (int64_t kw = 0; kw < g.KW; kw++) {
-                    int64_t ww = iw + g.pad_w - kw * g.dil_w;
-                    if (ww < 0 || ww % g.stride_w || ww / g.stride_w >= g.OW) continue;
-                    s += weight[(o * g.KH + kh) * g.KW + kw] *
-                         dy[hh / g.stride_h * g.OW + ww / g.stride_w];
-                }
-            }
-        }
-        dinp[i] += s;
-    }
-}
-
-/* One thread per (o, tap) or (o, bias): sums over every image and output position. */
-__global__ void dw_dweight_simple_kernel(float *dweight, float *dbias, const float *dout,
-                                         const float *inp, conv2d_geom g) {
-    const int64_t KK = g.KH * g.KW, m = g.C_out / g.C_in;
-    TG_GRID_STRIDE(i, g.C_out * (KK + 1)) {
-        int64_t o = i / (KK + 1), k = i % (KK + 1), kh = k / g.KW, kw = k % g.KW;
-        float *dst = k < KK ? (dweight ? dweight + o * KK + k : NULL) : (dbias ? dbias + o : NULL);
-        if (!dst) continue;
-        float s = 0.0f;
-        for (int64_t n = 0; n < g.N; n++) {
-            const float *dy = dout + (n * g.C_out + o) * g.OH * g.OW;
-            const float *x = inp + (n * g.C_in + o / m) * g.H * g.W;
-            for (int64_t oh = 0; oh < g.OH; oh++) {
-                int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
-                if (k < KK && (ih < 0 || ih >= g.H)) continue;
-                for (int64_t ow = 0; ow < g.OW; ow++) {
-                    if (k == KK) {
-                        s += dy[oh * g.OW + ow];
-                        continue;
-                    }
-                    int64_t iw = ow * g.stride_w - g.pad_w + kw * g.dil_w;
-                    if (iw >= 0 && iw < g.W) s += dy[oh * g.OW + ow] * x[ih * g.W + iw];
-                }
-            }
-        }
-        *dst += s;
-    }
-}
-
-static tg_status depthwise_forward(float *out, const float *inp, const float *weight,
-                                   const float *bias, const conv2d_geom *g) {
-    dw_tiling t = dw_tiles(g->OH, g->OW);
-    size_t smem = dw_forward_smem(g, 8 * t.rpt);
-    if (smem <= DW_SMEM_LIMIT) {
-        int64_t blocks = g->N * g->C_out * t.tiles_h * t.tiles_w;
-        dw_forward_kernel<<<(unsigned)blocks, DW_THREADS, smem, tg_cuda_stream()>>>(
-            out, inp, weight, bias, *g, t);
-    } else {
-        dw_forward_simple_kernel<<<tg_cuda_blocks(g->N * g->C_out * g->OH * g->OW),
-                                   TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(out, inp, weight,
-                                                                           bias, *g);
-    }
-    TG_CUDA_LAUNCHED("conv2d_forward_cuda (depthwise)");
-    return TG_OK;
-}
-
-static tg_status depthwise_backward(float *dinp, float *dweight, float *dbias,
-                                    const float *dout, const float *inp, const float *weight,
-                                    const conv2d_geom *g, float *ws) {
-    cudaStream_t stream = tg_cuda_stream();
-    if (dinp) {
-        dw_tiling t = dw_tiles(g->H, g->W);
-        size_t smem = dw_dinp_smem(g, 8 * t.rpt);
-        if (smem <= DW_SMEM_LIMIT) {
-            int64_t blocks = g->N * g->C_in * t.tiles_h * t.tiles_w;
-            dw_dinp_kernel<<<(unsigned)blocks, DW_THREADS, smem, stream>>>(dinp, dout, weight,
-                                                                          *g, t);
-        } else {
-            dw_dinp_simple_kernel<<<tg_cuda_blocks(g->N * g->C_in * g->H * g->W),
-                                    TG_CUDA_THREADS, 0, stream>>>(dinp, dout, weight, *g);
-        }
-        TG_CUDA_LAUNCHED("conv2d_backward_cuda (depthwise dx)");
-    }
-    if (!dweight && !dbias) return TG_OK;
-    dw_tiling t = dw_tiles(g->OH, g->OW);
-    size_t smem = dw_dweight_smem(g, 8 * t.rpt);
-    int KK = (int)(g->KH * g->KW);
-    if (smem <= DW_SMEM_LIMIT) {
-        int64_t tiles = (int64_t)t.tiles_h * t.tiles_w;
-        dw_dweight_partial_kernel<<<(unsigned)(g->N * g->C_out * tiles), DW_THREADS, smem,
-                                    stream>>>(ws, dout, inp, *g, t, dbias != NULL);
-        TG_CUDA_LAUNCHED("conv2d_backward_cuda (depthwise dW partials)");
-        dw_dweight_finish_kernel<<<(unsigned)g->C_out, TG_CUDA_THREADS, 0, stream>>>(
-            dweight, dbias, ws, g->N * tiles, KK);
-        TG_CUDA_LAUNCHED("conv2d_backward_cuda (depthwise dW)");
-    } else {
-        dw_dweight_simple_kernel<<<tg_cuda_blocks(g->C_out * (KK + 1)), TG_CUDA_THREADS, 0,
-                                   stream>>>(dweight, dbias, dout, inp, *g);
-        TG_CUDA_LAUNCHED("conv2d_backward_cuda (depthwise dW)");
-    }
-    return TG_OK;
-}
-
 /* ---------------------------------------------------------------- dispatch */
 
 extern "C" tg_status conv2d_forward_cuda(float *out, const float *inp, const float *weight,
@@ -877,7 +534,7 @@ extern "C" tg_status conv2d_forward_cuda(float *out, const float *inp, const flo
     if (g->N * g->C_out * g->OH * g->OW == 0) return TG_OK;
     switch (conv2d_choose_path(g)) {
     case CONV2D_POINTWISE: return pointwise_forward(out, inp, weight, bias, g);
-    case CONV2D_DEPTHWISE: return depthwise_forward(out, inp, weight, bias, g);
+    case CONV2D_DEPTHWISE: return conv2d_depthwise_forward_cuda(out, inp, weight, bias, g);
     default: {
         int64_t nb = gemm_batch_images(g, tile_cols, false);
         if (nb > 0) return gemm_forward_batched(out, inp, weight, bias, g, workspace, nb);
@@ -895,7 +552,8 @@ extern "C" tg_status conv2d_backward_cuda(float *dinp, float *dweight, float *db
     case CONV2D_POINTWISE:
         return pointwise_backward(dinp, dweight, dbias, dout, inp, weight, g, workspace);
     case CONV2D_DEPTHWISE:
-        return depthwise_backward(dinp, dweight, dbias, dout, inp, weight, g, workspace);
+        return conv2d_depthwise_backward_cuda(dinp, dweight, dbias, dout, inp, weight, g,
+                                              workspace);
     default: {
         int64_t nb = gemm_batch_images(g, tile_cols, true);
         if (nb > 0)

@@ -6,9 +6,10 @@
  */
 #include "common.cuh"
 
-/* y[n, o] = bias[o] for every row n. */
-__global__ void linear_fill_bias_kernel(float *y, const float *bias, int64_t N, int64_t out) {
-    TG_GRID_STRIDE(i, N * out) y[i] = bias[i % out];
+/* y[n, o] = bias[o] for every row n (total = N out; the index type as common.cuh). */
+template <typename I>
+__global__ void linear_fill_bias_kernel(float *y, const float *bias, I total, tg_fastdiv out) {
+    TG_GRID_STRIDE_I(I, i, total) y[i] = bias[tg_mod(i, out)];
 }
 
 /* dbias[o] += sum_n dy[n, o]. */
@@ -27,8 +28,9 @@ extern "C" tg_status linear_forward_cuda(float *y, const float *x, const float *
     if (N <= 0 || out <= 0) return TG_OK;
     float beta = 0.0f;
     if (bias) {
-        linear_fill_bias_kernel<<<tg_cuda_blocks(N * out), TG_CUDA_THREADS, 0,
-                                  tg_cuda_stream()>>>(y, bias, N, out);
+        TG_LAUNCH_INDEXED(N * out, linear_fill_bias_kernel, tg_cuda_blocks(N * out),
+                          TG_CUDA_THREADS, 0, tg_cuda_stream(), y, bias, N * out,
+                          tg_fastdiv_make(out));
         TG_CUDA_LAUNCHED("linear_forward_cuda");
         beta = 1.0f;
     }

@@ -3,7 +3,8 @@
  * GPU. ops/loss.c has the formulas and the backward derivations.
  *
  * Cross entropy: one thread per position (n, p) runs over the C classes (max, then the
- * sum of exponentials: the CPU's two passes) and writes lse; along p the threads of a
+ * sum of exponentials: the CPU's two passes) and writes the max and the log-sum, kept
+ * apart as on the CPU; along p the threads of a
  * warp read consecutive addresses of each class plane. Each block sums its positions'
  * negative log-likelihoods in double into partial[block]; one more block adds the
  * partials in a fixed order and writes the mean. The backward is one thread per logit.
@@ -23,8 +24,9 @@ __global__ void loss_finish_kernel(float *loss, const double *partial, int64_t c
     if (threadIdx.x == 0) loss[0] = (float)(s / denom);
 }
 
-__global__ void cross_entropy_forward_kernel(float *lse, double *partial, const float *logits,
-                                             const int32_t *target, int64_t N, int64_t C,
+__global__ void cross_entropy_forward_kernel(float *max, float *logsum, double *partial,
+                                             const float *logits, const int32_t *target,
+                                             int32_t ignore_index, int64_t N, int64_t C,
                                              int64_t inner) {
     __shared__ double scratch[32];
     int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* position n inner + p */
@@ -33,27 +35,38 @@ __global__ void cross_entropy_forward_kernel(float *lse, double *partial, const 
         int64_t n = q / inner, p = q % inner;
         const float *x = logits + n * C * inner + p;
         float m = x[0];
-        for (int64_t c = 1; c < C; c++) m = fmaxf(m, x[c * inner]);
+        for (int64_t c = 1; c < C; c++) m = x[c * inner] > m ? x[c * inner] : m;
         float s = 0.0f;
         for (int64_t c = 0; c < C; c++) s += expf(x[c * inner] - m);
-        float l = m + logf(s);
-        lse[q] = l;
-        nll = (double)l - (double)x[(int64_t)target[q] * inner];
+        float ls = logf(s);
+        max[q] = m;
+        logsum[q] = ls;
+        /* m and the log-sum kept apart (ops/loss.c: accurate at any logit scale). */
+        int32_t t = target[q];
+        if (t != ignore_index) nll = ((double)m - (double)x[(int64_t)t * inner]) + (double)ls;
     }
     nll = tg_block_sum(nll, scratch);
     if (threadIdx.x == 0) partial[blockIdx.x] = nll;
 }
 
+/* One thread per logit i = (n C + c) inner + p (total = N C inner; positions = N inner);
+ * i is split by precomputed divisors (common.cuh), 32-bit when the tensor allows. A
+ * target equal to ignore_index contributes nothing; count is the targets that count. */
+template <typename I>
 __global__ void cross_entropy_backward_kernel(float *dlogits, const float *logits,
-                                              const float *lse, const int32_t *target,
-                                              const float *dloss, int64_t N, int64_t C,
-                                              int64_t inner) {
-    float scale = (float)((double)dloss[0] / (double)(N * inner));
-    TG_GRID_STRIDE(i, N * C * inner) {
-        int64_t p = i % inner, c = i / inner % C, n = i / (C * inner);
-        int64_t q = n * inner + p;
-        float g = expf(logits[i] - lse[q]) * scale;
-        if (target[q] == c) g -= scale;
+                                              const float *max, const float *logsum,
+                                              const int32_t *target, int32_t ignore_index,
+                                              const float *dloss, int64_t count, I total,
+                                              tg_fastdiv C, tg_fastdiv inner) {
+    float scale = count > 0 ? (float)((double)dloss[0] / (double)count) : 0.0f;
+    TG_GRID_STRIDE_I(I, i, total) {
+        I nc = tg_div(i, inner), p = i - nc * (I)inner.d; /* nc = n C + c */
+        I n = tg_div(nc, C), c = nc - n * (I)C.d;
+        I q = n * (I)inner.d + p;
+        int32_t t = target[q];
+        float w = t == ignore_index ? 0.0f : scale; /* ignored positions: weight 0 */
+        float g = expf((logits[i] - max[q]) - logsum[q]) * w;
+        if ((I)t == c) g -= w;
         dlogits[i] += g;
     }
 }
@@ -89,29 +102,35 @@ extern "C" int64_t cross_entropy_partials_cuda(int64_t N, int64_t inner) {
     return tg_cuda_ceil_div(N * inner, TG_CUDA_THREADS);
 }
 
-extern "C" tg_status cross_entropy_forward_cuda(float *loss, float *lse, double *partial,
-                                                const float *logits, const int32_t *target,
-                                                int64_t N, int64_t C, int64_t inner) {
+extern "C" tg_status cross_entropy_forward_cuda(float *loss, float *max, float *logsum,
+                                                double *partial, const float *logits,
+                                                const int32_t *target, int32_t ignore_index,
+                                                int64_t count, int64_t N, int64_t C,
+                                                int64_t inner) {
     int64_t blocks = cross_entropy_partials_cuda(N, inner);
     if (blocks <= 0) return TG_OK;
     cudaStream_t s = tg_cuda_stream();
     cross_entropy_forward_kernel<<<(unsigned)blocks, TG_CUDA_THREADS, 0, s>>>(
-        lse, partial, logits, target, N, C, inner);
+        max, logsum, partial, logits, target, ignore_index, N, C, inner);
     TG_CUDA_LAUNCHED("cross_entropy_forward_cuda");
-    loss_finish_kernel<<<1, 1024, 0, s>>>(loss, partial, blocks, (double)(N * inner));
+    /* Every target ignored: the sum (0) over a NaN divisor gives PyTorch's NaN. */
+    double denom = count > 0 ? (double)count : (double)NAN;
+    loss_finish_kernel<<<1, 1024, 0, s>>>(loss, partial, blocks, denom);
     TG_CUDA_LAUNCHED("cross_entropy_forward_cuda");
     return TG_OK;
 }
 
 extern "C" tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits,
-                                                 const float *lse, const int32_t *target,
-                                                 const float *dloss, int64_t N, int64_t C,
-                                                 int64_t inner) {
+                                                 const float *max, const float *logsum,
+                                                 const int32_t *target, int32_t ignore_index,
+                                                 const float *dloss, int64_t count, int64_t N,
+                                                 int64_t C, int64_t inner) {
     int64_t total = N * C * inner;
     if (total <= 0) return TG_OK;
-    cross_entropy_backward_kernel<<<tg_cuda_blocks(total), TG_CUDA_THREADS, 0,
-                                    tg_cuda_stream()>>>(dlogits, logits, lse, target, dloss, N,
-                                                        C, inner);
+    TG_LAUNCH_INDEXED(total, cross_entropy_backward_kernel, tg_cuda_blocks(total),
+                      TG_CUDA_THREADS, 0, tg_cuda_stream(), dlogits, logits, max, logsum,
+                      target, ignore_index, dloss, count, total, tg_fastdiv_make(C),
+                      tg_fastdiv_make(inner));
     TG_CUDA_LAUNCHED("cross_entropy_backward_cuda");
     return TG_OK;
 }

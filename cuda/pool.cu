@@ -5,6 +5,8 @@
  * Forwards: one thread per output. Backwards are GATHERS, one thread per input pixel
  * visiting the outputs whose windows cover it (in the order the CPU scatters them), so
  * overlapping windows need no atomics and the sums match the CPU's order.
+ * The per-element kernels are templates over the index type (common.cuh): flat indices
+ * split by precomputed divisors (pool_divs), 32-bit whenever the tensor allows.
  */
 #include "common.cuh"
 
@@ -23,9 +25,24 @@ __global__ void global_avg_pool_forward_kernel(float *y, const float *x, int64_t
     }
 }
 
-__global__ void global_avg_pool_backward_kernel(float *dx, const float *dy, int64_t planes,
-                                                int64_t HW) {
-    TG_GRID_STRIDE(i, planes * HW) dx[i] += dy[i / HW] / (float)HW;
+template <typename I>
+__global__ void global_avg_pool_backward_kernel(float *dx, const float *dy, I total,
+                                                tg_fastdiv HW) {
+    TG_GRID_STRIDE_I(I, i, total) dx[i] += dy[tg_div(i, HW)] / (float)HW.d;
+}
+
+/* Divisors splitting a flat index of a (planes, rows, cols) tensor. */
+typedef struct pool_divs {
+    tg_fastdiv cols, rows;
+} pool_divs;
+
+/* i = (p rows + r) cols + c. */
+template <typename I>
+__device__ inline void pool_split(I i, const pool_divs &d, int64_t *p, int64_t *r, int64_t *c) {
+    I pr = tg_div(i, d.cols), pp = tg_div(pr, d.rows);
+    *c = (int64_t)(i - pr * (I)d.cols.d);
+    *r = (int64_t)(pr - pp * (I)d.rows.d);
+    *p = (int64_t)pp;
 }
 
 /* The in-image index range [*lo, *hi) of output o's window along one axis. */
@@ -45,10 +62,12 @@ __device__ inline void covering_range(int64_t i, int stride, int pad, int kernel
     *hi = last < n_out ? last : n_out;
 }
 
+template <typename I>
 __global__ void max_pool2d_forward_kernel(float *y, int32_t *argmax, const float *x,
-                                          pool2d_geom g) {
-    TG_GRID_STRIDE(i, g.planes * g.OH * g.OW) {
-        int64_t ow = i % g.OW, oh = i / g.OW % g.OH, p = i / (g.OW * g.OH);
+                                          pool2d_geom g, I total, pool_divs d) {
+    TG_GRID_STRIDE_I(I, i, total) {
+        int64_t p, oh, ow;
+        pool_split(i, d, &p, &oh, &ow);
         const float *in = x + p * g.H * g.W;
         int64_t h0, h1, w0, w1;
         window_range(oh, g.stride_h, g.pad_h, g.kernel_h, g.H, &h0, &h1);
@@ -69,10 +88,12 @@ __global__ void max_pool2d_forward_kernel(float *y, int32_t *argmax, const float
     }
 }
 
+template <typename I>
 __global__ void max_pool2d_backward_kernel(float *dx, const float *dy, const int32_t *argmax,
-                                           pool2d_geom g) {
-    TG_GRID_STRIDE(i, g.planes * g.H * g.W) {
-        int64_t w = i % g.W, h = i / g.W % g.H, p = i / (g.W * g.H);
+                                           pool2d_geom g, I total, pool_divs d) {
+    TG_GRID_STRIDE_I(I, i, total) {
+        int64_t p, h, w;
+        pool_split(i, d, &p, &h, &w);
         int64_t oh0, oh1, ow0, ow1;
         covering_range(h, g.stride_h, g.pad_h, g.kernel_h, g.OH, &oh0, &oh1);
         covering_range(w, g.stride_w, g.pad_w, g.kernel_w, g.OW, &ow0, &ow1);
@@ -87,10 +108,13 @@ __global__ void max_pool2d_backward_kernel(float *dx, const float *dy, const int
     }
 }
 
-__global__ void avg_pool2d_forward_kernel(float *y, const float *x, pool2d_geom g) {
-    float inv_area = 1.0f / (float)(g.kernel_h * g.kernel_w);
-    TG_GRID_STRIDE(i, g.planes * g.OH * g.OW) {
-        int64_t ow = i % g.OW, oh = i / g.OW % g.OH, p = i / (g.OW * g.OH);
+template <typename I>
+__global__ void avg_pool2d_forward_kernel(float *y, const float *x, pool2d_geom g, I total,
+                                          pool_divs d) {
+    float inv_area = 1.0f / ((float)g.kernel_h * (float)g.kernel_w); /* no int wrap */
+    TG_GRID_STRIDE_I(I, i, total) {
+        int64_t p, oh, ow;
+        pool_split(i, d, &p, &oh, &ow);
         const float *in = x + p * g.H * g.W;
         int64_t h0, h1, w0, w1;
         window_range(oh, g.stride_h, g.pad_h, g.kernel_h, g.H, &h0, &h1);
@@ -102,10 +126,13 @@ __global__ void avg_pool2d_forward_kernel(float *y, const float *x, pool2d_geom 
     }
 }
 
-__global__ void avg_pool2d_backward_kernel(float *dx, const float *dy, pool2d_geom g) {
-    float inv_area = 1.0f / (float)(g.kernel_h * g.kernel_w);
-    TG_GRID_STRIDE(i, g.planes * g.H * g.W) {
-        int64_t w = i % g.W, h = i / g.W % g.H, p = i / (g.W * g.H);
+template <typename I>
+__global__ void avg_pool2d_backward_kernel(float *dx, const float *dy, pool2d_geom g, I total,
+                                           pool_divs d) {
+    float inv_area = 1.0f / ((float)g.kernel_h * (float)g.kernel_w); /* no int wrap */
+    TG_GRID_STRIDE_I(I, i, total) {
+        int64_t p, h, w;
+        pool_split(i, d, &p, &h, &w);
         int64_t oh0, oh1, ow0, ow1;
         covering_range(h, g.stride_h, g.pad_h, g.kernel_h, g.OH, &oh0, &oh1);
         covering_range(w, g.stride_w, g.pad_w, g.kernel_w, g.OW, &ow0, &ow1);
@@ -129,8 +156,9 @@ extern "C" tg_status global_avg_pool_forward_cuda(float *y, const float *x, int6
 extern "C" tg_status global_avg_pool_backward_cuda(float *dx, const float *dy, int64_t planes,
                                                    int64_t HW) {
     if (planes * HW <= 0) return TG_OK;
-    global_avg_pool_backward_kernel<<<tg_cuda_blocks(planes * HW), TG_CUDA_THREADS, 0,
-                                      tg_cuda_stream()>>>(dx, dy, planes, HW);
+    TG_LAUNCH_INDEXED(planes * HW, global_avg_pool_backward_kernel, tg_cuda_blocks(planes * HW),
+                      TG_CUDA_THREADS, 0, tg_cuda_stream(), dx, dy, planes * HW,
+                      tg_fastdiv_make(HW));
     TG_CUDA_LAUNCHED("global_avg_pool_backward_cuda");
     return TG_OK;
 }
@@ -139,8 +167,9 @@ extern "C" tg_status max_pool2d_forward_cuda(float *y, int32_t *argmax, const fl
                                              const pool2d_geom *g) {
     int64_t n = g->planes * g->OH * g->OW;
     if (n <= 0) return TG_OK;
-    max_pool2d_forward_kernel<<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        y, argmax, x, *g);
+    pool_divs d = {tg_fastdiv_make(g->OW), tg_fastdiv_make(g->OH)};
+    TG_LAUNCH_INDEXED(n, max_pool2d_forward_kernel, tg_cuda_blocks(n), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), y, argmax, x, *g, n, d);
     TG_CUDA_LAUNCHED("max_pool2d_forward_cuda");
     return TG_OK;
 }
@@ -149,8 +178,9 @@ extern "C" tg_status max_pool2d_backward_cuda(float *dx, const float *dy,
                                               const int32_t *argmax, const pool2d_geom *g) {
     int64_t n = g->planes * g->H * g->W;
     if (n <= 0) return TG_OK;
-    max_pool2d_backward_kernel<<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        dx, dy, argmax, *g);
+    pool_divs d = {tg_fastdiv_make(g->W), tg_fastdiv_make(g->H)};
+    TG_LAUNCH_INDEXED(n, max_pool2d_backward_kernel, tg_cuda_blocks(n), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), dx, dy, argmax, *g, n, d);
     TG_CUDA_LAUNCHED("max_pool2d_backward_cuda");
     return TG_OK;
 }
@@ -158,8 +188,9 @@ extern "C" tg_status max_pool2d_backward_cuda(float *dx, const float *dy,
 extern "C" tg_status avg_pool2d_forward_cuda(float *y, const float *x, const pool2d_geom *g) {
     int64_t n = g->planes * g->OH * g->OW;
     if (n <= 0) return TG_OK;
-    avg_pool2d_forward_kernel<<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        y, x, *g);
+    pool_divs d = {tg_fastdiv_make(g->OW), tg_fastdiv_make(g->OH)};
+    TG_LAUNCH_INDEXED(n, avg_pool2d_forward_kernel, tg_cuda_blocks(n), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), y, x, *g, n, d);
     TG_CUDA_LAUNCHED("avg_pool2d_forward_cuda");
     return TG_OK;
 }
@@ -168,8 +199,9 @@ extern "C" tg_status avg_pool2d_backward_cuda(float *dx, const float *dy,
                                               const pool2d_geom *g) {
     int64_t n = g->planes * g->H * g->W;
     if (n <= 0) return TG_OK;
-    avg_pool2d_backward_kernel<<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, tg_cuda_stream()>>>(
-        dx, dy, *g);
+    pool_divs d = {tg_fastdiv_make(g->W), tg_fastdiv_make(g->H)};
+    TG_LAUNCH_INDEXED(n, avg_pool2d_backward_kernel, tg_cuda_blocks(n), TG_CUDA_THREADS, 0,
+                      tg_cuda_stream(), dx, dy, *g, n, d);
     TG_CUDA_LAUNCHED("avg_pool2d_backward_cuda");
     return TG_OK;
 }

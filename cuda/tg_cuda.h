@@ -17,6 +17,9 @@
 #define TG_CUDA_H
 
 #include "../include/tapegrad.h"
+#include "../ops/broadcast.h"
+#include "../ops/elementwise.h"
+#include "../ops/unary.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +45,9 @@ extern "C" {
 tg_status tg_cuda_probe(void);
 void *tg_cuda_alloc(size_t bytes);
 void tg_cuda_free(void *ptr);
+/* Queued on the library's stream; src may be reused when it returns. To the host: waits
+ * for the data. From the host: staged through page-locked slots, never waits for the GPU
+ * (cuda/memory.cu), so an op that uploads (the cross entropy's targets) does not block. */
 tg_status tg_cuda_copy(void *dst, bool dst_on_device, const void *src, bool src_on_device,
                        size_t bytes);
 tg_status tg_cuda_zero(void *ptr, size_t bytes);
@@ -112,6 +118,25 @@ tg_status relu_backward_cuda(float *dinp, const float *dout, const float *out, i
 tg_status add_forward_cuda(float *out, const float *a, const float *b, int64_t n);
 /* dst[n] += src[n] (add's backward, reshape's backward). */
 tg_status accumulate_cuda(float *dst, const float *src, int64_t n);
+/* out (plan's output) = a op b through the plan's strides (ops/broadcast.h). */
+tg_status binary_forward_cuda(float *out, const float *a, const float *b, const tg_bcast *p,
+                              binary_kind kind);
+/* dst (plan's output) = or += term(g, y, o); p = tg_bcast_plan(out, out, o's shape). */
+tg_status binary_term_cuda(float *dst, bool accumulate, const float *g, const float *y,
+                           const float *o, const tg_bcast *p, binary_term term);
+/* dinp (k0, k1, k2) += scale * g (k0, r0, k1, r1, k2) summed over r0, r1 (a thread per
+ * kept element, or a block per kept element when few are kept; deterministic). */
+tg_status broadcast_reduce_cuda(float *dinp, const float *g, float scale,
+                                const tg_bcast_reduce *p);
+
+/* ---------------------------------------------------------------- unary.cu */
+
+/* out[n] = f(x[n]) (ops/unary.h's tg_unary_value). */
+tg_status unary_forward_cuda(float *out, const float *x, int64_t n, unary_kind kind,
+                             unary_args a);
+/* dx[n] += dout[n] * f'(x[n]) (tg_unary_derivative; x the input, y the output). */
+tg_status unary_backward_cuda(float *dx, const float *dout, const float *x, const float *y,
+                              int64_t n, unary_kind kind, unary_args a);
 
 /* ---------------------------------------------------------------- linear.cu */
 
@@ -128,18 +153,22 @@ tg_status linear_backward_cuda(float *dx, float *dweight, float *dbias, const fl
 
 /* Doubles of the `partial` workspace cross_entropy_forward_cuda needs. */
 int64_t cross_entropy_partials_cuda(int64_t N, int64_t inner);
-/* loss[0] (1 float, device) = mean over the N*inner positions of lse - logits[target];
- * lse (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
- * int32 on the device, each in [0, C). */
-tg_status cross_entropy_forward_cuda(float *loss, float *lse, double *partial,
-                                     const float *logits, const int32_t *target, int64_t N,
-                                     int64_t C, int64_t inner);
-/* dlogits (N, C, inner) += (exp(logits - lse) - onehot(target)) dloss[0] / (N inner).
- * dloss: the incoming gradient of the loss, 1 float ON THE DEVICE (where the tape keeps
- * it), so the backward never waits for the GPU. */
-tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *lse,
-                                      const int32_t *target, const float *dloss, int64_t N,
-                                      int64_t C, int64_t inner);
+/* loss[0] (1 float, device) = mean over the positions whose target is not ignore_index
+ * of (max - logits[target]) + logsum (count of them; NaN when count is 0); max and logsum
+ * (N, inner) written; partial: scratch; logits (N, C, inner) read; target (N, inner)
+ * int32 on the device, each in [0, C) or equal to ignore_index. */
+tg_status cross_entropy_forward_cuda(float *loss, float *max, float *logsum, double *partial,
+                                     const float *logits, const int32_t *target,
+                                     int32_t ignore_index, int64_t count, int64_t N, int64_t C,
+                                     int64_t inner);
+/* dlogits (N, C, inner) += (exp((logits - max) - logsum) - onehot(target)) dloss[0] / count
+ * at positions whose target is not ignore_index. dloss: the incoming gradient of the
+ * loss, 1 float ON THE DEVICE (where the tape keeps it), so the backward never waits for
+ * the GPU. */
+tg_status cross_entropy_backward_cuda(float *dlogits, const float *logits, const float *max,
+                                      const float *logsum, const int32_t *target,
+                                      int32_t ignore_index, const float *dloss, int64_t count,
+                                      int64_t N, int64_t C, int64_t inner);
 /* Doubles of the `partial` workspace mse_forward_cuda needs. */
 int64_t mse_partials_cuda(int64_t n);
 /* loss[0] (device) = mean((pred - target)^2) over n, summed in double in a fixed order. */
@@ -193,8 +222,9 @@ tg_status avg_pool2d_backward_cuda(float *dx, const float *dy, const pool2d_geom
 
 /* Floats of workspace conv2d_forward_cuda (backward false) or conv2d_backward_cuda
  * (backward true) needs with a tile of tile_cols output columns (0: the default, sized
- * for GEMM efficiency): the im2col tile of the dense and grouped paths, the per-block
- * partial sums of the depthwise weight gradient; 0 for the pointwise path. */
+ * for GEMM efficiency): the im2col matrix of the dense and grouped paths, the packed
+ * operands of the pointwise dW, the per-tile partial sums of the depthwise weight
+ * gradient. (cuda/conv2d.cu; the depthwise kernels are in cuda/conv2d_depthwise.cu.) */
 size_t conv2d_workspace_floats_cuda(const conv2d_geom *g, int64_t tile_cols, bool backward);
 /* Shapes as ops/conv2d.h; g is a host struct; dispatch on conv2d_choose_path(g):
  * dense/grouped: tiled im2col + cuBLAS (im2col recomputed in backward); pointwise: cuBLAS

@@ -39,10 +39,15 @@ int main(int argc, char **argv) {
     int epochs = argc > 2 ? atoi(argv[2]) : 3;
     tg_dataset *train = tg_mnist_load(dir, true), *test = tg_mnist_load(dir, false);
     tg_model *m = tg_cnn_new((tg_cnn_opts){0}, TG_DEVICE_CPU, 1);
-    tg_optim *opt = m ? tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = 3e-3f}) : NULL;
+    tg_adam_opts ao = tg_adam_opts_default(); /* PyTorch's defaults, then our changes */
+    ao.lr = 3e-3;
+    tg_optim *opt = m ? tg_adam_new(tg_model_params(m), ao) : NULL;
     tg_loader *ld = train ? tg_loader_new(train, 64, true, 1) : NULL;
     tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
     if (!test || !opt || !ld || !ctx) goto fail;
+    /* Each conv layer shape runs on the faster of im2col + SGEMM and Winograd, timed on
+     * its first use (pin TG_CONV_ALGO_GEMM when runs must match bit for bit). */
+    if (tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_AUTO) != TG_OK) goto fail;
     double acc = 0;
     for (int epoch = 1; epoch <= epochs; epoch++) {
         tg_tensor *x;

@@ -25,7 +25,9 @@ int main(void) {
     tg_dataset *ds = tg_dataset_new(N, tg_shape1(2), x, y, 2);
     tg_model *m = tg_mlp_new((tg_mlp_opts){.in_features = 2, .hidden = {16, 16},
                                            .num_classes = 2}, TG_DEVICE_CPU, 42);
-    tg_optim *opt = tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = 0.01f});
+    tg_adam_opts ao = tg_adam_opts_default(); /* PyTorch's defaults, then our changes */
+    ao.lr = 0.01;
+    tg_optim *opt = tg_adam_new(tg_model_params(m), ao);
     tg_loader *ld = tg_loader_new(ds, 32, true, 7);
     tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
     if (!ds || !m || !opt || !ld || !ctx) goto fail;

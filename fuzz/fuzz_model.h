@@ -11,7 +11,9 @@
 static inline tg_model *fuzz_model(tg_optim **opt) {
     tg_model *m = tg_mlp_new((tg_mlp_opts){.in_features = 4, .hidden = {3}, .num_classes = 2},
                              TG_DEVICE_CPU, 7);
-    *opt = m ? tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = 0.01f}) : NULL;
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = 0.01;
+    *opt = m ? tg_adam_new(tg_model_params(m), ao) : NULL;
     return m;
 }
 

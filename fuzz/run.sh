@@ -3,7 +3,7 @@
 # bounded time.
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s; targets: idx checkpoint
-#                                                     safetensors)
+#                                                     safetensors api)
 #
 # Builds into build-fuzz/ (the library sources are compiled in directly; no meson), seeds
 # each corpus from tests/corpus/<target>/ (the regression inputs the io test suite also
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(idx checkpoint safetensors)
+[ ${#targets[@]} -eq 0 ] && targets=(idx checkpoint safetensors api)
 
 command -v clang >/dev/null || { echo "fuzz/run.sh: clang not found (apt-get install clang)" >&2; exit 1; }
 out=build-fuzz

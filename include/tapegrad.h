@@ -22,6 +22,9 @@
  * return NULL without overwriting the first message, so a whole forward pass can be
  * written without checks and tested once at the end. `tg_backward` and
  * `tg_optim_step` return a status and change nothing while an error is pending.
+ * Sizes never wrap (no tensor holds more than TG_MAX_NUMEL elements), NaN/Inf can be
+ * caught where they appear (anomaly mode), and files never hang or are read before their
+ * size is checked: see the block "sizes, non-finite values, files" near the end.
  *
  * WORKED EXAMPLE (tests/test_example.c compiles and runs exactly this)
  * ---------------------------------------------------------------------
@@ -83,6 +86,13 @@ extern "C" {
 
 #define TG_VERSION_STRING "0.1.0"
 
+/* _Alignas is C11; C++ (the CUDA sources include this header) spells it alignas. */
+#ifdef __cplusplus
+#define TG_ALIGNAS(n) alignas(n)
+#else
+#define TG_ALIGNAS(n) _Alignas(n)
+#endif
+
 /* ---------------------------------------------------------------- errors */
 
 typedef enum tg_status {
@@ -95,6 +105,8 @@ typedef enum tg_status {
     TG_ERR_FORMAT,      /* a file is truncated, corrupted or of another model */
     TG_ERR_DEVICE,      /* no such device, or a device call failed */
     TG_ERR_UNSUPPORTED, /* no implementation for this device/op combination */
+    TG_ERR_NONFINITE,   /* a NaN or infinity where finite values are required (anomaly
+                           mode, optimizer skip, checkpoint save) */
 } tg_status;
 
 /* The first error recorded since the last tg_error_clear() (thread-local). */
@@ -132,6 +144,8 @@ tg_shape tg_shape1(int64_t d0);
 tg_shape tg_shape2(int64_t d0, int64_t d1);
 tg_shape tg_shape3(int64_t d0, int64_t d1, int64_t d2);
 tg_shape tg_shape4(int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* The product of the dims, or -1 when a dim is negative, ndim is out of range or the
+ * product exceeds TG_MAX_NUMEL (it never wraps). */
 int64_t tg_shape_numel(tg_shape shape);
 bool tg_shape_equal(tg_shape a, tg_shape b);
 /* Writes "(1, 3, 32, 32)" into buf; returns buf. */
@@ -150,6 +164,7 @@ typedef struct tg_tensor {
     bool is_param;       /* lives in a parameter store */
     const char *name;    /* parameters: their name; others: NULL */
     int id;              /* creation order within the step (tape printing) */
+    uint64_t stamp;      /* owner context and step (tape ownership checks); 0: parameter */
 } tg_tensor;
 
 /* ---------------------------------------------------------------- rng, initialisation */
@@ -190,7 +205,9 @@ typedef struct tg_params tg_params;
 tg_params *tg_params_new(tg_device device);
 void tg_params_free(tg_params *ps);
 /* A trainable parameter, zero-initialised, with a gradient buffer. The returned pointer
- * stays valid for the life of the store, even when later adds grow its buffers. */
+ * stays valid for the life of the store, even when later adds grow its buffers. While an
+ * error is pending it returns NULL and allocates nothing, so a constructor adding many
+ * parameters stops at its first failure. */
 tg_tensor *tg_params_add(tg_params *ps, const char *name, tg_shape shape);
 /* A non-trainable buffer (batchnorm running statistics): saved in checkpoints, never
  * touched by optimizers, not counted as a trainable parameter. */
@@ -281,8 +298,9 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
 /* ---------------------------------------------------------------- ops */
 
 /* How dense 3x3 convolutions are computed on the CPU (tg_ctx_set_conv_algo).
- *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution (the default): the
- *                          same arithmetic as the definition, fp32 rounding only.
+ *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution (the library's
+ *                          default): the same arithmetic as the definition, fp32 rounding
+ *                          only.
  *   TG_CONV_ALGO_WINOGRAD  Winograd F(4x4, 3x3) for convolutions with a 3x3 kernel, stride
  *                          1, dilation 1, groups 1 and padding 0..2 (forward, dx and dW):
  *                          4x fewer multiplies, larger rounding error (about 5e-6 of the
@@ -290,15 +308,50 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  *                          bounds it). Other geometries, and the CUDA backend, keep
  *                          their usual kernels; the profile's detail column says which
  *                          ran ("winograd 3x3").
- * The choice is taken when the op is recorded; its backward uses the same algorithm. */
+ *   TG_CONV_ALGO_AUTO      per geometry the faster of the two, as cuDNN's benchmark mode:
+ *                          the first time the context records a convolution that Winograd
+ *                          supports (CPU), both forwards run on the live operands into
+ *                          scratch (after one untimed warm-up each when a forward is
+ *                          cheap, under ~2 GFLOP) and the faster is kept in a small table
+ *                          in the context, keyed by the full geometry (batch, channels,
+ *                          size, padding, bias). The table survives tg_step_end, so each
+ *                          geometry is timed once per context; the profile's detail says
+ *                          "auto: winograd 3x3" or "auto: dense 3x3". The `tapegrad`
+ *                          commands train, mobilenet and the examples use it.
+ * The choice is taken when the op is recorded; its backward uses the same algorithm.
+ *
+ * Why GEMM stays the library's default: a timing decides AUTO's choice, so two processes
+ * may choose differently and round differently (cuDNN's benchmark mode has the same
+ * property). A program that needs the same bits run to run (bit-exact checkpoint resume
+ * in a new process, golden tests with GEMM-level tolerances) must pin GEMM or WINOGRAD;
+ * `tapegrad train --resume` says so and `--conv gemm` makes a resume byte-identical.
+ * Within one context AUTO is deterministic: a geometry keeps its first choice
+ * (tg_ctx_conv_choices lists them). */
 typedef enum tg_conv_algo {
     TG_CONV_ALGO_GEMM = 0,
     TG_CONV_ALGO_WINOGRAD = 1,
+    TG_CONV_ALGO_AUTO = 2,
 } tg_conv_algo;
 /* Sets the algorithm for the convolutions recorded on ctx from now on. An unknown value is
- * refused (TG_ERR_ARG) and the setting stays as it was. */
+ * refused (TG_ERR_ARG) and the setting stays as it was. Choices AUTO already made are kept
+ * (setting AUTO again does not re-time them). */
 tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo);
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx);
+
+/* ---- issue 14 (timing14b): what TG_CONV_ALGO_AUTO chose */
+/* One geometry AUTO timed: x (n, c_in, h, w) with a (c_out, c_in, 3, 3) weight. */
+typedef struct tg_conv_choice {
+    int64_t n, c_in, h, w, c_out;
+    int pad_h, pad_w;
+    bool bias;
+    bool winograd;                  /* the choice: Winograd (true) or im2col + SGEMM */
+    double gemm_seconds, winograd_seconds; /* the timed forwards that decided it */
+} tg_conv_choice;
+/* Copies up to max_rows of ctx's choices (oldest first) into rows (may be NULL when
+ * max_rows is 0) and returns how many the context holds (at most 64; beyond that the
+ * oldest is replaced and timed again on its next use). */
+int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows);
+/* ---- end issue 14 (timing14b) */
 
 typedef struct tg_conv2d_opts {
     int stride_h, stride_w;     /* 0 means 1 */
@@ -327,10 +380,39 @@ tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tenso
                           tg_tensor *running_mean, tg_tensor *running_var, bool training,
                           float momentum, float eps);
 
+/* max(x, 0) and min(max(x, 0), 6). NaN propagates as in PyTorch: the output is NaN and
+ * the gradient there is dy (0 only where x <= 0, or x >= 6 for relu6). */
 tg_tensor *tg_relu(tg_ctx *ctx, tg_tensor *x);
 tg_tensor *tg_relu6(tg_ctx *ctx, tg_tensor *x);
-/* a + b, same shapes (residual connections). */
+/* ---- issue 12 part A: elementwise and activations (ops/elementwise.c, ops/unary.c) ----
+ * Binary ops broadcast as NumPy/PyTorch: shapes aligned at the last dim, each pair of
+ * dims equal or one of them 1 (missing leading dims count as 1), up to 4-D; the result
+ * takes the larger of each pair. The gradient of a broadcast input is summed over the
+ * dims it was broadcast along. Same shapes (residual adds) take a plain loop. */
 tg_tensor *tg_add(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_sub(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_mul(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_div(tg_ctx *ctx, tg_tensor *a, tg_tensor *b);
+/* Element-wise functions of one tensor; y has x's shape. A NaN constant is refused. */
+tg_tensor *tg_add_scalar(tg_ctx *ctx, tg_tensor *x, float c); /* x + c */
+tg_tensor *tg_scale(tg_ctx *ctx, tg_tensor *x, float c);      /* c * x */
+tg_tensor *tg_neg(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_exp(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_log(tg_ctx *ctx, tg_tensor *x);                 /* natural log; NaN below 0 */
+tg_tensor *tg_sqrt(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_pow(tg_ctx *ctx, tg_tensor *x, float p);        /* x^p, constant p (powf) */
+tg_tensor *tg_tanh(tg_ctx *ctx, tg_tensor *x);
+tg_tensor *tg_sigmoid(tg_ctx *ctx, tg_tensor *x);
+/* x Phi(x) (erf form, PyTorch's default) or, with tanh_approx, PyTorch's
+ * approximate='tanh': x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+tg_tensor *tg_gelu(tg_ctx *ctx, tg_tensor *x, bool tanh_approx);
+tg_tensor *tg_silu(tg_ctx *ctx, tg_tensor *x);                /* x sigmoid(x) */
+/* x > 0 ? x : negative_slope x (PyTorch's default slope is 0.01). */
+tg_tensor *tg_leaky_relu(tg_ctx *ctx, tg_tensor *x, float negative_slope);
+/* min(max(x, lo), hi); lo <= hi (use -INFINITY/INFINITY for one-sided). The gradient
+ * passes where lo <= x <= hi, bounds included, as PyTorch. */
+tg_tensor *tg_clamp(tg_ctx *ctx, tg_tensor *x, float lo, float hi);
+/* ---- end of issue 12 part A ---- */
 /* A view with another shape of the same numel; one dim may be -1 (inferred). */
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape);
 /* (N, ...) -> (N, rest). */
@@ -347,14 +429,32 @@ typedef struct tg_pool2d_opts {
     int pad_h, pad_w;       /* implicit padding: -inf for max, zeros counted for avg */
 } tg_pool2d_opts;
 tg_pool2d_opts tg_pool2d_opts_make(int kernel, int stride, int padding);
+/* A window holding NaN gives NaN, and its gradient goes to that NaN (the last one in
+ * row-major order), as PyTorch; ties go to the first maximum. */
 tg_tensor *tg_max_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 /* count_include_pad = true, as PyTorch's default. */
 tg_tensor *tg_avg_pool2d(tg_ctx *ctx, tg_tensor *x, tg_pool2d_opts opts);
 
-/* Cross entropy with integer class targets, mean over all targets (fused log-softmax +
- * NLL). logits (N, C) with target[N], or per pixel: logits (N, C, H, W) with
- * target[N*H*W] laid out (N, H, W). target is host memory; it is copied. -> scalar. */
+/* >>> semantics (issue 10): cross entropy options ---------------------------------- */
+/* Cross entropy with integer class targets (fused log-softmax + NLL), PyTorch's
+ * F.cross_entropy: logits (N, C) with target[N], (N, C, L) with target[N*L] laid out
+ * (N, L), or per pixel (N, C, H, W) with target[N*H*W] laid out (N, H, W). target is
+ * host memory; it is copied. -> scalar: the mean over the targets that are not
+ * ignore_index (-100 here, as PyTorch); NaN if every target is ignored (PyTorch's 0/0),
+ * and ignored positions get zero gradient. Accurate at any logit scale (the max and the
+ * log-sum are kept apart, as PyTorch's float32 log_softmax). */
 tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target);
+
+/* Options: start from tg_cross_entropy_opts_default() and change fields; a struct not
+ * made by it (a zeroed one would ignore class 0) is refused with a message. */
+typedef struct tg_cross_entropy_opts {
+    int32_t ignore_index; /* targets equal to it are left out of loss and mean; -100 */
+    uint32_t tag;         /* set by tg_cross_entropy_opts_default(); do not touch */
+} tg_cross_entropy_opts;
+tg_cross_entropy_opts tg_cross_entropy_opts_default(void);
+tg_tensor *tg_cross_entropy_with(tg_ctx *ctx, tg_tensor *logits, const int32_t *target,
+                                 tg_cross_entropy_opts opts);
+/* <<< semantics (issue 10): cross entropy options ---------------------------------- */
 /* mean((pred - target)^2) over all elements -> scalar. */
 tg_tensor *tg_mse_loss(tg_ctx *ctx, tg_tensor *pred, tg_tensor *target);
 
@@ -515,13 +615,6 @@ float tg_lr_at(const tg_lr_schedule *s, int64_t step);
 
 typedef struct tg_record tg_record;
 
-/* C11 _Alignas / C++11 alignas (the header is also read by the CUDA backend's C++). */
-#ifdef __cplusplus
-#define TG_ALIGN16 alignas(16)
-#else
-#define TG_ALIGN16 _Alignas(16)
-#endif
-
 /* Computes rec->out->data from rec->inputs and the inline params; may save tensors. */
 typedef tg_status (*tg_forward_fn)(tg_ctx *ctx, tg_record *rec);
 /* dinputs[i]: where to ADD dL/d(inputs[i]), or NULL when not needed. dout: dL/d(out). */
@@ -554,7 +647,7 @@ struct tg_record {
     tg_tensor *saved[TG_MAX_SAVED];   /* forward results the backward needs */
     void *aux;                        /* other saved data (tg_record_save_bytes result) */
     size_t saved_bytes;               /* counted for the tape table */
-    TG_ALIGN16 unsigned char params[TG_OP_PARAMS_BYTES];
+    TG_ALIGNAS(16) unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
 };
@@ -595,20 +688,43 @@ tg_status tg_fail(tg_status status, const char *fmt, ...)
 
 typedef struct tg_optim tg_optim;
 
+/* >>> semantics (issue 10): optimizer options ------------------------------------- */
+/* Every value PyTorch accepts can be expressed, and a zero field means zero (lr = 0,
+ * Adam's beta1 = 0, eps = 0 are legal, as in torch.optim). Ranges are checked as
+ * PyTorch does (lr, eps, weight_decay >= 0, betas in [0, 1), all finite); a bad one
+ * gives NULL and a message naming the option, its value and the range. */
+
+/* torch.optim.SGD. Its defaults are all zero (no momentum, no dampening, no weight
+ * decay, no Nesterov) and lr has none, so a designated initializer is the constructor:
+ * (tg_sgd_opts){.lr = 0.1f, .momentum = 0.9f}. */
 typedef struct tg_sgd_opts {
-    float lr;
+    float lr;           /* >= 0 (0: the parameters do not move) */
     float momentum;     /* 0: plain SGD */
     float dampening;
     float weight_decay; /* L2, added to the gradient */
     bool nesterov;      /* needs momentum > 0 and dampening = 0 */
 } tg_sgd_opts;
 
+/* torch.optim.Adam / AdamW. Start from a constructor, which fills PyTorch's defaults,
+ * then change fields:
+ *     tg_adam_opts o = tg_adam_opts_default();   (lr 1e-3, betas 0.9 and 0.999, eps 1e-8)
+ *     o.lr = 3e-4;
+ *     tg_optim *opt = tg_adam_new(ps, o);
+ * A struct not made by a constructor (zeroed, or a compound literal) is refused, since
+ * its zero betas and eps would otherwise silently mean zero. Values are doubles, as
+ * torch's Python floats: 1e-8 is exactly the eps torch uses. */
 typedef struct tg_adam_opts {
-    float lr;           /* 0 means 1e-3 */
-    float beta1, beta2; /* 0 means 0.9, 0.999 */
-    float eps;          /* 0 means 1e-8 */
-    float weight_decay; /* Adam: L2 added to the gradient; AdamW: decoupled */
+    double lr;           /* >= 0 */
+    double beta1, beta2; /* each in [0, 1); beta1 = 0: no momentum (RMSprop-like) */
+    double eps;          /* >= 0, added after the square root */
+    double weight_decay; /* >= 0. Adam: L2 added to the gradient; AdamW: decoupled */
+    uint32_t tag;        /* set by the constructors below; do not touch */
 } tg_adam_opts;
+/* lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0 (torch.optim.Adam). */
+tg_adam_opts tg_adam_opts_default(void);
+/* The same with weight_decay 1e-2 (torch.optim.AdamW's default). */
+tg_adam_opts tg_adamw_opts_default(void);
+/* <<< semantics (issue 10): optimizer options ------------------------------------- */
 
 /* The optimizer keeps its state (momentum, moments) in the parameter store, so add
  * every parameter before creating it. One optimizer with state per store: creating a
@@ -622,6 +738,8 @@ tg_status tg_optim_zero_grad(tg_optim *opt);
 /* One update over the whole flat store. While an error is pending it returns that
  * error's status and changes nothing (parameters, state, step count). */
 tg_status tg_optim_step(tg_optim *opt);
+/* lr >= 0 and finite (0 is legal: the next steps move nothing); otherwise an error and
+ * the rate is left unchanged. */
 void tg_optim_set_lr(tg_optim *opt, float lr);
 float tg_optim_lr(const tg_optim *opt);
 int64_t tg_optim_steps(const tg_optim *opt);
@@ -747,8 +865,8 @@ typedef struct tg_loader_pos {
 typedef struct tg_loader tg_loader;
 
 /* Batches of `batch` examples; shuffle draws a new permutation per epoch, otherwise the
- * order is the dataset's. The last batch of an epoch may be smaller. The dataset must
- * outlive the loader. */
+ * order is the dataset's. The last batch of an epoch may be smaller; a batch larger than
+ * the dataset gives one batch of every example. The dataset must outlive the loader. */
 tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t seed);
 void tg_loader_free(tg_loader *ld);
 /* The next batch of this epoch as a step tensor x (B, example...) in ctx and labels y
@@ -789,6 +907,13 @@ typedef struct tg_train_state {
     int64_t step;        /* optimizer steps taken */
     tg_rng rng;          /* the loop's own RNG (augmentation, dropout, ...) */
     tg_loader_pos data;  /* the minibatch iterator's position */
+    /* Distributed runs (0 or 1: one process; a load gives 0 for a one-process file).
+     * Recorded in the checkpoint when > 1. On
+     * load, when the caller sets them > 0 beforehand, a file written with another world
+     * size or global batch is refused before anything changes (the ranks' shards, hence
+     * per-rank statistics and the data each rank sees, would differ silently). */
+    int32_t world_size;
+    int32_t batch;       /* the global batch */
 } tg_train_state;
 
 /* One file: magic, format version, model name, every parameter's and buffer's name and
@@ -796,8 +921,11 @@ typedef struct tg_train_state {
  * train state, and a CRC-32; no timestamps (the same state gives the same bytes).
  * Written to a temporary file in the same directory, flushed and fsynced, then renamed
  * over `path` (and the directory fsynced): a crash at any moment leaves either the old
- * or the new checkpoint. opt and state may be NULL. Refused (nothing written) while an
- * error is pending: state an error may have touched is never saved. */
+ * or the new checkpoint; temporary files a killed save left behind are removed by the
+ * next save of the same path. opt and state may be NULL. Refused (nothing written) while
+ * an error is pending: state an error may have touched is never saved; and refused
+ * (TG_ERR_NONFINITE) when a parameter, buffer or optimizer state value is NaN or
+ * infinite (tg_checkpoint_save_opts can allow it). */
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state);
 /* Validates everything (magic, version, sizes, checksum, the model's parameter names and
@@ -932,6 +1060,98 @@ tg_status tg_safetensors_parse(const void *bytes, size_t size, const char *what,
  * into name (size bytes). TG_ERR_FORMAT when the file is not a checkpoint. */
 tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
 /* ---------------------------------------------------------------- end safetensors */
+/* ================================================================ BEGIN distributed
+ * Data-parallel training (core/dist.c; DESIGN §12). Every rank holds the whole model and
+ * takes its share of every global batch; gradients are all-reduced so every rank applies
+ * the same update. `mpirun` launches and MPI bootstraps; CPU gradients go through MPI,
+ * CUDA gradients through NCCL on the library's stream (device buffers, no host copies).
+ * A process not launched by mpirun, or a build without MPI (-Dmpi=disabled), has a world
+ * of 1 and every call below is a cheap no-op: single-process training is unchanged.
+ *
+ *   tg_dist *d = tg_dist_init(device);          // rank, world, local rank -> GPU
+ *   ... build the model and optimizer (same seed on every rank) ...
+ *   tg_dist_broadcast_params(d, ps);            // rank 0's values and buffers everywhere
+ *   tg_dist_attach(d, ctx, ps, tg_dist_opts_default());
+ *   tg_loader_shard(loader, tg_dist_rank(d), tg_dist_world(d));
+ *   for each step:
+ *       x, y = this rank's slice of the global batch; tg_dist_set_batch(d, local, global);
+ *       zero_grad; forward; tg_backward(ctx, loss);   // buckets start as they complete
+ *       tg_dist_sync_grads(d);                   // wait: grads = the global batch's
+ *       tg_optim_step(opt); tg_step_end(ctx);
+ *   tg_dist_free(d);                             // MPI_Finalize
+ *
+ * The gradient all-reduce is weighted by each rank's share (local / global examples), so
+ * N ranks with global batch B compute the gradient of the same mean loss as one process
+ * with batch B, also when B is not a multiple of N. With synchronised batchnorm (on by
+ * default) batch statistics and their backward sums are reduced across ranks, so even
+ * nets with batchnorm train as with one process, to fp32 rounding. */
+typedef struct tg_dist tg_dist;
+
+/* True when built with MPI. */
+bool tg_dist_available(void);
+/* True when this process was started by mpirun (Open MPI / PMIx / PMI environment). */
+bool tg_dist_launched(void);
+/* Joins the job: MPI_Init when launched by mpirun (world of 1 otherwise), and for CUDA
+ * selects GPU (local rank mod device count) and creates the NCCL communicator; call it
+ * before anything else touches the GPU. NULL and a message on failure. One per process. */
+tg_dist *tg_dist_init(tg_device device);
+/* MPI_Finalize (when init called MPI_Init). Accepts NULL. Free the contexts attached to
+ * d first (a context keeps a pointer to it). */
+void tg_dist_free(tg_dist *d);
+int tg_dist_rank(const tg_dist *d);        /* 0 for NULL */
+int tg_dist_world(const tg_dist *d);       /* 1 for NULL */
+int tg_dist_local_rank(const tg_dist *d);  /* rank among the processes of this host */
+
+/* Copies rank 0's trainable values and buffers to every rank. */
+tg_status tg_dist_broadcast_params(tg_dist *d, tg_params *ps);
+tg_status tg_dist_barrier(tg_dist *d);
+/* Element-wise sum of n doubles (host memory) over all ranks, in place (metrics). */
+tg_status tg_dist_allreduce_sum(tg_dist *d, double *values, int n);
+
+typedef struct tg_dist_opts {
+    size_t bucket_bytes;  /* gradient bytes per all-reduce, cut at parameter boundaries */
+    bool overlap;         /* start a bucket as soon as backward has finished it */
+    bool sync_batchnorm;  /* batch statistics over all ranks' examples */
+} tg_dist_opts;
+/* bucket_bytes 512 KiB, overlap on, sync batchnorm on. */
+tg_dist_opts tg_dist_opts_default(void);
+
+/* Prepares gradient synchronisation of ps for backward passes on ctx (d NULL: a world of
+ * 1, nothing to do). The flat gradient
+ * store is cut into buckets in backward order (last parameters first), and with overlap
+ * tg_backward starts a bucket's all-reduce as soon as the op with the bucket's last
+ * contribution has run. One store and one context per tg_dist. A world of 1 changes
+ * nothing. */
+tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts opts);
+/* This step's share: `local` of the `global` examples (weights the all-reduce). */
+tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global);
+/* Starts the buckets not started yet and waits for all of them: afterwards every rank
+ * holds the gradient of the global batch's mean loss. Call after tg_backward. */
+tg_status tg_dist_sync_grads(tg_dist *d);
+
+/* What the gradient synchronisation did so far (rank-local figures). */
+typedef struct tg_dist_stats {
+    int buckets;            /* buckets of the attached store */
+    int64_t steps;          /* tg_dist_sync_grads calls */
+    double bytes;           /* gradient bytes all-reduced */
+    int64_t early_buckets;  /* buckets started from inside tg_backward (overlapped) */
+    double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication */
+    double launch_seconds;  /* time spent starting buckets and polling during backward */
+} tg_dist_stats;
+tg_dist_stats tg_dist_get_stats(const tg_dist *d);
+void tg_dist_reset_stats(tg_dist *d);
+
+/* Loader sharding (io/dataset.c). After tg_loader_shard(ld, rank, world) the loader still
+ * walks the same global permutation in global batches of its `batch` examples, and
+ * tg_loader_next returns rank's contiguous slice of each: examples [g r / N, g (r+1) / N)
+ * of a global batch of g, so shares differ by at most one. The position stays global, so
+ * checkpoints and tg_loader_seek work unchanged. An epoch's last global batch with fewer
+ * examples than ranks is skipped on every rank (at most N - 1 examples, only when the
+ * dataset size mod batch < N). world 1 is the unsharded loader. */
+tg_status tg_loader_shard(tg_loader *ld, int rank, int world);
+/* Sizes of the batch the last tg_loader_next returned: this rank's and the global one. */
+void tg_loader_last_batch(const tg_loader *ld, int64_t *local, int64_t *global);
+/* ================================================================ END distributed */
 
 /* ---------------------------------------------------------------- gradient checks */
 
@@ -950,7 +1170,8 @@ typedef struct tg_gradcheck_result {
  * double, against the tape's gradients for every element of every input that requires
  * grad (at most max_per_input elements each, spread evenly; 0 = all). Inputs are CPU
  * tensors (parameters or step tensors). An element passes when
- * |analytic - numeric| <= atol + rtol * |numeric|. */
+ * |analytic - numeric| <= atol + rtol * |numeric|; a NaN on either side fails it. eps must
+ * be finite and > 0, atol and rtol >= 0 (TG_ERR_ARG otherwise). */
 tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const *inputs,
                        int ninputs, double eps, double atol, double rtol,
                        int64_t max_per_input, uint64_t seed, tg_gradcheck_result *result);
@@ -961,6 +1182,55 @@ tg_status tg_gradcheck(tg_ctx *ctx, tg_graph_fn fn, void *user, tg_tensor *const
 tg_status tg_gradcheck_direction(tg_ctx *ctx, tg_params *ps, tg_graph_fn fn, void *user,
                                  double eps, uint64_t seed, double *analytic,
                                  double *numeric);
+
+/* ================================================================ sizes, non-finite
+ * values, files (issue 11). The error model: docs/ARCHITECTURE.md, "Errors".
+ *
+ * SIZES. No tensor, parameter store or file payload holds more than TG_MAX_NUMEL
+ * elements. Every size is computed with overflow-checked arithmetic (core/size.c): a
+ * shape whose dims multiply past the limit — a huge reshape, conv padding INT_MAX, a
+ * model width of INT_MAX — is a TG_ERR_SHAPE naming the op and the shape, never a
+ * wrapped size. Memory is estimated before it is touched: a CPU allocation of 64 MiB or
+ * more, a parameter store, a model and a loader are checked against the memory the
+ * kernel reports available (MemAvailable) and refused (TG_ERR_NOMEM) with a message
+ * naming what, how much and how much is available. */
+#define TG_MAX_NUMEL ((int64_t)1 << 40) /* 2^40 elements: 4 TiB of float32 */
+
+/* Bytes the kernel says can be allocated without swapping (/proc/meminfo MemAvailable,
+ * else sysconf); SIZE_MAX when unknown. */
+size_t tg_mem_available(void);
+/* TG_OK when `bytes` fit in tg_mem_available(); else TG_ERR_NOMEM with a message naming
+ * `what`, the size and the available memory. */
+tg_status tg_mem_check(const char *what, size_t bytes);
+
+/* ANOMALY MODE (off by default; PyTorch's detect_anomaly). While on, every op's output
+ * and every gradient a backward step writes is checked for NaN/Inf; the first non-finite
+ * one is TG_ERR_NONFINITE naming the op, its tape index, its inputs' shapes and whether
+ * its inputs were finite. It costs one pass over each output and gradient. */
+void tg_ctx_set_anomaly(tg_ctx *ctx, bool on);
+bool tg_ctx_anomaly(const tg_ctx *ctx);
+/* TG_OK when every value (grad: every gradient value) of t is finite, else
+ * TG_ERR_NONFINITE naming `what`, the first bad index and its value. */
+tg_status tg_tensor_check_finite(const tg_tensor *t, bool grad, const char *what);
+
+/* Optimizers: when on (off by default), tg_optim_step first checks every gradient; if one
+ * is NaN or infinite it changes nothing (parameters, state, step count), counts the step
+ * as skipped, and returns TG_OK (as AMP's GradScaler skips a step). */
+void tg_optim_set_skip_nonfinite(tg_optim *opt, bool on);
+int64_t tg_optim_skipped_steps(const tg_optim *opt);   /* skipped so far */
+bool tg_optim_last_step_skipped(const tg_optim *opt);  /* the last tg_optim_step skipped */
+
+/* Checkpoint save refuses (TG_ERR_NONFINITE, nothing written) a model whose parameters,
+ * buffers or optimizer state hold a NaN or infinity, unless allow_nonfinite is set. */
+typedef struct tg_checkpoint_opts {
+    bool allow_nonfinite;
+} tg_checkpoint_opts;
+tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim *opt,
+                                  const tg_train_state *state, tg_checkpoint_opts opts);
+/* TG_OK when a checkpoint can be written at `path`: its directory exists and is writable
+ * (a temporary file is created and removed), and path is not a directory. Call it before
+ * training, so a bad --checkpoint is found before the first epoch. */
+tg_status tg_checkpoint_check_writable(const char *path);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,8 @@
  *   magic      8 bytes  89 'T' 'G' 'C' 'K' 'P' 'T' 0a  (the 0x89 and the newline catch
  *                       7-bit and text-mode transfers, as PNG's magic does)
  *   version    u32      1
- *   flags      u32      bit 0: optimizer section present, bit 1: train state present
+ *   flags      u32      bit 0: optimizer section present, bit 1: train state present,
+ *                       bit 2: distributed section present
  *   payload    u64      bytes from here to the checksum
  *   model      string   tg_model_name, e.g. "mlp-784-128-10"
  *   count      u32      parameters + buffers, in the store's order
@@ -17,6 +18,9 @@
  *                         weight_decay f64 }
  *   train      (flag 1) { epoch i64, step i64, rng u64[4], data seed u64, data epoch i64,
  *                         data cursor i64 }
+ *   dist       (flag 2) { world size u32, global batch u32 }: written only by distributed
+ *                         runs (world > 1), so one-process files are unchanged; a build
+ *                         without this section refuses such files (unknown flag)
  *   values     every entry's elements (f32), in entry order, no padding
  *   state      (flag 0) for each state slot, every trainable entry's elements (f32)
  *   crc32      u32      zlib's CRC-32 of every byte before it
@@ -42,6 +46,7 @@
 #include "../models/model.h"
 #include "../optim/optim.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -53,6 +58,7 @@
 #define CKPT_VERSION 1u
 #define CKPT_HAS_OPTIM 1u
 #define CKPT_HAS_TRAIN 2u
+#define CKPT_HAS_DIST 4u
 #define CKPT_HEADER 24      /* magic + version + flags + payload */
 #define CKPT_MAX_NAME 255
 #define CKPT_MAX_BYTES ((size_t)1 << 36) /* 64 GiB: far above any model we build */
@@ -102,7 +108,9 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
                              tg_writer *w) {
     tg_params *ps = m->params;
     tg_device device = tg_params_device(ps);
-    uint32_t flags = (opt ? CKPT_HAS_OPTIM : 0) | (state ? CKPT_HAS_TRAIN : 0);
+    bool dist = state && state->world_size > 1;
+    uint32_t flags = (opt ? CKPT_HAS_OPTIM : 0) | (state ? CKPT_HAS_TRAIN : 0) |
+                     (dist ? CKPT_HAS_DIST : 0);
     tg_writer_bytes(w, ckpt_magic, sizeof ckpt_magic);
     tg_writer_u32(w, CKPT_VERSION);
     tg_writer_u32(w, flags);
@@ -138,6 +146,10 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
         tg_writer_i64(w, state->data.epoch);
         tg_writer_i64(w, state->data.cursor);
     }
+    if (dist) {
+        tg_writer_u32(w, (uint32_t)state->world_size);
+        tg_writer_u32(w, (uint32_t)state->batch);
+    }
     for (int i = 0; i < count; i++) {
         const tg_tensor *t = tg_params_at(ps, i);
         if (write_device_floats(w, device, t->data, t->numel)) return tg_error();
@@ -162,8 +174,75 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
     return TG_OK;
 }
 
+tg_status tg_checkpoint_check_writable(const char *path) {
+    const char *op = "tg_checkpoint_check_writable";
+    if (!path || !*path)
+        return tg_fail(TG_ERR_ARG, "%s: argument 'path' is %s", op, path ? "empty" : "NULL");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return tg_fail(TG_ERR_IO, "%s: '%s' is a directory; give a file name for the "
+                       "checkpoint", op, path);
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        char *dir = tg_dir_of(path);
+        tg_status st2 = tg_fail(TG_ERR_IO, "checkpoint directory '%s' is not writable (%s); "
+                                "hint: create it or choose another --checkpoint",
+                                dir ? dir : path, strerror(errno));
+        free(dir);
+        free(tmp);
+        return st2;
+    }
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    return TG_OK;
+}
+
+/* TG_OK when every parameter, buffer and optimizer state value is finite. */
+static tg_status check_finite_state(tg_model *m, const tg_optim *opt) {
+    tg_params *ps = m->params;
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        tg_tensor *t = tg_params_at(ps, i);
+        char what[320];
+        snprintf(what, sizeof what, "tg_checkpoint_save: model '%s' %s '%s'", m->name,
+                 t->requires_grad ? "parameter" : "buffer", t->name);
+        if (tg_tensor_check_finite(t, false, what) != TG_OK) {
+            tg_error_clear();
+            tg_fail(TG_ERR_NONFINITE, "%s holds a non-finite value; nothing was written (the "
+                    "previous checkpoint is kept); hint: training diverged — lower the "
+                    "learning rate, or run with anomaly mode (--check-finite) to find the "
+                    "first op; tg_checkpoint_save_opts with allow_nonfinite saves anyway",
+                    what);
+            return TG_ERR_NONFINITE;
+        }
+    }
+    if (opt && opt->state) {
+        tg_tensor flat = {.shape = tg_shape1(tg_params_flat_numel(ps)),
+                          .numel = tg_params_flat_numel(ps) * opt->slots,
+                          .device = tg_params_device(ps), .data = opt->state};
+        char what[160];
+        snprintf(what, sizeof what, "tg_checkpoint_save: the %s optimizer state", opt->kind->name);
+        if (tg_tensor_check_finite(&flat, false, what) != TG_OK) {
+            tg_error_clear();
+            return tg_fail(TG_ERR_NONFINITE, "%s holds a non-finite value; nothing was "
+                           "written; hint: tg_checkpoint_save_opts with allow_nonfinite saves "
+                           "anyway", what);
+        }
+    }
+    return TG_OK;
+}
+
 tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
                              const tg_train_state *state) {
+    return tg_checkpoint_save_opts(path, m, opt, state, (tg_checkpoint_opts){0});
+}
+
+tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim *opt,
+                                  const tg_train_state *state, tg_checkpoint_opts opts) {
     if (!path || !*path) return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'path' is "
                                         "%s", path ? "empty" : "NULL");
     if (!m) return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'm' (the model) is NULL");
@@ -171,6 +250,7 @@ tg_status tg_checkpoint_save(const char *path, tg_model *m, const tg_optim *opt,
     if (opt && opt->ps != m->params)
         return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'opt' updates another "
                        "parameter store than model '%s''s", m->name);
+    if (!opts.allow_nonfinite && check_finite_state(m, opt) != TG_OK) return tg_error();
     tg_writer w = {0};
     tg_status st = ckpt_encode(m, opt, state, &w);
     if (st) {
@@ -225,6 +305,43 @@ static tg_status load_floats(tg_device device, float *dst, const uint8_t *src, i
     return st;
 }
 
+/* Magic, version, flags and the promised length against the file's size: everything
+ * that can be refused from the first CKPT_HEADER bytes (`avail` of them are in b), so a
+ * huge or foreign file is refused before its payload is read. */
+static tg_status ckpt_check_header(const uint8_t *b, size_t avail, uint64_t size,
+                                   const char *what) {
+    const char *op = "tg_checkpoint_load";
+    if (size < CKPT_HEADER + 4 || avail < CKPT_HEADER)
+        return BAD("%s: '%s' is %llu bytes, too short for a checkpoint; hint: truncated?", op,
+                   what, (unsigned long long)size);
+    if (memcmp(b, ckpt_magic, sizeof ckpt_magic) != 0)
+        return BAD("%s: '%s' is not a tapegrad checkpoint (bad magic)", op, what);
+    tg_reader r = {.p = b, .size = avail, .off = sizeof ckpt_magic};
+    uint32_t version, flags;
+    uint64_t payload;
+    tg_reader_u32(&r, &version);
+    tg_reader_u32(&r, &flags);
+    tg_reader_u64(&r, &payload);
+    if (version != CKPT_VERSION)
+        return BAD("%s: '%s' has format version %u; this build reads version %u", op, what,
+                   version, CKPT_VERSION);
+    if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN | CKPT_HAS_DIST) ||
+        ((flags & CKPT_HAS_DIST) && !(flags & CKPT_HAS_TRAIN)))
+        return BAD("%s: '%s' has unknown flags 0x%x", op, what, flags);
+    if (payload != size - CKPT_HEADER - 4)
+        return BAD("%s: '%s' is %llu bytes but its header promises %llu; the file is %s", op,
+                   what, (unsigned long long)size,
+                   (unsigned long long)payload + CKPT_HEADER + 4,
+                   payload > size - CKPT_HEADER - 4 ? "truncated" : "followed by extra bytes");
+    return TG_OK;
+}
+
+static tg_status ckpt_file_header(const uint8_t *head, size_t head_size, uint64_t file_size,
+                                  const char *path, void *user) {
+    (void)user;
+    return ckpt_check_header(head, head_size, file_size, path);
+}
+
 tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, tg_model *m,
                               tg_optim *opt, tg_train_state *state) {
     const char *op = "tg_checkpoint_load";
@@ -235,26 +352,14 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
         return tg_fail(TG_ERR_ARG, "%s: argument 'opt' updates another parameter store than "
                        "model '%s''s", op, m->name);
     const uint8_t *b = bytes;
-    if (size < CKPT_HEADER + 4)
-        return BAD("%s: '%s' is %zu bytes, too short for a checkpoint; hint: truncated?", op,
-                   what, size);
-    if (memcmp(b, ckpt_magic, sizeof ckpt_magic) != 0)
-        return BAD("%s: '%s' is not a tapegrad checkpoint (bad magic)", op, what);
+    tg_status hst = ckpt_check_header(b, size, size, what);
+    if (hst) return hst;
     tg_reader r = {.p = b, .size = size, .off = sizeof ckpt_magic};
     uint32_t version, flags;
     uint64_t payload;
     tg_reader_u32(&r, &version);
     tg_reader_u32(&r, &flags);
     tg_reader_u64(&r, &payload);
-    if (version != CKPT_VERSION)
-        return BAD("%s: '%s' has format version %u; this build reads version %u", op, what,
-                   version, CKPT_VERSION);
-    if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN))
-        return BAD("%s: '%s' has unknown flags 0x%x", op, what, flags);
-    if (payload != size - CKPT_HEADER - 4)
-        return BAD("%s: '%s' is %zu bytes but its header promises %llu; the file is %s", op,
-                   what, size, (unsigned long long)payload + CKPT_HEADER + 4,
-                   payload > size - CKPT_HEADER - 4 ? "truncated" : "followed by extra bytes");
     const uint8_t *c = b + size - 4;
     uint32_t stored = (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 |
                       (uint32_t)c[3] << 24;
@@ -301,7 +406,8 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
             !read_f64(&r, &fo.hyper.momentum) || !read_f64(&r, &fo.hyper.dampening) ||
             !tg_reader_u8(&r, &nesterov) || !read_f64(&r, &fo.hyper.beta1) ||
             !read_f64(&r, &fo.hyper.beta2) || !read_f64(&r, &fo.hyper.eps) ||
-            !read_f64(&r, &fo.hyper.weight_decay) || fo.steps < 0 || fo.slots > 8)
+            !read_f64(&r, &fo.hyper.weight_decay) || fo.steps < 0 || fo.slots > 8 ||
+            fo.steps > TG_OPTIM_MAX_STEPS)
             return BAD("%s: '%s': the optimizer section is malformed", op, what);
         fo.hyper.nesterov = nesterov != 0;
     }
@@ -324,9 +430,38 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
              tg_reader_i64(&r, &ts.data.cursor);
         if (!ok || ts.epoch < 0 || ts.step < 0 || ts.data.epoch < 0 || ts.data.cursor < 0)
             return BAD("%s: '%s': the train state section is malformed", op, what);
+        /* Counters that a later step increments must leave room to count (no signed
+         * overflow at the next step), and a cursor counts examples (<= TG_MAX_NUMEL). */
+        if (ts.epoch > TG_OPTIM_MAX_STEPS || ts.step > TG_OPTIM_MAX_STEPS ||
+            ts.data.epoch > TG_OPTIM_MAX_STEPS || ts.data.cursor > TG_MAX_NUMEL)
+            return BAD("%s: '%s': the train state holds out-of-range counters (epoch %lld, "
+                       "step %lld, data epoch %lld, cursor %lld; at most 2^53)", op, what,
+                       (long long)ts.epoch, (long long)ts.step, (long long)ts.data.epoch,
+                       (long long)ts.data.cursor);
     } else if (state) {
         return BAD("%s: '%s' holds no train state; hint: pass NULL for the state", op, what);
     }
+    if (flags & CKPT_HAS_DIST) {
+        uint32_t world, batch;
+        if (!tg_reader_u32(&r, &world) || !tg_reader_u32(&r, &batch) || world < 2 ||
+            world > INT32_MAX || batch > INT32_MAX)
+            return BAD("%s: '%s': the distributed section is malformed", op, what);
+        ts.world_size = (int32_t)world;
+        ts.batch = (int32_t)batch;
+    }
+    /* A resume must see the data the same way: the caller says how it runs. No section
+     * means one process (world_size stays 0, as such files always had it). */
+    int32_t file_world = ts.world_size ? ts.world_size : 1;
+    if (state && state->world_size > 0 && state->world_size != file_world)
+        return BAD("%s: '%s' was written by a run of %d process%s; this run has %d; resuming "
+                   "would change which examples each rank sees (and per-rank statistics); "
+                   "hint: resume with %s%d", op, what, file_world, file_world == 1 ? "" : "es",
+                   state->world_size, file_world == 1 ? "one process, without --dist, or -np " :
+                   "mpirun -np ", file_world);
+    if (state && state->batch > 0 && ts.batch > 0 && state->batch != ts.batch)
+        return BAD("%s: '%s' was written with global batch %d; this run uses %d; resuming "
+                   "would change the batches of the data order; hint: --batch %d", op, what,
+                   ts.batch, state->batch, ts.batch);
     /* The values and the optimizer state: sizes must match exactly. */
     int64_t values = tg_params_numel(ps) + tg_params_buffer_numel(ps);
     int64_t state_floats = (int64_t)fo.slots * tg_params_numel(ps);
@@ -369,7 +504,18 @@ tg_status tg_checkpoint_load(const char *path, tg_model *m, tg_optim *opt,
     if (!m) return tg_fail(TG_ERR_ARG, "tg_checkpoint_load: argument 'm' (the model) is NULL");
     uint8_t *bytes;
     size_t size;
-    if (tg_read_file("tg_checkpoint_load", path, CKPT_MAX_BYTES, &bytes, &size))
+    /* The largest file this model can have: names and shapes, two optimizer state
+     * arrays, the values; anything larger is refused before it is read. */
+    tg_params *ps = m->params;
+    int64_t values = tg_params_numel(ps) + tg_params_buffer_numel(ps), bound;
+    if (!tg_mul_i64(tg_params_numel(ps), 8, &bound) || !tg_add_i64(bound, values, &bound) ||
+        !tg_mul_i64(bound, 4, &bound) ||
+        !tg_add_i64(bound, (int64_t)(tg_params_count(ps) + 4) * (CKPT_MAX_NAME + 64) + 4096,
+                    &bound))
+        bound = (int64_t)CKPT_MAX_BYTES;
+    size_t max_bytes = (uint64_t)bound < CKPT_MAX_BYTES ? (size_t)bound : CKPT_MAX_BYTES;
+    if (tg_read_file_ex("tg_checkpoint_load", path, max_bytes, CKPT_HEADER, ckpt_file_header,
+                        NULL, &bytes, &size))
         return tg_error();
     tg_status st = tg_checkpoint_parse(bytes, size, path, m, opt, state);
     free(bytes);

@@ -30,6 +30,8 @@ struct tg_loader {
     int64_t perm_epoch;   /* the epoch perm was drawn for; -1 none */
     int32_t *labels;      /* the current batch's labels */
     float *staging;       /* the current batch's examples, gathered on the host */
+    int rank, world;      /* tg_loader_shard: this rank's slice of every global batch */
+    int64_t last_local, last_global;
 };
 
 static tg_dataset *dataset_alloc(const char *op, int64_t n, tg_shape example,
@@ -57,10 +59,19 @@ static tg_dataset *dataset_alloc(const char *op, int64_t n, tg_shape example,
             return NULL;
         }
     }
+    /* The whole dataset is one (n, example...) tensor's worth of floats: checked as one. */
+    tg_shape all = {.ndim = example.ndim + 1, .dim = {n}};
+    for (int i = 0; i < example.ndim; i++) all.dim[i + 1] = example.dim[i];
+    size_t xbytes;
+    if (!tg_shape_check(op, "the dataset", all, NULL, &xbytes)) return NULL;
+    char what[128];
+    snprintf(what, sizeof what, "%s: %lld examples of %s", op, (long long)n,
+             tg_shape_str(example, s, sizeof s));
+    if (tg_mem_check(what, xbytes + (size_t)n * sizeof(int32_t)) != TG_OK) return NULL;
     tg_dataset *ds = calloc(1, sizeof *ds);
     int64_t numel = tg_shape_numel(example);
     if (ds) {
-        ds->x = malloc((size_t)(n * numel) * sizeof(float));
+        ds->x = malloc(xbytes);
         ds->y = malloc((size_t)n * sizeof(int32_t));
     }
     if (!ds || !ds->x || !ds->y) {
@@ -218,15 +229,27 @@ tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t
         tg_fail(TG_ERR_ARG, "tg_loader_new: argument 'batch' is %d; it must be > 0", batch);
         return NULL;
     }
+    /* A batch larger than the dataset is one batch of the whole dataset per epoch (as
+     * PyTorch's DataLoader): the buffers never need more than n examples. */
+    int64_t most = batch < ds->n ? batch : ds->n;
+    size_t staging_bytes;
+    if (!tg_size_bytes("tg_loader_new", "the batch buffer", most * ds->example_numel,
+                       sizeof(float), &staging_bytes))
+        return NULL;
+    char what[128];
+    snprintf(what, sizeof what, "tg_loader_new: a batch of %lld examples", (long long)most);
+    if (tg_mem_check(what, staging_bytes + (size_t)ds->n * sizeof(int64_t)) != TG_OK)
+        return NULL;
     tg_loader *ld = calloc(1, sizeof *ld);
     if (ld) {
         ld->perm = malloc((size_t)ds->n * sizeof *ld->perm);
-        ld->labels = malloc((size_t)batch * sizeof *ld->labels);
-        ld->staging = malloc((size_t)batch * (size_t)ds->example_numel * sizeof(float));
+        ld->labels = malloc((size_t)most * sizeof *ld->labels);
+        ld->staging = malloc(staging_bytes);
     }
     if (!ld || !ld->perm || !ld->labels || !ld->staging) {
         tg_loader_free(ld);
-        tg_fail(TG_ERR_NOMEM, "tg_loader_new: out of memory");
+        tg_fail(TG_ERR_NOMEM, "tg_loader_new: out of memory for a batch of %lld examples of "
+                "%lld floats", (long long)most, (long long)ds->example_numel);
         return NULL;
     }
     ld->ds = ds;
@@ -234,7 +257,24 @@ tg_loader *tg_loader_new(const tg_dataset *ds, int batch, bool shuffle, uint64_t
     ld->shuffle = shuffle;
     ld->pos = (tg_loader_pos){.seed = seed, .epoch = 0, .cursor = 0};
     ld->perm_epoch = -1;
+    ld->world = 1;
     return ld;
+}
+
+tg_status tg_loader_shard(tg_loader *ld, int rank, int world) {
+    if (!ld) return tg_fail(TG_ERR_ARG, "tg_loader_shard: argument 'ld' is NULL");
+    if (world < 1 || rank < 0 || rank >= world || world > ld->batch)
+        return tg_fail(TG_ERR_ARG, "tg_loader_shard: rank %d of %d ranks with a global batch "
+                       "of %d; hint: every rank needs at least one example of each batch",
+                       rank, world, ld->batch);
+    ld->rank = rank;
+    ld->world = world;
+    return TG_OK;
+}
+
+void tg_loader_last_batch(const tg_loader *ld, int64_t *local, int64_t *global) {
+    if (local) *local = ld ? ld->last_local : 0;
+    if (global) *global = ld ? ld->last_global : 0;
 }
 
 void tg_loader_free(tg_loader *ld) {
@@ -272,16 +312,19 @@ bool tg_loader_next(tg_loader *ld, tg_ctx *ctx, tg_tensor **x, const int32_t **y
         return false;
     }
     const tg_dataset *ds = ld->ds;
-    if (ld->pos.cursor >= ds->n) {
+    /* Sharded: a last global batch smaller than the world is skipped by every rank. */
+    if (ld->pos.cursor >= ds->n || (ld->world > 1 && ds->n - ld->pos.cursor < ld->world)) {
         ld->pos.epoch++;
         ld->pos.cursor = 0;
         return false;
     }
     if (ld->perm_epoch != ld->pos.epoch) loader_draw(ld, ld->pos.epoch);
-    int64_t b = ds->n - ld->pos.cursor < ld->batch ? ds->n - ld->pos.cursor : ld->batch;
+    int64_t g = ds->n - ld->pos.cursor < ld->batch ? ds->n - ld->pos.cursor : ld->batch;
+    /* This rank's slice [g r / N, g (r + 1) / N) of the global batch (all of it at N 1). */
+    int64_t first = g * ld->rank / ld->world, b = g * (ld->rank + 1) / ld->world - first;
     int64_t en = ds->example_numel;
     for (int64_t i = 0; i < b; i++) {
-        int64_t k = ld->perm[ld->pos.cursor + i];
+        int64_t k = ld->perm[ld->pos.cursor + first + i];
         memcpy(ld->staging + i * en, ds->x + k * en, (size_t)en * sizeof(float));
         ld->labels[i] = ds->y[k];
     }
@@ -290,7 +333,9 @@ bool tg_loader_next(tg_loader *ld, tg_ctx *ctx, tg_tensor **x, const int32_t **y
     for (int i = 0; i < ds->example.ndim; i++) shape.dim[i + 1] = ds->example.dim[i];
     tg_tensor *t = tg_tensor_from(ctx, shape, ld->staging);
     if (!t) return false;
-    ld->pos.cursor += b;
+    ld->pos.cursor += g;
+    ld->last_local = b;
+    ld->last_global = g;
     *x = t;
     *y = ld->labels;
     return true;

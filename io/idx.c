@@ -142,11 +142,34 @@ tg_idx *tg_idx_parse(const void *bytes, size_t size, const char *what) {
     size_t limit = idx_declared_size(raw, raw_size);
     free(raw);
     if (limit == 0) limit = raw_size; /* a bad header: its own message comes below */
+    /* Inflation is bounded by what the header declares; check that much memory (plus
+     * the copy idx_parse_raw keeps) is there before inflating a byte of it. */
+    char why[160];
+    snprintf(why, sizeof why, "tg_idx_load: '%.100s' (declaring %zu bytes)", what, limit);
+    if (limit >= TG_MEM_CHECK_MIN && tg_mem_check(why, 2 * limit) != TG_OK) return NULL;
     if (tg_gunzip("tg_idx_load", what, bytes, size, limit + 1, true, &raw, &raw_size))
         return NULL;
     tg_idx *idx = idx_parse_raw(raw, raw_size, what);
     free(raw);
     return idx;
+}
+
+/* A raw (not gzipped) IDX file must be exactly as long as its header declares: checked
+ * before the payload is read. Gzip files are bounded while inflating (tg_idx_parse). */
+static tg_status idx_file_header(const uint8_t *head, size_t head_size, uint64_t file_size,
+                                 const char *path, void *user) {
+    (void)user;
+    if (tg_is_gzip(head, head_size) || head_size < 4 || head[0] || head[1] || head[3] < 1 ||
+        head[3] > TG_MAX_DIMS || head_size < 4 + 4 * (size_t)head[3])
+        return TG_OK; /* gzip, or a bad header that idx_parse_raw explains */
+    size_t declared = idx_declared_size(head, head_size);
+    if (declared != 0 && declared != file_size)
+        return tg_fail(TG_ERR_FORMAT, "tg_idx_load: '%s' declares %zu bytes (header and "
+                       "elements) but is %llu bytes; %s", path, declared,
+                       (unsigned long long)file_size,
+                       file_size < declared ? "the file is truncated"
+                                            : "trailing bytes after the data");
+    return TG_OK;
 }
 
 tg_idx *tg_idx_load(const char *path) {
@@ -156,7 +179,9 @@ tg_idx *tg_idx_load(const char *path) {
     }
     uint8_t *bytes;
     size_t size;
-    if (tg_read_file("tg_idx_load", path, IDX_MAX_BYTES + 64, &bytes, &size)) return NULL;
+    if (tg_read_file_ex("tg_idx_load", path, IDX_MAX_BYTES + 64, 4 + 4 * TG_MAX_DIMS,
+                        idx_file_header, NULL, &bytes, &size))
+        return NULL;
     tg_idx *idx = tg_idx_parse(bytes, size, path);
     free(bytes);
     return idx;

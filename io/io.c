@@ -3,59 +3,80 @@
  */
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
-tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
-                       size_t *size) {
+/* The file rules (docs/ARCHITECTURE.md, "Errors"): open without blocking (a FIFO or a
+ * device would otherwise hang the open or the read), refuse anything but a regular file,
+ * check the size against the cap and the header against the size BEFORE reading the
+ * payload, and check the memory is there before allocating it. */
+tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
+                          size_t head_bytes, tg_header_check check, void *user,
+                          uint8_t **bytes, size_t *size) {
     *bytes = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+    int fd;
+    uint64_t file_size;
+    tg_status status = tg_open_regular(op, path, max_bytes, &fd, &file_size);
+    if (status) return status;
+    size_t n = (size_t)file_size;
+    uint8_t *buf = NULL;
+    if (check) {
+        uint8_t head[64];
+        size_t h = head_bytes < sizeof head ? head_bytes : sizeof head;
+        if (h > n) h = n;
+        if ((status = tg_read_at(op, path, fd, 0, head, h)) ||
+            (status = check(head, h, file_size, path, user)))
+            goto done;
     }
-    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        fclose(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is %lld bytes; at most %zu are accepted", op, path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
+    char what[64];
+    snprintf(what, sizeof what, "%s: reading a file", op);
+    if (n >= TG_MEM_CHECK_MIN && (status = tg_mem_check(what, n))) goto done;
+    buf = malloc(n ? n : 1);
     if (!buf) {
-        fclose(f);
-        return tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+        status = tg_fail(TG_ERR_NOMEM, "%s: out of memory reading '%s' (%zu bytes)", op, path, n);
+        goto done;
     }
-    size_t got = fread(buf, 1, n, f);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err || got != n) {
-        free(buf);
-        return tg_fail(TG_ERR_IO, "%s: reading '%s' failed (%zu of %zu bytes)", op, path, got,
-                       n);
-    }
+    if ((status = tg_read_at(op, path, fd, 0, buf, n))) goto done;
     *bytes = buf;
     *size = n;
-    return TG_OK;
+    buf = NULL;
+done:
+    free(buf);
+    close(fd);
+    return status;
+}
+
+tg_status tg_read_file(const char *op, const char *path, size_t max_bytes, uint8_t **bytes,
+                       size_t *size) {
+    return tg_read_file_ex(op, path, max_bytes, 0, NULL, NULL, bytes, size);
 }
 
 tg_status tg_open_regular(const char *op, const char *path, uint64_t max_bytes, int *fd,
                           uint64_t *size) {
     *fd = -1;
     *size = 0;
-    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (f < 0) return tg_fail(TG_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
     struct stat st;
-    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(f, &st) != 0) {
+        tg_status status = tg_fail(TG_ERR_IO, "%s: cannot stat '%s': %s", op, path,
+                                   strerror(errno));
         close(f);
-        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file", op, path);
+        return status;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return tg_fail(TG_ERR_IO, "%s: '%s' is not a regular file (%s)", op, path,
+                       S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a file");
     }
     if (st.st_size < 0 || (uint64_t)st.st_size > max_bytes) {
         close(f);
@@ -100,15 +121,50 @@ static tg_status write_all(const char *op, int fd, const uint8_t *p, size_t n,
 }
 
 /* fsync the directory holding `path`, so the rename itself is durable. */
-static tg_status sync_parent_dir(const char *op, const char *path) {
+/* The directory part of path ("." when none); malloc'ed. */
+char *tg_dir_of(const char *path) {
     size_t len = strlen(path);
     char *dir = malloc(len + 2);
-    if (!dir) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    if (!dir) return NULL;
     memcpy(dir, path, len + 1);
     char *slash = strrchr(dir, '/');
     if (!slash) strcpy(dir, ".");
     else if (slash == dir) dir[1] = '\0';
     else *slash = '\0';
+    return dir;
+}
+
+/* A save killed between mkstemp and rename (kill -9, power loss) leaves
+ * "<path>.tmp.XXXXXX" behind. The next save of the same checkpoint removes them: only
+ * names of exactly that form (6 mkstemp characters) are touched. One writer per
+ * checkpoint path is assumed, as for the rename itself. */
+static void remove_stale_temps(const char *path) {
+    char *dir = tg_dir_of(path);
+    if (!dir) return;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            const char *n = e->d_name;
+            if (strlen(n) != blen + 11 || strncmp(n, base, blen) != 0 ||
+                strncmp(n + blen, ".tmp.", 5) != 0)
+                continue;
+            char full[4096];
+            int k = snprintf(full, sizeof full, "%s/%s", dir, n);
+            struct stat st;
+            if (k > 0 && (size_t)k < sizeof full && lstat(full, &st) == 0 && S_ISREG(st.st_mode))
+                unlink(full);
+        }
+        closedir(d);
+    }
+    free(dir);
+}
+
+static tg_status sync_parent_dir(const char *op, const char *path) {
+    char *dir = tg_dir_of(path);
+    if (!dir) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     tg_status st = TG_OK;
     if (fd < 0 || fsync(fd) != 0)
@@ -124,6 +180,7 @@ tg_status tg_write_file_atomic(const char *op, const char *path, const uint8_t *
     size_t len = strlen(path);
     char *tmp = malloc(len + 16);
     if (!tmp) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", op);
+    remove_stale_temps(path);
     snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {

@@ -28,9 +28,23 @@ tg_status tg_read_at(const char *op, const char *path, int fd, uint64_t off, voi
  * ("<path>.tmp.XXXXXX", mkstemp), written, chmod 0644, fsynced, closed, renamed over
  * `path`, then the directory fsynced. A crash at any instant leaves the old file or the
  * new one. TG_ERR_IO with a message naming `op` and the file on failure (the temporary
- * file is removed). */
+ * file is removed). Temporary files of the same path left by a killed save are removed
+ * first. */
 tg_status tg_write_file_atomic(const char *op, const char *path, const uint8_t *bytes,
                                size_t n);
+/* The directory part of path ("." when none); malloc'ed (NULL when out of memory). */
+char *tg_dir_of(const char *path);
+
+/* Validates the first bytes of a file (at most 64) against its size before the payload
+ * is read; returns a status with a message naming `path`. */
+typedef tg_status (*tg_header_check)(const uint8_t *head, size_t head_size,
+                                     uint64_t file_size, const char *path, void *user);
+/* tg_read_file that opens with O_NONBLOCK (a FIFO never hangs), refuses non-regular
+ * files, checks the size against max_bytes, runs `check` (may be NULL) on the first
+ * head_bytes bytes, and checks the memory before reading the rest. */
+tg_status tg_read_file_ex(const char *op, const char *path, size_t max_bytes,
+                          size_t head_bytes, tg_header_check check, void *user,
+                          uint8_t **bytes, size_t *size);
 
 /* True when the bytes start with the gzip magic (1f 8b). */
 bool tg_is_gzip(const void *bytes, size_t size);

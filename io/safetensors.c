@@ -65,10 +65,15 @@ static const st_dtype st_dtypes[] = {
 };
 #define ST_NDTYPES ((int)(sizeof st_dtypes / sizeof st_dtypes[0]))
 
-/* Overflow-checked size arithmetic: false when a * b does not fit in 64 bits. */
+/* Products of sizes go through the project's checked arithmetic (core/size.c): entries
+ * are at most 2^53 (json_uint), so they fit an int64_t; a product that does not is
+ * refused, never wrapped. */
 static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
-    if (a != 0 && b > UINT64_MAX / a) return false;
-    *out = a * b;
+    int64_t r;
+    if (a > (uint64_t)INT64_MAX || b > (uint64_t)INT64_MAX ||
+        !tg_mul_i64((int64_t)a, (int64_t)b, &r))
+        return false;
+    *out = (uint64_t)r;
     return true;
 }
 

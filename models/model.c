@@ -33,6 +33,7 @@ tg_model *tg_model_new(const char *name, tg_device device, tg_model_forward_fn f
         tg_model_free(m);
         return NULL;
     }
+    tg_params_set_label(m->params, m->name);
     return m;
 }
 

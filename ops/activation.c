@@ -3,10 +3,21 @@
  *
  *   relu(x)  = max(x, 0)            relu6(x) = min(max(x, 0), 6)
  *
+ * NaN propagates, as in PyTorch: relu(NaN) = relu6(NaN) = NaN, so a diverging run shows
+ * NaN in its loss instead of silently training on zeros. The comparisons are written so
+ * that a NaN input fails both of them and passes through ("x < 0 ? 0 : x" rather than
+ * "x > 0 ? x : 0"), which also keeps PyTorch's sign of zero: relu(-0.0) = -0.0.
+ *
  * Backward: d relu / dx is 1 where 0 < x (< 6 for relu6) and 0 elsewhere. At exactly 0
  * (and exactly 6) PyTorch uses 0, and so do we. The mask is read from the saved OUTPUT
- * (out > 0 <=> x > 0, and out < 6 <=> x < 6), so the input need not be kept alive:
- *   dx += dy * [0 < y < cap]
+ * (y <= 0 <=> x <= 0, and y >= 6 <=> x >= 6), so the input need not be kept alive:
+ *   dx += dy * [not (y <= 0 or y >= cap)]
+ * written as "zero where y <= 0 or y >= cap", as PyTorch's threshold_backward and
+ * hardtanh_backward do: at a NaN both tests fail and dy passes through (PyTorch 1.13's
+ * gradient at NaN is dy, not 0). relu has no upper cut: at x = +inf it passes dy too.
+ * (PyTorch 1.13's CPU relu6 backward is not consistent here: its vectorised main loop
+ * tests 0 < x < 6 and gives 0 at NaN, its scalar tail and CUDA kernel give dy. We follow
+ * the formula, on both devices; tests/golden/gen_activation.py has the details.)
  */
 #include "activation.h"
 
@@ -19,14 +30,16 @@
 void relu_forward_cpu(float *out, const float *inp, int64_t n, float cap) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
-        float v = inp[i] > 0.0f ? inp[i] : 0.0f;
-        out[i] = v < cap ? v : cap;
+        float v = inp[i] < 0.0f ? 0.0f : inp[i]; /* NaN fails the test and stays */
+        out[i] = v > cap ? cap : v;
     }
 }
 
 void relu_backward_cpu(float *dinp, const float *dout, const float *out, int64_t n, float cap) {
+    const bool capped = cap < INFINITY; /* relu6; relu has no upper cut */
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) dinp[i] += (out[i] > 0.0f && out[i] < cap) ? dout[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        dinp[i] += (out[i] <= 0.0f || (capped && out[i] >= cap)) ? 0.0f : dout[i];
 }
 
 typedef struct relu_params {
@@ -74,10 +87,11 @@ static void relu_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes
 
 static void relu_explain(const tg_record *rec, char *buf, size_t size) {
     if (isinf(TG_PARAMS(rec, relu_params)->cap))
-        snprintf(buf, size, "relu: dx += dy where y > 0; the gradient at exactly 0 is 0");
+        snprintf(buf, size, "relu: dx += dy except where y <= 0; the gradient at exactly 0 "
+                 "is 0, at NaN it is dy (as PyTorch)");
     else
-        snprintf(buf, size, "relu6: dx += dy where 0 < y < 6; the gradient at exactly 0 and "
-                 "6 is 0");
+        snprintf(buf, size, "relu6: dx += dy except where y <= 0 or y >= 6; the gradient at "
+                 "exactly 0 and 6 is 0, at NaN it is dy (as PyTorch)");
 }
 
 static const tg_op relu_op = {

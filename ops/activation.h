@@ -6,10 +6,12 @@
 
 #include <stdint.h>
 
-/* out[n] = clamp(inp[n], 0, cap) (cap = INFINITY for relu). inp, out: n floats; out written. */
+/* out[n] = clamp(inp[n], 0, cap) (cap = INFINITY for relu); NaN stays NaN. inp, out: n
+ * floats; out written. */
 void relu_forward_cpu(float *out, const float *inp, int64_t n, float cap);
-/* dinp[n] += dout[n] where 0 < out < cap (the gradient at 0 and at cap is 0, as PyTorch).
- * out: the forward output, read; dinp accumulated. */
+/* dinp[n] += dout[n] except where out <= 0 or (cap finite) out >= cap: the gradient at 0
+ * and at cap is 0, at NaN it is dout, as PyTorch. out: the forward output, read; dinp
+ * accumulated. */
 void relu_backward_cpu(float *dinp, const float *dout, const float *out, int64_t n, float cap);
 
 #endif

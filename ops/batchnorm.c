@@ -134,6 +134,8 @@ typedef struct batchnorm_params {
     int64_t N, C, HW;
     float momentum, eps;
     bool training;
+    tg_dist *sync;    /* training under sync batchnorm: statistics over all ranks */
+    int64_t n_total;  /* with sync: values per channel over all ranks (set by forward) */
 } batchnorm_params;
 
 /* Inputs: 0 x, 1 weight, 2 bias. Saved: 0 mean, 1 rstd. */
@@ -145,12 +147,19 @@ static tg_status batchnorm_forward(tg_ctx *ctx, tg_record *rec) {
     float *var = tg_ctx_scratch(ctx, (size_t)(p->C ? p->C : 1) * sizeof(float));
     if (!mean || !rstd || !var) return tg_error();
     if (p->training) {
-        batchnorm_stats_cpu(mean->data, var, x->data, p->N, p->C, p->HW);
+        if (p->sync) {
+            tg_status st = batchnorm_sync_stats_cpu(p->sync, mean->data, var,
+                                                    &TG_PARAMS(rec, batchnorm_params)->n_total,
+                                                    x->data, p->N, p->C, p->HW);
+            if (st) return st;
+        } else {
+            batchnorm_stats_cpu(mean->data, var, x->data, p->N, p->C, p->HW);
+        }
         for (int64_t c = 0; c < p->C; c++)
             rstd->data[c] = (float)(1.0 / sqrt((double)var[c] + p->eps));
         if (p->running_mean) {
             /* PyTorch's update: momentum * new + (1 - momentum) * old, unbiased var. */
-            double n = (double)(p->N * p->HW), m = p->momentum;
+            double n = (double)(p->sync ? p->n_total : p->N * p->HW), m = p->momentum;
             float *rm = p->running_mean->data, *rv = p->running_var->data;
             for (int64_t c = 0; c < p->C; c++) {
                 rm[c] = (float)(m * mean->data[c] + (1 - m) * rm[c]);
@@ -175,6 +184,11 @@ static tg_status batchnorm_backward(tg_ctx *ctx, tg_record *rec, float *const *d
     (void)ctx;
     const batchnorm_params *p = TG_PARAMS(rec, batchnorm_params);
     tg_tensor *weight = rec->inputs[1];
+    if (p->sync)
+        return batchnorm_sync_backward_cpu(p->sync, dinputs[0], dinputs[1], dinputs[2], dout,
+                                           rec->inputs[0]->data, rec->saved[0]->data,
+                                           rec->saved[1]->data, weight ? weight->data : NULL,
+                                           p->N, p->C, p->HW, p->n_total);
     batchnorm_backward_cpu(dinputs[0], dinputs[1], dinputs[2], dout, rec->inputs[0]->data,
                            rec->saved[0]->data, rec->saved[1]->data,
                            weight ? weight->data : NULL, p->N, p->C, p->HW, p->training);
@@ -189,6 +203,11 @@ static tg_status cuda_batchnorm_forward(tg_ctx *ctx, tg_record *rec) {
     tg_tensor *mean = tg_record_save(ctx, rec, 0, tg_shape1(p->C));
     tg_tensor *rstd = tg_record_save(ctx, rec, 1, tg_shape1(p->C));
     if (!mean || !rstd) return tg_error();
+    if (p->sync)
+        return tg_fail(TG_ERR_UNSUPPORTED, "batchnorm2d: synchronised batchnorm has no CUDA "
+                       "kernels; hint: turn it off (tg_dist_opts.sync_batchnorm = false; "
+                       "tapegrad forum --no-sync-bn) to normalise with each rank's own "
+                       "statistics");
     tg_status st = batchnorm_stats_cuda(
         mean->data, rstd->data, p->running_mean ? p->running_mean->data : NULL,
         p->running_var ? p->running_var->data : NULL, x->data, p->N, p->C, p->HW, p->training,
@@ -326,7 +345,9 @@ tg_tensor *tg_batchnorm2d(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tenso
     }
     batchnorm_params p = {.running_mean = running_mean, .running_var = running_var,
                           .N = N, .C = C, .HW = HW, .momentum = momentum, .eps = eps,
-                          .training = training};
+                          .training = training,
+                          .sync = training && ctx->sync_bn && tg_dist_world(ctx->sync_bn) > 1
+                                      ? ctx->sync_bn : NULL};
     tg_tensor *inputs[3] = {x, weight, bias};
     return tg_op_apply(ctx, &batchnorm_op, inputs, 3, x->shape, &p, sizeof p, NULL);
 }

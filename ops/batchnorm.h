@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tapegrad.h"
+
 /* Batch statistics per channel over (N, HW), accumulated in double, two passes.
  * x (N, C, HW) read; mean (C) written; var (C) written with the BIASED variance
  * (divided by N * HW). */
@@ -34,5 +36,15 @@ void batchnorm_backward_cpu(float *dx, float *dweight, float *dbias, const float
                             const float *x, const float *mean, const float *rstd,
                             const float *weight, int64_t N, int64_t C, int64_t HW,
                             bool training);
+
+/* Synchronised batchnorm (ops/batchnorm_sync.c): the same statistics and backward with
+ * the sums taken over every rank of d (blocking MPI all-reduces of per-channel doubles).
+ * n_total: values per channel over all ranks (written by stats, read by backward). */
+tg_status batchnorm_sync_stats_cpu(tg_dist *d, float *mean, float *var, int64_t *n_total,
+                                   const float *x, int64_t N, int64_t C, int64_t HW);
+tg_status batchnorm_sync_backward_cpu(tg_dist *d, float *dx, float *dweight, float *dbias,
+                                      const float *dy, const float *x, const float *mean,
+                                      const float *rstd, const float *weight, int64_t N,
+                                      int64_t C, int64_t HW, int64_t n_total);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * ops/conv2d.h — CPU kernels of ops/conv2d.c (callable from tests and benchmarks).
+ * ops/conv2d.h — CPU kernels of the conv2d op (ops/conv2d_gemm.c, conv2d_depthwise.c,
+ * conv2d_winograd.c; the op is ops/conv2d.c), callable from tests and benchmarks.
  *
  * Shapes (NCHW, contiguous, row-major):
  *   inp    (N, C_in, H, W)              read
@@ -67,6 +68,9 @@ void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *wei
 void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
                                    const conv2d_geom *g);
+/* db (C) += the sums of dout (N, C, plane) over N and the plane. */
+void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_t C,
+                              int64_t plane);
 /* Depthwise: groups = C_in, C_out a multiple of C_in; no workspace. */
 void conv2d_depthwise_forward_cpu(float *out, const float *inp, const float *weight,
                                   const float *bias, const conv2d_geom *g);

@@ -1,7 +1,7 @@
 /*
  * ops/conv2d_depthwise.c — the CPU depthwise kernels of conv2d (groups = C_in, C_out =
  * m C_in, m the channel multiplier). The op, its descriptor and the other paths live in
- * ops/conv2d.c; the formula and the backward derivation are at the top of that file.
+ * ops/conv2d.c; the formula and the backward derivation are at the top of ops/conv2d_gemm.c.
  *
  * Output channel o reads only input channel c = o / m, so per channel:
  *   y[oh,ow]   = b + sum_{kh,kw} w[kh,kw] x[ih,iw],   ih = sh oh - ph + kh dh,
@@ -435,7 +435,7 @@ static void backward_fast(float *dinp, float *dweight, float *dbias, const float
 /* ---------------------------------------------------------------- generic path */
 
 /* The output positions o in [0, n_out) whose input index o s + off lies in [0, len):
- * [*lo, *hi), empty when *lo == *hi (as in ops/conv2d.c's im2col). */
+ * [*lo, *hi), empty when *lo == *hi (as in ops/conv2d_gemm.c's im2col). */
 static inline void valid_range(int64_t off, int64_t s, int64_t len, int64_t n_out,
                                int64_t *lo, int64_t *hi) {
     int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;

@@ -1,7 +1,7 @@
 /*
  * ops/conv2d_winograd.c — Winograd F(4x4, 3x3) kernels for dense 3x3 stride-1 convolutions
  * (groups 1, dilation 1, padding 0..2 each way). Opt-in: tg_ctx_set_conv_algo(ctx,
- * TG_CONV_ALGO_WINOGRAD); the op and the other paths live in ops/conv2d.c.
+ * TG_CONV_ALGO_WINOGRAD); the op is ops/conv2d.c, the other paths ops/conv2d_gemm.c.
  *
  * THE IDEA (Lavin & Gray 2015). A 1-D correlation producing m = 4 outputs of a 3-tap
  * filter from alpha = 6 inputs, y_i = sum_j d_{i+j} g_j, is a polynomial product evaluated
@@ -26,7 +26,7 @@
  *       so P[xi] (C_out x C_in) = sum over tiles Z[xi] V[xi]^T with Z = A dY A^T: 36 SGEMMs
  *       over the tiles, then dW += G^T P G per channel pair. The algebra is the forward's
  *       read backwards, so the same 6 points serve; no new constants.
- *   db  the plain sum of dy (ops/conv2d.c).
+ *   db  the plain sum of dy (ops/conv2d_gemm.c).
  *
  * ACCURACY. The transforms multiply values by up to 8 (A) and 1/24 (G) and subtract
  * them, so fp32 rounding error grows: against a double-precision convolution the worst

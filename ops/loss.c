@@ -3,31 +3,42 @@
  * reduce by mean (PyTorch's default) and return a scalar; the 1/count lives in backward.
  *
  * CROSS ENTROPY (fused log-softmax + negative log-likelihood)
- *   logits x (N, C) with target t[N], or per pixel x (N, C, H, W) with t[N*H*W] laid out
- *   (N, H, W). For one position with class scores x_c and target class t:
- *     lse = log sum_c exp(x_c)                  (the log-sum-exp)
- *     l   = -log softmax(x)_t = lse - x_t
- *     L   = (1 / count) sum over the count = N*H*W positions of l
- *   Numerical stability: lse = m + log sum_c exp(x_c - m) with m = max_c x_c, so every
- *   exp argument is <= 0 and at least one term is exactly 1: no overflow, no log(0).
+ *   logits x (N, C) with target t[N], (N, C, L) with t[N*L] laid out (N, L), or per
+ *   pixel (N, C, H, W) with t[N*H*W] laid out (N, H, W): one class axis, the rest are
+ *   positions. For one position with class scores x_c and target class t:
+ *     m   = max_c x_c
+ *     s   = log sum_c exp(x_c - m)            (the log-sum, relative to the max)
+ *     l   = -log softmax(x)_t = (m - x_t) + s
+ *     L   = (1 / count) sum of l over the positions whose target is not ignore_index
+ *   Targets equal to ignore_index (PyTorch's default -100) contribute nothing, neither to
+ *   the sum nor to count; with every target ignored L = 0/0 = NaN, as in PyTorch.
  *
- *   Backward. With p_c = softmax(x)_c = exp(x_c - lse),
- *     d lse / d x_c = exp(x_c) / sum_k exp(x_k) = p_c        d x_t / d x_c = [c = t]
+ *   Numerical stability: every exp argument x_c - m is <= 0 and one term is exactly 1,
+ *   so no overflow and no log(0). Accuracy: m and s are kept apart, never added into one
+ *   rounded float log-sum-exp. At logits near 1e5 a float holds m + s only to 2^-7
+ *   (0.008): the loss is off by up to 0.004 and every softmax recomputed from it by up
+ *   to 0.4%. Kept apart, m - x_t is exact (two floats within a factor 2 of each other
+ *   subtract exactly; the loss takes it in double anyway) and s, a small number, keeps its
+ *   full relative precision, so loss and gradient are as accurate at logits 1e5 as at 1.
+ *
+ *   Backward. With p_c = softmax(x)_c = exp((x_c - m) - s),
+ *     d(m + s) / d x_c = exp(x_c) / sum_k exp(x_k) = p_c        d x_t / d x_c = [c = t]
  *   so dl/dx_c = p_c - [c = t], and with the mean and the incoming dL (a scalar):
- *     dx_c += (p_c - onehot(t)_c) * dL / count
+ *     dx_c += (p_c - onehot(t)_c) * dL / count         (nothing at ignored positions)
  *   The gradient of a position's scores sums to zero (softmax sums to one).
  *
- *   What is saved: the per-position lse (N*H*W floats) and a copy of the targets. The
- *   alternative, the softmax itself, is C times larger (N*C*H*W floats: 2.6 MB instead
- *   of 256 KB for the 10-class 256x256 forum workload); backward recomputes
- *   p_c = exp(x_c - lse) from the logits, which are the op's input and stay alive until
- *   the step ends — one exp per logit, the same work the forward did.
+ *   What is saved: m and s per position (2 N*H*W floats) and a copy of the targets. The
+ *   alternative, the softmax itself, is C/2 times larger (N*C*H*W floats: 2.6 MB instead
+ *   of 512 KB for the 10-class 256x256 forum workload); backward recomputes p_c from the
+ *   logits, which are the op's input and stay alive until the step ends — one exp per
+ *   logit, the same work the forward did.
  *
- *   Layout: class c of position p (of H*W) in image n is x[(n C + c) HW + p], so the
- *   class axis is strided by HW. Every loop below runs over classes outside and over a
- *   tile of contiguous positions inside (running max, running sum, gradient), so the
- *   inner loops are unit-stride and vectorisable; tiles of (image, positions) are the
- *   unit of parallel work. (N, C) logits are the same code with HW = 1.
+ *   Layout: class c of position p (of inner = L or H*W) in image n is
+ *   x[(n C + c) inner + p], so the class axis is strided by inner. Every loop below runs
+ *   over classes outside and over a tile of contiguous positions inside (running max,
+ *   running sum, gradient), so the inner loops are unit-stride and vectorisable; tiles of
+ *   (image, positions) are the unit of parallel work. (N, C) logits are the same code
+ *   with inner = 1.
  *
  * MEAN SQUARED ERROR
  *   L = (1 / n) sum_i (pred_i - target_i)^2 over all n elements (same shapes required).
@@ -54,10 +65,10 @@ static int64_t ce_blocks(int64_t inner) { return (inner + CE_TILE - 1) / CE_TILE
 int64_t cross_entropy_partials(int64_t N, int64_t inner) { return N * ce_blocks(inner); }
 
 /* One tile: `len` contiguous positions of one image. x points at class 0 of the tile's
- * first position (classes strided by inner); lse and target at that position. Returns
- * the tile's summed negative log-likelihood. */
-static double ce_forward_tile(float *lse, const float *x, const int32_t *target, int64_t C,
-                              int64_t inner, int64_t len) {
+ * first position (classes strided by inner); max, logsum and target at that position.
+ * Returns the tile's summed negative log-likelihood over its non-ignored positions. */
+static double ce_forward_tile(float *max, float *logsum, const float *x, const int32_t *target,
+                              int32_t ignore_index, int64_t C, int64_t inner, int64_t len) {
     float m[CE_TILE], s[CE_TILE];
     for (int64_t p = 0; p < len; p++) {
         m[p] = x[p];
@@ -75,47 +86,58 @@ static double ce_forward_tile(float *lse, const float *x, const int32_t *target,
     }
     double nll = 0;
     for (int64_t p = 0; p < len; p++) {
-        lse[p] = m[p] + logf(s[p]);
-        nll += (double)lse[p] - (double)x[(int64_t)target[p] * inner + p];
+        max[p] = m[p];
+        logsum[p] = logf(s[p]);
+        if (target[p] == ignore_index) continue;
+        nll += ((double)m[p] - (double)x[(int64_t)target[p] * inner + p]) + (double)logsum[p];
     }
     return nll;
 }
 
-void cross_entropy_forward_cpu(float *loss, float *lse, double *partial, const float *logits,
-                               const int32_t *target, int64_t N, int64_t C, int64_t inner) {
+void cross_entropy_forward_cpu(float *loss, float *max, float *logsum, double *partial,
+                               const float *logits, const int32_t *target, int32_t ignore_index,
+                               int64_t count, int64_t N, int64_t C, int64_t inner) {
     int64_t blocks = ce_blocks(inner), ntiles = N * blocks;
 #pragma omp parallel for schedule(static) if (N * C * inner > 32768)
     for (int64_t k = 0; k < ntiles; k++) {
         int64_t n = k / blocks, p0 = (k % blocks) * CE_TILE;
         int64_t len = inner - p0 < CE_TILE ? inner - p0 : CE_TILE;
-        partial[k] = ce_forward_tile(lse + n * inner + p0, logits + n * C * inner + p0,
-                                     target + n * inner + p0, C, inner, len);
+        int64_t q = n * inner + p0;
+        partial[k] = ce_forward_tile(max + q, logsum + q, logits + n * C * inner + p0,
+                                     target + q, ignore_index, C, inner, len);
     }
     double sum = 0;
     for (int64_t k = 0; k < ntiles; k++) sum += partial[k];
-    loss[0] = (float)(sum / (double)(N * inner));
+    /* Every target ignored: 0/0, NaN, as PyTorch (written out: no division by zero). */
+    loss[0] = count > 0 ? (float)(sum / (double)count) : NAN;
 }
 
-void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *lse,
-                                const int32_t *target, float scale, int64_t N, int64_t C,
+void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *max,
+                                const float *logsum, const int32_t *target,
+                                int32_t ignore_index, float scale, int64_t N, int64_t C,
                                 int64_t inner) {
     int64_t blocks = ce_blocks(inner), ntiles = N * blocks;
 #pragma omp parallel for schedule(static) if (N * C * inner > 32768)
     for (int64_t k = 0; k < ntiles; k++) {
         int64_t n = k / blocks, p0 = (k % blocks) * CE_TILE;
         int64_t len = inner - p0 < CE_TILE ? inner - p0 : CE_TILE;
-        const float *x = logits + n * C * inner + p0, *l = lse + n * inner + p0;
-        const int32_t *t = target + n * inner + p0;
+        int64_t q = n * inner + p0;
+        const float *x = logits + n * C * inner + p0, *mx = max + q, *ls = logsum + q;
+        const int32_t *t = target + q;
         float *dx = dlogits + n * C * inner + p0;
-        /* The softmax part, class by class along contiguous positions ... */
+        /* Ignored positions get weight 0 (keeping the inner loop branch-free) ... */
+        float w[CE_TILE];
+        for (int64_t p = 0; p < len; p++) w[p] = t[p] == ignore_index ? 0.0f : scale;
+        /* ... the softmax part, class by class along contiguous positions ... */
         for (int64_t c = 0; c < C; c++) {
             const float *xc = x + c * inner;
             float *dxc = dx + c * inner;
 #pragma omp simd
-            for (int64_t p = 0; p < len; p++) dxc[p] += expf(xc[p] - l[p]) * scale;
+            for (int64_t p = 0; p < len; p++) dxc[p] += expf((xc[p] - mx[p]) - ls[p]) * w[p];
         }
         /* ... then the one-hot part, one element per position. */
-        for (int64_t p = 0; p < len; p++) dx[(int64_t)t[p] * inner + p] -= scale;
+        for (int64_t p = 0; p < len; p++)
+            if (t[p] != ignore_index) dx[(int64_t)t[p] * inner + p] -= scale;
     }
 }
 
@@ -155,22 +177,26 @@ void mse_backward_cpu(float *dpred, float *dtarget, const float *pred, const flo
 
 typedef struct cross_entropy_params {
     int64_t N, C, inner;
+    int64_t count;        /* positions whose target is not ignore_index: the mean's divisor */
+    int32_t ignore_index;
     /* The caller's host array, borrowed for the forward only (it is copied into the
      * record's aux there, and this pointer cleared). */
     const int32_t *target;
 } cross_entropy_params;
 
-/* The forward's memory on ctx's device: the saved lse (saved[0]), the targets copied
- * from the caller's host array (rec->aux) and `partials` doubles of scratch. */
+/* The forward's memory on ctx's device: the saved max (saved[0]) and log-sum (saved[1]),
+ * the targets copied from the caller's host array (rec->aux) and `partials` doubles of
+ * scratch. */
 static tg_status cross_entropy_prepare(tg_ctx *ctx, tg_record *rec, int64_t partials,
                                        double **partial) {
     cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
-    int64_t count = p->N * p->inner;
-    size_t target_bytes = (size_t)count * sizeof(int32_t);
-    tg_tensor *lse = tg_record_save(ctx, rec, 0, tg_shape2(p->N, p->inner));
+    int64_t positions = p->N * p->inner;
+    size_t target_bytes = (size_t)positions * sizeof(int32_t);
+    tg_tensor *max = tg_record_save(ctx, rec, 0, tg_shape2(p->N, p->inner));
+    tg_tensor *logsum = tg_record_save(ctx, rec, 1, tg_shape2(p->N, p->inner));
     int32_t *target = tg_record_save_bytes(ctx, rec, target_bytes);
     *partial = tg_ctx_scratch(ctx, (size_t)partials * sizeof(double));
-    if (!lse || !target || !*partial) return tg_error();
+    if (!max || !logsum || !target || !*partial) return tg_error();
     tg_status st = tg_device_copy(ctx->device, target, TG_DEVICE_CPU, p->target, target_bytes);
     if (st) return st;
     rec->aux = target;
@@ -184,8 +210,9 @@ static tg_status cross_entropy_forward(tg_ctx *ctx, tg_record *rec) {
     tg_status st = cross_entropy_prepare(ctx, rec, cross_entropy_partials(p->N, p->inner),
                                          &partial);
     if (st) return st;
-    cross_entropy_forward_cpu(rec->out->data, rec->saved[0]->data, partial,
-                              rec->inputs[0]->data, rec->aux, p->N, p->C, p->inner);
+    cross_entropy_forward_cpu(rec->out->data, rec->saved[0]->data, rec->saved[1]->data, partial,
+                              rec->inputs[0]->data, rec->aux, p->ignore_index, p->count, p->N,
+                              p->C, p->inner);
     return TG_OK;
 }
 
@@ -193,9 +220,11 @@ static tg_status cross_entropy_backward(tg_ctx *ctx, tg_record *rec, float *cons
                                         const float *dout) {
     (void)ctx;
     const cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
-    float scale = (float)((double)dout[0] / (double)(p->N * p->inner));
+    /* No target counted (all ignored): every position has weight 0 anyway. */
+    float scale = p->count > 0 ? (float)((double)dout[0] / (double)p->count) : 0.0f;
     cross_entropy_backward_cpu(dinputs[0], rec->inputs[0]->data, rec->saved[0]->data,
-                               rec->aux, scale, p->N, p->C, p->inner);
+                               rec->saved[1]->data, rec->aux, p->ignore_index, scale, p->N,
+                               p->C, p->inner);
     return TG_OK;
 }
 
@@ -206,8 +235,9 @@ static tg_status cuda_cross_entropy_forward(tg_ctx *ctx, tg_record *rec) {
     tg_status st = cross_entropy_prepare(ctx, rec, cross_entropy_partials_cuda(p->N, p->inner),
                                          &partial);
     if (st) return st;
-    return cross_entropy_forward_cuda(rec->out->data, rec->saved[0]->data, partial,
-                                      rec->inputs[0]->data, rec->aux, p->N, p->C, p->inner);
+    return cross_entropy_forward_cuda(rec->out->data, rec->saved[0]->data, rec->saved[1]->data,
+                                      partial, rec->inputs[0]->data, rec->aux, p->ignore_index,
+                                      p->count, p->N, p->C, p->inner);
 }
 
 /* dout stays on the device: the kernel reads dL itself. */
@@ -216,20 +246,21 @@ static tg_status cuda_cross_entropy_backward(tg_ctx *ctx, tg_record *rec,
     (void)ctx;
     const cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
     return cross_entropy_backward_cuda(dinputs[0], rec->inputs[0]->data, rec->saved[0]->data,
-                                       rec->aux, dout, p->N, p->C, p->inner);
+                                       rec->saved[1]->data, rec->aux, p->ignore_index, dout,
+                                       p->count, p->N, p->C, p->inner);
 }
 #endif
 
 static void cross_entropy_cost(const tg_record *rec, double *fwd_flops, double *fwd_bytes,
                                double *bwd_flops, double *bwd_bytes) {
     const cross_entropy_params *p = TG_PARAMS(rec, cross_entropy_params);
-    double count = (double)(p->N * p->inner), n = count * (double)p->C;
+    double positions = (double)(p->N * p->inner), n = positions * (double)p->C;
     /* Per logit: max, subtract, exp, add (an exp counted as one FLOP). */
-    *fwd_flops = 4 * n + 2 * count;
-    *fwd_bytes = 4 * n + 12 * count; /* logits read (twice from cache); targets, lse */
-    /* Per logit: subtract, exp, multiply, add. */
-    *bwd_flops = 4 * n + count;
-    *bwd_bytes = 12 * n + 8 * count; /* logits read, dlogits read+written; lse, targets */
+    *fwd_flops = 4 * n + 3 * positions;
+    *fwd_bytes = 4 * n + 12 * positions; /* logits read (twice from cache); targets, max, log-sum */
+    /* Per logit: two subtractions, exp, multiply, add. */
+    *bwd_flops = 5 * n + positions;
+    *bwd_bytes = 12 * n + 12 * positions; /* logits read, dlogits read+written; max, log-sum, targets */
 }
 
 static const tg_op cross_entropy_op = {
@@ -240,39 +271,61 @@ static const tg_op cross_entropy_op = {
                  TG_CUDA_ENTRY(cuda_cross_entropy_backward)},
     .cost = cross_entropy_cost,
     .backward_doc = "dlogits += (softmax - onehot(target)) * dL / count, softmax recomputed "
-                    "as exp(logits - saved logsumexp)",
+                    "as exp((logits - saved max) - saved log-sum); ignored targets get 0",
 };
 
-tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target) {
+tg_cross_entropy_opts tg_cross_entropy_opts_default(void) {
+    return (tg_cross_entropy_opts){.ignore_index = -100, .tag = TG_OPTS_TAG};
+}
+
+tg_tensor *tg_cross_entropy_with(tg_ctx *ctx, tg_tensor *logits, const int32_t *target,
+                                 tg_cross_entropy_opts opts) {
     if (tg_check_not_null("tg_cross_entropy", "ctx", ctx)) return NULL;
     if (!tg_check_tensor("tg_cross_entropy", "logits", logits, -1)) return NULL;
+    if (opts.tag != TG_OPTS_TAG) {
+        tg_fail(TG_ERR_ARG, "tg_cross_entropy: argument 'opts' was not made by "
+                "tg_cross_entropy_opts_default(); hint: start from "
+                "tg_cross_entropy_opts o = tg_cross_entropy_opts_default(); then set "
+                "o.ignore_index (a zeroed struct would ignore class 0)");
+        return NULL;
+    }
     const tg_shape *sh = &logits->shape;
-    if (sh->ndim != 2 && sh->ndim != 4) {
+    if (sh->ndim < 2) {
         char s[80];
         tg_fail(TG_ERR_SHAPE, "tg_cross_entropy: argument 'logits' has shape %s (%d dims); "
-                "expected (N, C) class scores or (N, C, H, W) per-pixel scores",
-                tg_shape_str(*sh, s, sizeof s), sh->ndim);
+                "expected (N, C) class scores, (N, C, L) per-position scores or (N, C, H, W) "
+                "per-pixel scores", tg_shape_str(*sh, s, sizeof s), sh->ndim);
         return NULL;
     }
-    int64_t N = sh->dim[0], C = sh->dim[1];
-    int64_t inner = sh->ndim == 4 ? sh->dim[2] * sh->dim[3] : 1;
-    int64_t count = N * inner;
+    int64_t N = sh->dim[0], C = sh->dim[1], inner = 1;
+    for (int d = 2; d < sh->ndim; d++) inner *= sh->dim[d];
+    int64_t positions = N * inner;
+    const char *layout = sh->ndim == 4 ? "N*H*W" : sh->ndim == 3 ? "N*L" : "N";
     if (!target) {
         tg_fail(TG_ERR_ARG, "tg_cross_entropy: argument 'target' is NULL; expected %lld "
-                "class indices (%s)", (long long)count, sh->ndim == 4 ? "N*H*W" : "N");
+                "class indices (%s)", (long long)positions, layout);
         return NULL;
     }
-    for (int64_t i = 0; i < count; i++) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < positions; i++) {
+        if (target[i] == opts.ignore_index) continue;
         if (target[i] < 0 || target[i] >= C) {
             tg_fail(TG_ERR_ARG, "tg_cross_entropy: argument 'target' has value %d at index "
-                    "%lld; class indices must lie in [0, C) with C = %lld", (int)target[i],
-                    (long long)i, (long long)C);
+                    "%lld; class indices must lie in [0, C) with C = %lld, or equal "
+                    "ignore_index (%d)", (int)target[i], (long long)i, (long long)C,
+                    (int)opts.ignore_index);
             return NULL;
         }
+        count++;
     }
-    cross_entropy_params p = {.N = N, .C = C, .inner = inner, .target = target};
+    cross_entropy_params p = {.N = N, .C = C, .inner = inner, .count = count,
+                              .ignore_index = opts.ignore_index, .target = target};
     tg_tensor *inputs[1] = {logits};
     return tg_op_apply(ctx, &cross_entropy_op, inputs, 1, tg_shape0(), &p, sizeof p, NULL);
+}
+
+tg_tensor *tg_cross_entropy(tg_ctx *ctx, tg_tensor *logits, const int32_t *target) {
+    return tg_cross_entropy_with(ctx, logits, target, tg_cross_entropy_opts_default());
 }
 
 /* ---------------------------------------------------------------- mse op */

@@ -2,8 +2,8 @@
  * ops/loss.h — CPU kernels of ops/loss.c (callable from tests/benchmarks).
  *
  * Cross entropy sees logits as (N, C, inner): inner = H*W for per-pixel logits
- * (N, C, H, W) and 1 for (N, C). Class c of position p in image n is at
- * logits[(n C + c) inner + p]; targets and log-sum-exps are laid out (N, inner).
+ * (N, C, H, W), L for (N, C, L) and 1 for (N, C). Class c of position p in image n is at
+ * logits[(n C + c) inner + p]; targets, maxima and log-sums are laid out (N, inner).
  */
 #ifndef TG_OPS_LOSS_H
 #define TG_OPS_LOSS_H
@@ -13,17 +13,24 @@
 /* Entries of the `partial` workspace cross_entropy_forward_cpu needs. */
 int64_t cross_entropy_partials(int64_t N, int64_t inner);
 
-/* loss[0] = mean over the N*inner positions of lse - logits[target]; lse written.
- * loss: 1 float written; lse (N, inner) written; partial: cross_entropy_partials(N, inner)
- * doubles, scratch; logits (N, C, inner) read; target (N, inner) read, each in [0, C). */
-void cross_entropy_forward_cpu(float *loss, float *lse, double *partial, const float *logits,
-                               const int32_t *target, int64_t N, int64_t C, int64_t inner);
+/* loss[0] = (sum over positions whose target is not ignore_index of
+ * (max - logits[target]) + logsum) / count, NaN when count is 0; max and logsum written
+ * for every position (logsum = log sum_c exp(logits_c - max)).
+ * loss: 1 float written; max, logsum (N, inner) written; partial:
+ * cross_entropy_partials(N, inner) doubles, scratch; logits (N, C, inner) read; target
+ * (N, inner) read, each in [0, C) or equal to ignore_index; count: the number of targets
+ * not equal to ignore_index. */
+void cross_entropy_forward_cpu(float *loss, float *max, float *logsum, double *partial,
+                               const float *logits, const int32_t *target, int32_t ignore_index,
+                               int64_t count, int64_t N, int64_t C, int64_t inner);
 
-/* dlogits += (exp(logits - lse) - onehot(target)) * scale, scale = dloss / (N*inner).
- * dlogits (N, C, inner) accumulated; logits (N, C, inner), lse (N, inner) and target
+/* dlogits += (exp((logits - max) - logsum) - onehot(target)) * scale at every position
+ * whose target is not ignore_index (nothing elsewhere), scale = dloss / count.
+ * dlogits (N, C, inner) accumulated; logits (N, C, inner), max, logsum and target
  * (N, inner) read. */
-void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *lse,
-                                const int32_t *target, float scale, int64_t N, int64_t C,
+void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *max,
+                                const float *logsum, const int32_t *target,
+                                int32_t ignore_index, float scale, int64_t N, int64_t C,
                                 int64_t inner);
 
 /* Entries of the `partial` workspace mse_forward_cpu needs. */

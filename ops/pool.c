@@ -69,7 +69,7 @@ static inline void window_range(int64_t o, int stride, int pad, int kernel, int6
 
 void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const pool2d_geom *g) {
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-    int64_t work = g->planes * OH * OW * g->kernel_h * g->kernel_w;
+    double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
 #pragma omp parallel for schedule(static) if (work > 65536)
     for (int64_t p = 0; p < g->planes; p++) {
         const float *in = x + p * H * W;
@@ -114,8 +114,8 @@ void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax,
 
 void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-    float inv_area = 1.0f / (float)(g->kernel_h * g->kernel_w);
-    int64_t work = g->planes * OH * OW * g->kernel_h * g->kernel_w;
+    float inv_area = 1.0f / ((float)g->kernel_h * (float)g->kernel_w); /* no int wrap */
+    double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
 #pragma omp parallel for schedule(static) if (work > 65536)
     for (int64_t p = 0; p < g->planes; p++) {
         const float *in = x + p * H * W;
@@ -137,8 +137,8 @@ void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {
 
 void avg_pool2d_backward_cpu(float *dx, const float *dy, const pool2d_geom *g) {
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-    float inv_area = 1.0f / (float)(g->kernel_h * g->kernel_w);
-    int64_t work = g->planes * OH * OW * g->kernel_h * g->kernel_w;
+    float inv_area = 1.0f / ((float)g->kernel_h * (float)g->kernel_w); /* no int wrap */
+    double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
 #pragma omp parallel for schedule(static) if (work > 65536)
     for (int64_t p = 0; p < g->planes; p++) {
         float *d = dx + p * H * W;

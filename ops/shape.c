@@ -66,8 +66,11 @@ static tg_tensor *reshape_apply(const char *fn, tg_ctx *ctx, tg_tensor *x, tg_sh
                     "positive, with at most one -1 to infer", fn,
                     tg_shape_str(shape, ss, sizeof ss), i, (long long)shape.dim[i]);
             return NULL;
-        } else {
-            known *= shape.dim[i];
+        } else if (!tg_mul_i64(known, shape.dim[i], &known) || known > TG_MAX_NUMEL) {
+            tg_fail(TG_ERR_SHAPE, "%s: argument 'shape' %s has more than TG_MAX_NUMEL = 2^40 "
+                    "elements; input %s has %lld", fn, tg_shape_str(shape, ss, sizeof ss),
+                    tg_shape_str(x->shape, sx, sizeof sx), (long long)x->numel);
+            return NULL;
         }
     }
     if (infer >= 0) {
@@ -80,7 +83,7 @@ static tg_tensor *reshape_apply(const char *fn, tg_ctx *ctx, tg_tensor *x, tg_sh
         }
         shape.dim[infer] = x->numel / known;
     }
-    if (tg_shape_numel(shape) != x->numel) {
+    if (tg_shape_numel(shape) != x->numel) { /* -1 (over the limit) never matches */
         tg_fail(TG_ERR_SHAPE, "%s: input %s has %lld elements but shape %s has %lld", fn,
                 tg_shape_str(x->shape, sx, sizeof sx), (long long)x->numel,
                 tg_shape_str(shape, ss, sizeof ss), (long long)tg_shape_numel(shape));
@@ -91,11 +94,13 @@ static tg_tensor *reshape_apply(const char *fn, tg_ctx *ctx, tg_tensor *x, tg_sh
 }
 
 tg_tensor *tg_reshape(tg_ctx *ctx, tg_tensor *x, tg_shape shape) {
+    if (tg_check_not_null("tg_reshape", "ctx", ctx)) return NULL;
     if (!tg_check_tensor("tg_reshape", "x", x, -1)) return NULL;
     return reshape_apply("tg_reshape", ctx, x, shape);
 }
 
 tg_tensor *tg_flatten(tg_ctx *ctx, tg_tensor *x) {
+    if (tg_check_not_null("tg_flatten", "ctx", ctx)) return NULL;
     if (!tg_check_tensor("tg_flatten", "x", x, -1)) return NULL;
     if (x->shape.ndim < 1) {
         tg_fail(TG_ERR_SHAPE, "tg_flatten: argument 'x' is a scalar; flatten keeps dim 0 "

@@ -20,14 +20,18 @@
  *   p     = p + (-lr / (1 - beta1^t)) * m / denom
  * The kernel keeps that order so float32 runs agree with torch to rounding.
  *
- * Options (tg_adam_opts): a zero field means PyTorch's default — lr 1e-3, beta1 0.9,
- * beta2 0.999, eps 1e-8 (kept in double, exactly as torch's Python floats).
- * weight_decay is taken as given for both, 0 meaning none: note that torch's AdamW
- * defaults to 1e-2, tg_adamw_new does not.
+ * Options (tg_adam_opts, doubles as torch's Python floats) come from the constructors
+ * tg_adam_opts_default / tg_adamw_opts_default, which fill PyTorch's defaults — lr 1e-3,
+ * beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0 (Adam) or 1e-2 (AdamW) — and every
+ * field is then taken as given: zero means zero. beta1 = 0 gives m = g and 1 - beta1^t =
+ * 1 (no momentum, no first-moment correction); eps = 0 is legal too, and as in torch an
+ * element whose gradient has been exactly 0 at every step then gets 0/0 = NaN.
  *
  * State: two flat arrays (m, then v) in the parameter store. On padding (p = g = m = v
  * = 0) the update gives m = v = 0, denom = eps and p = 0, with or without either weight
- * decay, so the fused loop keeps it 0.
+ * decay, so the fused loop keeps it 0 — except with eps = 0, where denom = 0 and the
+ * padding's p becomes 0/0 = NaN; that step then writes the padding of the values back
+ * to 0 (a few bytes per parameter), so the store stays clean.
  */
 #include "optim.h"
 
@@ -35,11 +39,39 @@
 
 #include <math.h>
 
-/* PyTorch's defaults (torch.optim.Adam), used for zero fields of tg_adam_opts. */
-#define ADAM_DEFAULT_LR 1e-3
-#define ADAM_DEFAULT_BETA1 0.9
-#define ADAM_DEFAULT_BETA2 0.999
-#define ADAM_DEFAULT_EPS 1e-8
+tg_adam_opts tg_adam_opts_default(void) {
+    return (tg_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                          .weight_decay = 0.0, .tag = TG_OPTS_TAG};
+}
+
+tg_adam_opts tg_adamw_opts_default(void) {
+    tg_adam_opts o = tg_adam_opts_default();
+    o.weight_decay = 1e-2;
+    return o;
+}
+
+/* With eps = 0 the padding between parameters (p = g = m = v = 0) becomes 0/0 = NaN in
+ * the values; write it back to 0. The padding of parameter i runs from its end to the
+ * start of the next trainable one (or the end of the flat store). */
+static tg_status adam_rezero_padding(tg_optim *opt) {
+    tg_params *ps = opt->ps;
+    float *base = tg_params_data(ps);
+    tg_device device = tg_params_device(ps);
+    int64_t flat = tg_params_flat_numel(ps);
+    tg_tensor *prev = NULL;
+    for (int i = 0; i <= tg_params_count(ps); i++) {
+        tg_tensor *t = i < tg_params_count(ps) ? tg_params_at(ps, i) : NULL;
+        if (t && !t->requires_grad) continue; /* buffers live elsewhere */
+        if (prev) {
+            int64_t end = (prev->data - base) + prev->numel;
+            int64_t next = t ? t->data - base : flat;
+            tg_status st = tg_device_zero(device, base + end, (size_t)(next - end) * sizeof(float));
+            if (st) return st;
+        }
+        prev = t;
+    }
+    return TG_OK;
+}
 
 adam_step_args adam_step_args_make(double lr, double beta1, double beta2, double eps,
                                    double weight_decay, bool decoupled, int64_t t) {
@@ -90,7 +122,7 @@ static tg_status adam_step(tg_optim *opt, int64_t t) {
                                               h->weight_decay, false, t);
     adam_step_cpu(tg_params_data(opt->ps), tg_params_grad(opt->ps), opt->state,
                   opt->state + n, n, &args);
-    return TG_OK;
+    return h->eps == 0 ? adam_rezero_padding(opt) : TG_OK;
 }
 
 static tg_status adamw_step(tg_optim *opt, int64_t t) {
@@ -100,7 +132,7 @@ static tg_status adamw_step(tg_optim *opt, int64_t t) {
                                               h->weight_decay, true, t);
     adam_step_cpu(tg_params_data(opt->ps), tg_params_grad(opt->ps), opt->state,
                   opt->state + n, n, &args);
-    return TG_OK;
+    return h->eps == 0 ? adam_rezero_padding(opt) : TG_OK;
 }
 
 #ifdef TG_HAVE_CUDA
@@ -109,8 +141,10 @@ static tg_status cuda_adam_step_common(tg_optim *opt, int64_t t, bool decoupled)
     int64_t n = tg_params_flat_numel(opt->ps);
     adam_step_args args = adam_step_args_make(opt->lr, h->beta1, h->beta2, h->eps,
                                               h->weight_decay, decoupled, t);
-    return adam_step_cuda(tg_params_data(opt->ps), tg_params_grad(opt->ps), opt->state,
-                          opt->state + n, n, &args);
+    tg_status st = adam_step_cuda(tg_params_data(opt->ps), tg_params_grad(opt->ps),
+                                  opt->state, opt->state + n, n, &args);
+    if (st) return st;
+    return h->eps == 0 ? adam_rezero_padding(opt) : TG_OK;
 }
 
 static tg_status cuda_adam_step(tg_optim *opt, int64_t t) {
@@ -134,29 +168,36 @@ static const tg_optim_kind adamw_kind = {
     .step = {[TG_DEVICE_CPU] = adamw_step, TG_CUDA_ENTRY(cuda_adamw_step)},
 };
 
-/* A zero field takes its default; anything else is checked against its range. */
+/* Every field taken as given, checked against PyTorch's ranges (and finite). */
 static tg_optim *adam_create(const tg_optim_kind *kind, tg_params *ps, tg_adam_opts opts) {
     const char *ctor = kind->ctor;
+    if (opts.tag != TG_OPTS_TAG) {
+        tg_fail(TG_ERR_ARG, "%s: the options were not made by %s(); hint: start from "
+                "tg_adam_opts o = %s(); then set fields (a zero beta1, beta2 or eps is taken "
+                "as zero, not as the default)", ctor,
+                kind == &adamw_kind ? "tg_adamw_opts_default" : "tg_adam_opts_default",
+                kind == &adamw_kind ? "tg_adamw_opts_default" : "tg_adam_opts_default");
+        return NULL;
+    }
     if (!tg_optim_check_option(ctor, "lr", opts.lr, opts.lr >= 0 && isfinite(opts.lr),
-                               "finite and > 0 (0 means the default 1e-3)") ||
+                               "finite and >= 0") ||
         !tg_optim_check_option(ctor, "beta1", opts.beta1, opts.beta1 >= 0 && opts.beta1 < 1,
-                               "[0, 1) (0 means the default 0.9)") ||
+                               "[0, 1)") ||
         !tg_optim_check_option(ctor, "beta2", opts.beta2, opts.beta2 >= 0 && opts.beta2 < 1,
-                               "[0, 1) (0 means the default 0.999)") ||
+                               "[0, 1)") ||
         !tg_optim_check_option(ctor, "eps", opts.eps, opts.eps >= 0 && isfinite(opts.eps),
-                               "finite and > 0 (0 means the default 1e-8)") ||
+                               "finite and >= 0") ||
         !tg_optim_check_option(ctor, "weight_decay", opts.weight_decay,
                                opts.weight_decay >= 0 && isfinite(opts.weight_decay),
                                "finite and >= 0 (0 turns it off)"))
         return NULL;
     tg_optim_hyper hyper = {
-        .beta1 = opts.beta1 != 0 ? opts.beta1 : ADAM_DEFAULT_BETA1,
-        .beta2 = opts.beta2 != 0 ? opts.beta2 : ADAM_DEFAULT_BETA2,
-        .eps = opts.eps != 0 ? opts.eps : ADAM_DEFAULT_EPS,
+        .beta1 = opts.beta1,
+        .beta2 = opts.beta2,
+        .eps = opts.eps,
         .weight_decay = opts.weight_decay,
     };
-    double lr = opts.lr != 0 ? opts.lr : ADAM_DEFAULT_LR;
-    return tg_optim_create(kind, ps, lr, hyper, 2);
+    return tg_optim_create(kind, ps, opts.lr, hyper, 2);
 }
 
 tg_optim *tg_adam_new(tg_params *ps, tg_adam_opts opts) {

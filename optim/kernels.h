@@ -14,7 +14,7 @@
 
 /* Hyperparameters of one SGD step, already in the float form PyTorch's kernels use. */
 typedef struct sgd_step_args {
-    float lr;                  /* > 0 */
+    float lr;                  /* >= 0 */
     float momentum;            /* 0: no momentum buffer (momentum_buf may be NULL) */
     float one_minus_dampening; /* the alpha of buf.add_(d, alpha = 1 - dampening) */
     float weight_decay;        /* L2: d = g + weight_decay * p */

@@ -25,6 +25,8 @@ bool tg_optim_check_option(const char *ctor, const char *option, double value, b
     return false;
 }
 
+static int grads_finite(tg_params *ps);
+
 tg_optim *tg_optim_create(const tg_optim_kind *kind, tg_params *ps, double lr,
                           tg_optim_hyper hyper, int slots) {
     const char *ctor = kind->ctor;
@@ -93,19 +95,72 @@ tg_status tg_optim_step(tg_optim *opt) {
         return tg_fail(TG_ERR_UNSUPPORTED, "tg_optim_step: %s has no %s step kernel",
                        opt->kind->name, tg_device_name(device));
     }
+    if (opt->steps >= TG_OPTIM_MAX_STEPS) {
+        return tg_fail(TG_ERR_STATE, "tg_optim_step: %s has taken %lld steps, the most a step "
+                       "count may reach (2^53); start a new optimizer", opt->kind->name,
+                       (long long)opt->steps);
+    }
+    tg_threads_apply();
+    opt->last_skipped = false;
+    if (opt->skip_nonfinite) {
+        int bad = grads_finite(opt->ps);
+        if (bad < 0) return tg_error();
+        if (bad == 0) {
+            opt->last_skipped = true;
+            opt->skipped++;
+            return TG_OK;
+        }
+    }
     int64_t t = opt->steps + 1;
     tg_status st = step(opt, t);
     if (st == TG_OK) opt->steps = t;
     return st;
 }
 
+/* 1 when every gradient in the store is finite, 0 when one is not, -1 on a read error. */
+static int grads_finite(tg_params *ps) {
+    int64_t n = tg_params_flat_numel(ps);
+    const float *g = tg_params_grad(ps);
+    float *copy = NULL;
+    if (tg_params_device(ps) != TG_DEVICE_CPU) {
+        size_t bytes;
+        if (!tg_size_bytes("tg_optim_step", "gradient copy", n, sizeof(float), &bytes) ||
+            !(copy = malloc(bytes ? bytes : 1))) {
+            tg_fail(TG_ERR_NOMEM, "tg_optim_step: out of memory checking the gradients");
+            return -1;
+        }
+        if (tg_device_copy(TG_DEVICE_CPU, copy, tg_params_device(ps), g, bytes)) {
+            free(copy);
+            return -1;
+        }
+        g = copy;
+    }
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(g[i])) {
+            ok = 0;
+            break;
+        }
+    }
+    free(copy);
+    return ok;
+}
+
+void tg_optim_set_skip_nonfinite(tg_optim *opt, bool on) {
+    if (opt) opt->skip_nonfinite = on;
+}
+
+int64_t tg_optim_skipped_steps(const tg_optim *opt) { return opt ? opt->skipped : 0; }
+
+bool tg_optim_last_step_skipped(const tg_optim *opt) { return opt && opt->last_skipped; }
+
 void tg_optim_set_lr(tg_optim *opt, float lr) {
     if (!opt) {
         tg_check_not_null("tg_optim_set_lr", "opt", opt);
         return;
     }
-    if (!tg_optim_check_option("tg_optim_set_lr", "lr", lr, lr > 0 && isfinite(lr),
-                               "finite and > 0 (the learning rate is left unchanged)"))
+    if (!tg_optim_check_option("tg_optim_set_lr", "lr", lr, lr >= 0 && isfinite(lr),
+                               "finite and >= 0 (the learning rate is left unchanged)"))
         return;
     opt->lr = lr;
 }

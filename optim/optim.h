@@ -16,6 +16,10 @@
 
 /* ---------------------------------------------------------------- the optimizer object */
 
+/* The largest step count an optimizer (or a checkpoint) may hold: 2^53, where a double
+ * still counts exactly (Adam's bias correction raises beta to the power t). */
+#define TG_OPTIM_MAX_STEPS ((int64_t)1 << 53)
+
 typedef struct tg_optim tg_optim;
 
 /* Runs one step of `opt` on its store's device; t is the 1-based step number. */
@@ -43,6 +47,9 @@ struct tg_optim {
     int64_t steps;        /* completed steps */
     int slots;            /* state arrays held in the store (0: stateless) */
     float *state;         /* slots x tg_params_flat_numel floats, or NULL */
+    bool skip_nonfinite;  /* tg_optim_set_skip_nonfinite */
+    bool last_skipped;
+    int64_t skipped;      /* steps skipped for non-finite gradients */
 };
 
 /* Shared part of the constructors (optim.c): checks the store (NULL, no trainable

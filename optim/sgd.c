@@ -17,6 +17,10 @@
  * param.add_(d, alpha=-lr)), with `1 - dampening` computed in double and rounded to float
  * as torch does with a Python scalar, so float32 runs agree with torch to rounding.
  *
+ * Options are taken as given (zero means zero: torch's SGD defaults are all zero, and lr
+ * = 0 is legal), checked as torch checks them: lr, momentum, weight_decay >= 0 (and every
+ * value finite); dampening has no range in torch, so none here.
+ *
  * State: one flat array (the momentum buffer) in the parameter store when momentum > 0;
  * plain SGD holds none. Nesterov needs momentum > 0 and dampening = 0 (as torch).
  * On padding (p = g = b = 0) every line above gives 0, so the fused loop keeps it 0.
@@ -88,13 +92,13 @@ static const tg_optim_kind sgd_kind = {
 
 tg_optim *tg_sgd_new(tg_params *ps, tg_sgd_opts opts) {
     const char *ctor = sgd_kind.ctor;
-    if (!tg_optim_check_option(ctor, "lr", opts.lr, opts.lr > 0 && isfinite(opts.lr),
-                               "finite and > 0") ||
+    if (!tg_optim_check_option(ctor, "lr", opts.lr, opts.lr >= 0 && isfinite(opts.lr),
+                               "finite and >= 0") ||
         !tg_optim_check_option(ctor, "momentum", opts.momentum,
                                opts.momentum >= 0 && isfinite(opts.momentum),
                                "finite and >= 0 (0 turns momentum off)") ||
-        !tg_optim_check_option(ctor, "dampening", opts.dampening,
-                               opts.dampening >= 0 && opts.dampening <= 1, "[0, 1]") ||
+        !tg_optim_check_option(ctor, "dampening", opts.dampening, isfinite(opts.dampening),
+                               "finite (torch.optim.SGD checks no range; 0 to 1 is usual)") ||
         !tg_optim_check_option(ctor, "weight_decay", opts.weight_decay,
                                opts.weight_decay >= 0 && isfinite(opts.weight_decay),
                                "finite and >= 0 (0 turns it off)"))

@@ -1,6 +1,6 @@
 /*
  * tests/conv_ref.c — the naive convolution every conv kernel is checked against: straight
- * from the definition in ops/conv2d.c, in double precision.
+ * from the definition in ops/conv2d_gemm.c, in double precision.
  */
 #include "conv_ref.h"
 

@@ -9,7 +9,8 @@
     X(core) X(tape) X(gradcheck) X(activation) X(conv2d) X(batchnorm) X(elementwise)     \
     X(shape) X(linear) X(pool) X(loss) X(sgd) X(adam) X(example) X(bad_input) X(models) X(io) \
     X(winograd) X(user) X(matmul) X(layout) X(reduce) X(safetensors) X(softmax)       \
-    X(layernorm) X(dropout) X(embedding) X(nll) X(clip) X(schedule)
+    X(layernorm) X(dropout) X(embedding) X(nll) X(clip) X(schedule) X(limits)         \
+    X(fastdiv) X(unary) X(gpt)
 
 #define DECLARE(name) Suite *name##_suite(void);
 SUITES(DECLARE)

@@ -1,6 +1,7 @@
 /*
  * tests/test_activation.c — relu and relu6: PyTorch golden values (forward and dx,
- * including the kinks at exactly 0 and 6), finite differences, and accumulation.
+ * including the kinks at exactly 0 and 6, NaN, +-inf and -0.0), finite differences, and
+ * accumulation.
  */
 #include "testutil.h"
 
@@ -39,6 +40,41 @@ START_TEST(relu_golden) { check_golden(false); }
 END_TEST
 
 START_TEST(relu6_golden) { check_golden(true); }
+END_TEST
+
+/* NaN, +-inf and -0.0 (PyTorch's values): NaN propagates and its gradient is dy; relu
+ * passes dy at +inf, relu6 zeroes it at and above 6; relu(-0.0) keeps its sign. */
+static void check_golden_nan(bool six) {
+    const char *name = six ? "relu6_nan" : "relu_nan";
+    char key[64];
+    tg_fixture *fx = tg_fixture_load("activation.bin");
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_tensor *x = tg_fixture_tensor(ctx, fx, "xn", true);
+    tg_tensor *dout = tg_fixture_tensor(ctx, fx, "doutn", false);
+    act_case c = {six};
+    tg_tensor *y = act_graph(ctx, &x, &c);
+    tg_expect_ok(name);
+    ck_assert_int_eq(tg_backward_with(ctx, y, dout->data), TG_OK);
+    snprintf(key, sizeof key, "%s.y", name);
+    const double *want_y = tg_fixture_get(fx, key, NULL);
+    tg_expect_close(key, y->data, want_y, y->numel, 0, 0);
+    for (int64_t i = 0; i < y->numel; i++)
+        ck_assert_msg(!!signbit(y->data[i]) == !!signbit(want_y[i]) || isnan(want_y[i]),
+                      "%s[%lld]: sign of %g differs from PyTorch's %g", key, (long long)i,
+                      y->data[i], want_y[i]);
+    int nans = 0;
+    for (int64_t i = 0; i < y->numel; i++) nans += isnan(y->data[i]);
+    ck_assert_int_ge(nans, 2);
+    snprintf(key, sizeof key, "%s.dx", name);
+    tg_expect_close(key, x->grad, tg_fixture_get(fx, key, NULL), x->numel, 0, 0);
+    tg_ctx_free(ctx);
+    tg_fixture_free(fx);
+}
+
+START_TEST(relu_golden_nan) { check_golden_nan(false); }
+END_TEST
+
+START_TEST(relu6_golden_nan) { check_golden_nan(true); }
 END_TEST
 
 /* Finite differences over shapes of every rank; inputs kept away from the kinks. */
@@ -86,6 +122,8 @@ Suite *activation_suite(void) {
     TCase *tc = tg_test_case("activation");
     tcase_add_test(tc, relu_golden);
     tcase_add_test(tc, relu6_golden);
+    tcase_add_test(tc, relu_golden_nan);
+    tcase_add_test(tc, relu6_golden_nan);
     tcase_add_test(tc, activation_gradcheck_grid);
     tcase_add_test(tc, relu_accumulates);
     suite_add_tcase(s, tc);

@@ -78,15 +78,24 @@ static outcome ce_negative(world *w) {
 }
 static outcome ce_null_target(world *w) { return PTR(tg_cross_entropy(w->ctx, w->x2, NULL)); }
 static outcome ce_rank(world *w) {
-    tg_tensor *logits = tg_tensor_zeros(w->ctx, tg_shape3(2, 3, 4));
+    tg_tensor *logits = tg_tensor_zeros(w->ctx, tg_shape1(4)); /* (N, C, ...) needs 2 dims */
     int32_t t[8] = {0};
     return PTR(tg_cross_entropy(w->ctx, logits, t));
 }
 static outcome mse_shape(world *w) { return PTR(tg_mse_loss(w->ctx, w->x2, w->x)); }
 static outcome sgd_lr(world *w) { return PTR(tg_sgd_new(w->ps, (tg_sgd_opts){.lr = -0.1f})); }
 static outcome sgd_nesterov(world *w) { return PTR(tg_sgd_new(w->ps, (tg_sgd_opts){.lr = 0.1f, .nesterov = true})); }
-static outcome adam_beta(world *w) { return PTR(tg_adam_new(w->ps, (tg_adam_opts){.beta1 = 1.0f})); }
-static outcome adamw_eps(world *w) { return PTR(tg_adamw_new(w->ps, (tg_adam_opts){.eps = -1.0f})); }
+static outcome adam_beta(world *w) {
+    tg_adam_opts o = tg_adam_opts_default();
+    o.beta1 = 1.0;
+    return PTR(tg_adam_new(w->ps, o));
+}
+static outcome adamw_eps(world *w) {
+    tg_adam_opts o = tg_adamw_opts_default();
+    o.eps = -1.0;
+    return PTR(tg_adamw_new(w->ps, o));
+}
+static outcome adam_zeroed(world *w) { return PTR(tg_adam_new(w->ps, (tg_adam_opts){.lr = 0.1})); }
 static outcome tensor_shape(world *w) { return PTR(tg_tensor_new(w->ctx, tg_shape3(2, 0, 2))); }
 static outcome tensor_rank(world *w) { return PTR(tg_tensor_new(w->ctx, (tg_shape){.ndim = 5})); }
 static outcome params_dup(world *w) { return PTR(tg_params_add(w->ps, "conv.weight", tg_shape1(3))); }
@@ -132,6 +141,8 @@ static const bad_case cases[] = {
     {"sgd nesterov", sgd_nesterov, TG_ERR_ARG, "tg_sgd_new", "nesterov"},
     {"adam beta1", adam_beta, TG_ERR_ARG, "tg_adam_new", "beta1"},
     {"adamw eps", adamw_eps, TG_ERR_ARG, "tg_adamw_new", "eps"},
+    {"adam opts not from tg_adam_opts_default", adam_zeroed, TG_ERR_ARG, "tg_adam_new",
+     "tg_adam_opts_default()"},
     {"tensor zero dim", tensor_shape, TG_ERR_SHAPE, "tg_tensor_new", "(2, 0, 2)"},
     {"tensor rank", tensor_rank, TG_ERR_SHAPE, "tg_tensor_new", "5 dims"},
     {"params duplicate", params_dup, TG_ERR_ARG, "tg_params_add", "conv.weight"},
@@ -204,7 +215,9 @@ END_TEST
 START_TEST(optimizer_refuses_while_error_pending) {
     world w;
     world_init(&w);
-    tg_optim *opt = tg_adam_new(w.ps, (tg_adam_opts){.lr = 0.1f});
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = 0.1f;
+    tg_optim *opt = tg_adam_new(w.ps, ao);
     ck_assert_ptr_nonnull(opt);
     ck_assert_int_eq(tg_optim_step(opt), TG_OK);
     uLong before = owned_crc(w.ps);

@@ -8,7 +8,10 @@
  * pooling, channels > 24, reductions spanning many blocks, NaN/Inf inputs, multi-step
  * training with arena reuse, run-twice bitwise determinism, and a run of the op grid
  * with TG_ARENA_POISON (every fresh arena allocation filled with NaN, so a kernel that
- * reads memory nothing wrote fails parity).
+ * reads memory nothing wrote fails parity). Second round: depthwise planes of every
+ * tiling (7x7, 14x14, 3x3, odd sizes, conv1d rows), the conv bias gradient as chunked
+ * sums, host-to-device copies staged while the caller reuses its array, and the 64-bit
+ * index path on tensors over 2^31 elements (GPUs of 40 GB or more).
  *
  * Without a usable GPU (or in a build without CUDA) it prints one SKIP line and exits 77,
  * which meson reports as SKIP. It is its own meson test (suite 'cuda'), not part of
@@ -658,20 +661,26 @@ START_TEST(loss_ops) {
     check_case(cpu, gpu, "mse_loss", &c, 50);
     c.grad[1] = false;
     check_case(cpu, gpu, "mse_loss, target without grad", &c, 51);
-    /* (N, C) logits and per-pixel (N, C, H, W) logits with integer targets. */
-    const tg_shape shapes[] = {tg_shape2(5, 7), tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
-                               tg_shape4(1, 10, 16, 16)};
-    for (int i = 0; i < 4; i++) {
-        tg_shape ls = shapes[i];
-        int64_t count = ls.dim[0] * (ls.ndim == 4 ? ls.dim[2] * ls.dim[3] : 1);
+    /* (N, C), (N, C, L) and per-pixel (N, C, H, W) logits with integer targets; the last
+     * three again with every 5th target ignored (-100) and with logits near 1e5. */
+    const tg_shape shapes[] = {tg_shape2(5, 7),        tg_shape2(1, 3), tg_shape4(2, 4, 5, 6),
+                               tg_shape4(1, 10, 16, 16), tg_shape3(3, 5, 40)};
+    for (int i = 0; i < 5 * 3; i++) {
+        tg_shape ls = shapes[i % 5];
+        int variant = i / 5; /* 0 plain, 1 ignored targets, 2 logits near 1e5 */
+        if (variant > 0 && i % 5 < 2) continue;
+        int64_t count = ls.dim[0];
+        for (int d = 2; d < ls.ndim; d++) count *= ls.dim[d];
         int32_t *target = malloc((size_t)count * sizeof *target);
         tg_rng rng;
         tg_rng_seed(&rng, 60 + i);
         for (int64_t j = 0; j < count; j++)
-            target[j] = (int32_t)tg_rng_below(&rng, ls.dim[1]);
-        c = unary(ls, run_ce, target, -4, 4, TOL_SUM);
-        char what[64], sh[64];
-        snprintf(what, sizeof what, "cross_entropy %s", tg_shape_str(ls, sh, sizeof sh));
+            target[j] = variant == 1 && j % 5 == 0 ? -100 : (int32_t)tg_rng_below(&rng, ls.dim[1]);
+        float lo = variant == 2 ? 1e5f - 4 : -4, hi = variant == 2 ? 1e5f + 4 : 4;
+        c = unary(ls, run_ce, target, lo, hi, TOL_SUM);
+        char what[96], sh[64];
+        snprintf(what, sizeof what, "cross_entropy %s%s", tg_shape_str(ls, sh, sizeof sh),
+                 variant == 1 ? " ignore_index" : variant == 2 ? " near 1e5" : "");
         check_case(cpu, gpu, what, &c, 70 + i);
         free(target);
     }
@@ -687,7 +696,10 @@ typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } opt_kind;
 typedef struct opt_cfg {
     opt_kind kind;
     tg_sgd_opts sgd;
-    tg_adam_opts adam;
+    struct {
+        double lr, weight_decay;
+        bool beta1_zero, eps_zero; /* else PyTorch's 0.9 and 1e-8 */
+    } adam;
     const char *name;
 } opt_cfg;
 
@@ -712,9 +724,14 @@ static void opt_fill(tg_params *ps, bool grad, uint64_t seed) {
 }
 
 static tg_optim *opt_new(tg_params *ps, const opt_cfg *c) {
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = c->adam.lr;
+    ao.weight_decay = c->adam.weight_decay;
+    if (c->adam.beta1_zero) ao.beta1 = 0;
+    if (c->adam.eps_zero) ao.eps = 0;
     tg_optim *o = c->kind == OPT_SGD    ? tg_sgd_new(ps, c->sgd)
-                  : c->kind == OPT_ADAM ? tg_adam_new(ps, c->adam)
-                                        : tg_adamw_new(ps, c->adam);
+                  : c->kind == OPT_ADAM ? tg_adam_new(ps, ao)
+                                        : tg_adamw_new(ps, ao);
     ck_assert_msg(o != NULL, "%s: %s", c->name, tg_error_message());
     return o;
 }
@@ -734,6 +751,10 @@ START_TEST(optimizers) {
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f}, .name = "adam"},
         {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adam l2"},
         {.kind = OPT_ADAMW, .adam = {.lr = 0.01f, .weight_decay = 0.1f}, .name = "adamw"},
+        {.kind = OPT_ADAM, .adam = {.lr = 0.01f, .beta1_zero = true}, .name = "adam beta1 0"},
+        {.kind = OPT_ADAMW,
+         .adam = {.lr = 0.01f, .weight_decay = 0.1f, .beta1_zero = true, .eps_zero = true},
+         .name = "adamw beta1 0 eps 0"},
     };
     for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
         tg_params *pc = opt_store(TG_DEVICE_CPU), *pg = opt_store(TG_DEVICE_CUDA);
@@ -1392,6 +1413,316 @@ START_TEST(poisoned_arena) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- issue 15, second round:
+ * depthwise tiles sized to small planes, the chunked conv bias reduction, staged
+ * host-to-device copies, and the 64-bit index path of the element-wise kernels. */
+
+/* Depthwise planes of every tiling: 7x7 (8x8 tiles, 4 per block), 14x14 (one 16x16),
+ * 3x3 (one warp), odd sizes (tiles cut by the plane's edge), plane counts that leave a
+ * block's last tile slots empty, strides, dilation, channel multipliers; conv1d rows
+ * (32x1 tiles). */
+START_TEST(depthwise_small_planes) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const conv_any cfgs[] = {
+        {3, 64, 64, 7, 7, 3, 3, opts2(1, 1, 1, 1, 1, 1, 64), true},   /* 192 planes: full blocks */
+        {1, 37, 37, 7, 7, 3, 3, opts2(1, 1, 1, 1, 1, 1, 37), true},   /* last block 1 of 4 tiles */
+        {2, 19, 57, 7, 7, 3, 3, opts2(1, 1, 1, 1, 1, 1, 19), false},  /* multiplier 3 */
+        {2, 24, 24, 14, 14, 3, 3, opts2(1, 1, 1, 1, 1, 1, 24), true}, /* 16x16 tiles */
+        {2, 24, 24, 14, 14, 3, 3, opts2(2, 2, 1, 1, 1, 1, 24), true}, /* 14 -> 7 */
+        {4, 10, 10, 3, 3, 3, 3, opts2(1, 1, 1, 1, 1, 1, 10), true},   /* 3x3: one warp */
+        {3, 9, 9, 3, 3, 3, 3, opts2(1, 1, 0, 0, 1, 1, 9), true},      /* 1x1 output */
+        {2, 13, 26, 5, 11, 3, 3, opts2(1, 2, 1, 1, 1, 1, 13), true},  /* odd, s 1,2 */
+        {1, 6, 6, 9, 1, 3, 1, opts2(1, 1, 1, 0, 1, 1, 6), true},      /* one column */
+        {2, 7, 7, 13, 17, 3, 3, opts2(2, 2, 2, 2, 2, 2, 7), true},    /* dilation 2 */
+        {2, 5, 10, 17, 9, 5, 5, opts2(1, 1, 2, 2, 1, 1, 5), true},    /* 5x5 */
+        {1, 8, 8, 33, 33, 3, 3, opts2(1, 1, 1, 1, 1, 1, 8), true},    /* 32-wide + 1 */
+        {2, 16, 16, 28, 28, 3, 3, opts2(1, 1, 1, 1, 1, 1, 16), true}, /* rpt 2 */
+        {1, 4, 4, 140, 6, 3, 3, opts2(1, 1, 1, 1, 1, 1, 4), true},    /* tall: 8 wide, rpt 4 */
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        check_conv_any(cpu, gpu, "depthwise small planes", &cfgs[i], 400 + i);
+    /* conv1d rows: H = 1, 32x1 tiles, several per block. */
+    const conv_cfg rows[] = {
+        {.N = 2, .C_in = 12, .C_out = 12, .W = 100, .K = 3, .stride = 1, .pad = 1, .dil = 1,
+         .groups = 12, .bias = true, .is1d = true},
+        {.N = 3, .C_in = 5, .C_out = 10, .W = 7, .K = 5, .stride = 2, .pad = 2, .dil = 1,
+         .groups = 5, .bias = true, .is1d = true},
+    };
+    for (size_t i = 0; i < 2; i++) check_conv(cpu, gpu, &rows[i], 420 + i);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* The conv bias gradient as chunked partials: planes of 1, 49, 256, 300 and 16384
+ * pixels (smaller and larger than a block, so the (n, p) stepping wraps both ways), over
+ * enough values per channel that each channel is cut into several chunks. */
+START_TEST(conv_bias_chunked) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const conv_any cfgs[] = {
+        {5000, 3, 2, 1, 1, 1, 1, opts2(1, 1, 0, 0, 1, 1, 1), true},    /* P = 1 */
+        {100, 6, 4, 7, 7, 1, 1, opts2(1, 1, 0, 0, 1, 1, 1), true},     /* P = 49, pointwise */
+        {16, 2, 2, 16, 16, 3, 3, opts2(1, 1, 1, 1, 1, 1, 1), true},    /* P = 256 */
+        {10, 3, 3, 15, 20, 3, 3, opts2(1, 1, 1, 1, 1, 1, 1), true},    /* P = 300 */
+        {1, 2, 4, 128, 128, 3, 3, opts2(1, 1, 1, 1, 1, 1, 1), true},   /* P = 16384 */
+        {40, 8, 8, 10, 10, 3, 3, opts2(1, 1, 1, 1, 1, 1, 2), true},    /* grouped */
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        check_conv_any(cpu, gpu, "conv bias (chunked)", &cfgs[i], 440 + i);
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+/* Host-to-device copies are staged and do not wait: the caller's target array is
+ * overwritten right after each tg_cross_entropy call, six times in one step (more uses
+ * than staging slots, so a slot is reused while earlier copies may still be queued), and
+ * every loss must still be the CPU's on the original targets. Then an upload larger than
+ * a staging slot (it goes in pieces) and a run of small ones, read back bit for bit. */
+START_TEST(staged_copies) {
+    enum { N = 4, C = 7, HW = 300, COUNT = N * HW, CALLS = 6 };
+    float *x = random_host(N * C * HW, -3, 3, 460);
+    int32_t *orig = malloc(CALLS * COUNT * sizeof *orig), *host = malloc(COUNT * sizeof *host);
+    ck_assert(orig && host);
+    tg_rng rng;
+    tg_rng_seed(&rng, 461);
+    for (int i = 0; i < CALLS * COUNT; i++) orig[i] = (int32_t)tg_rng_below(&rng, C);
+    float loss[2][CALLS];
+    const tg_device dev[2] = {TG_DEVICE_CPU, TG_DEVICE_CUDA};
+    for (int d = 0; d < 2; d++) {
+        tg_ctx *ctx = new_ctx(dev[d]);
+        tg_tensor *logits = tg_tensor_from(ctx, tg_shape4(N, C, 15, 20), x);
+        tg_tensor *l[CALLS];
+        for (int k = 0; k < CALLS; k++) {
+            memcpy(host, orig + k * COUNT, COUNT * sizeof *host);
+            l[k] = tg_cross_entropy(ctx, logits, host);
+            ck_assert_msg(l[k], "%s", tg_error_message());
+            for (int i = 0; i < COUNT; i++) host[i] = (host[i] + 1) % C; /* reuse at once */
+        }
+        for (int k = 0; k < CALLS; k++)
+            ck_assert(tg_tensor_to_host(l[k], &loss[d][k], false) == TG_OK);
+        tg_ctx_free(ctx);
+    }
+    for (int k = 0; k < CALLS; k++)
+        ck_assert_msg(fabs((double)loss[1][k] - loss[0][k]) <= TOL_SUM * fabs((double)loss[0][k]),
+                      "staged copies: loss %d is %.9g on the GPU, %.9g on the CPU", k,
+                      (double)loss[1][k], (double)loss[0][k]);
+    free(orig);
+    free(host);
+    free(x);
+    /* 5M floats (20 MB: two pieces through the 16 MiB slots), then 9 small uploads from
+     * one host buffer rewritten between them. */
+    tg_ctx *gpu = new_ctx(TG_DEVICE_CUDA);
+    const int64_t big = 5 << 20;
+    float *h = random_host(big, -1, 1, 462);
+    tg_tensor *t = tg_tensor_from(gpu, tg_shape1(big), h);
+    ck_assert_msg(t, "%s", tg_error_message());
+    float *back = host_copy(t, false);
+    ck_assert_msg(same_bits(back, h, big), "staged copies: a 20 MB upload came back different");
+    free(back);
+    tg_tensor *small[9];
+    for (int k = 0; k < 9; k++) {
+        for (int i = 0; i < 1000; i++) h[i] = (float)(k * 1000 + i);
+        small[k] = tg_tensor_from(gpu, tg_shape1(1000), h);
+        ck_assert(small[k]);
+    }
+    for (int k = 0; k < 9; k++) {
+        back = host_copy(small[k], false);
+        for (int i = 0; i < 1000; i++)
+            ck_assert_msg(back[i] == (float)(k * 1000 + i),
+                          "staged copies: upload %d element %d is %g", k, i, (double)back[i]);
+        free(back);
+    }
+    free(h);
+    tg_ctx_free(gpu);
+    tg_expect_ok("staged copies");
+}
+END_TEST
+
+#ifdef TG_HAVE_CUDA
+/* The 64-bit index path: tensors of more than INT32_MAX elements (8.6 GB each) through
+ * the batchnorm forward and the global average pool's backward, checked at the channel
+ * boundary and around index 2^31 against the same arithmetic on the host. Skipped (with
+ * a note) on GPUs with under 40 GB. */
+static float dev_at(const float *p, int64_t i) {
+    float v = 0;
+    ck_assert(tg_cuda_copy(&v, false, p + i, true, sizeof v) == TG_OK);
+    return v;
+}
+
+START_TEST(index_paths_64bit) {
+    tg_cuda_info info;
+    ck_assert(tg_cuda_device_info(&info) == TG_OK);
+    if (info.global_bytes < ((int64_t)40 << 30)) {
+        printf("test_cuda: index_paths_64bit skipped: %.1f GB on the GPU, 40 needed\n",
+               (double)info.global_bytes / 1e9);
+        return;
+    }
+    const int64_t C = 2, HW = ((int64_t)1 << 30) + 7, total = C * HW; /* > INT32_MAX */
+    float *x = tg_device_alloc(TG_DEVICE_CUDA, (size_t)total * sizeof(float));
+    float *y = tg_device_alloc(TG_DEVICE_CUDA, (size_t)total * sizeof(float));
+    float *small = tg_device_alloc(TG_DEVICE_CUDA, 8 * sizeof(float));
+    ck_assert_msg(x && y && small, "%s", tg_error_message());
+    ck_assert(tg_cuda_fill_random(x, total, 470) == TG_OK);
+    const float stats[8] = {0.25f, -0.5f, 2.0f, 0.5f, 1.5f, -1.0f, 0.125f, 3.0f};
+    ck_assert(tg_cuda_copy(small, true, stats, false, sizeof stats) == TG_OK);
+    /* mean = small[0..1], rstd = [2..3], weight = [4..5], bias = [6..7] */
+    ck_assert(batchnorm_forward_cuda(y, x, small, small + 2, small + 4, small + 6, 1, C, HW) ==
+              TG_OK);
+    const int64_t at[] = {0, HW - 1, HW, HW + 1, INT32_MAX - 1, INT32_MAX,
+                          (int64_t)INT32_MAX + 1, total - 1};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        int64_t i = at[k], c = i / HW;
+        float scale = stats[2 + c] * stats[4 + c], shift = stats[6 + c] - stats[c] * scale;
+        double want = (double)dev_at(x, i) * scale + shift, got = dev_at(y, i);
+        ck_assert_msg(fabs(got - want) <= 1e-6 * (fabs(want) + 1),
+                      "64-bit batchnorm: y[%lld] (channel %lld) is %.9g, want %.9g",
+                      (long long)i, (long long)c, got, want);
+    }
+    /* dx (zeroed) += dy[p] / HW for the 2 planes: 1.5 / HW, then -1 / HW. */
+    ck_assert(tg_cuda_zero(y, (size_t)total * sizeof(float)) == TG_OK);
+    ck_assert(global_avg_pool_backward_cuda(y, small + 4, C, HW) == TG_OK);
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        int64_t i = at[k], c = i / HW;
+        float want = stats[4 + c] / (float)HW, got = dev_at(y, i);
+        ck_assert_msg(got == want, "64-bit global_avg_pool backward: dx[%lld] is %.9g, want %.9g",
+                      (long long)i, (double)got, (double)want);
+    }
+    tg_device_free(TG_DEVICE_CUDA, x);
+    tg_device_free(TG_DEVICE_CUDA, y);
+    tg_device_free(TG_DEVICE_CUDA, small);
+    tg_expect_ok("64-bit index paths");
+}
+END_TEST
+#endif
+
+/* Two cases so that bench/gpu_check.sh can run the first under compute-sanitizer
+ * (CK_RUN_CASE=cuda_small_planes) without the 17 GB of the second. */
+static TCase *issue15b_tcase(void) {
+    TCase *tc = tg_test_case("cuda_small_planes");
+    tcase_add_test(tc, depthwise_small_planes);
+    tcase_add_test(tc, conv_bias_chunked);
+    tcase_add_test(tc, staged_copies);
+    return tc;
+}
+
+static TCase *issue15b_huge_tcase(void) {
+    TCase *tc = tg_test_case("cuda_huge");
+#ifdef TG_HAVE_CUDA
+    tcase_add_test(tc, index_paths_64bit);
+#endif
+    return tc;
+}
+
+/* ---------------------------------------------------------------- issue 12 part A:
+ * broadcasting binary ops and the unary functions (ops/elementwise.c, ops/unary.c).
+ * Broadcast gradients are sums (TOL_SUM); the unary functions share ops/unary.h's math
+ * with the CPU but the device contracts multiply-adds into FMAs and has its own
+ * logf/powf, a few ulps apart (TOL_SUM too). */
+
+typedef struct binary_cfg {
+    int op; /* 0 add, 1 sub, 2 mul, 3 div */
+} binary_cfg;
+
+static tg_tensor *run_binary(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    tg_tensor *a = in[0], *b = in[1] ? in[1] : in[0]; /* absent b: x op x */
+    switch (((const binary_cfg *)u)->op) {
+    case 0: return tg_add(ctx, a, b);
+    case 1: return tg_sub(ctx, a, b);
+    case 2: return tg_mul(ctx, a, b);
+    default: return tg_div(ctx, a, b);
+    }
+}
+
+START_TEST(broadcast_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    const tg_shape pairs[][2] = {
+        {tg_shape4(3, 5, 7, 9), tg_shape4(3, 5, 7, 9)},
+        {tg_shape3(64, 33, 48), tg_shape1(48)},        /* bias along the last dim */
+        {tg_shape4(2, 1, 7, 1), tg_shape3(5, 1, 9)},   /* both broadcast, rank difference */
+        {tg_shape2(300, 700), tg_shape0()},            /* scalar: block-per-element reduce */
+        {tg_shape0(), tg_shape2(30, 7)},
+        {tg_shape4(4, 16, 32, 32), tg_shape4(1, 16, 1, 1)}, /* per channel */
+    };
+    static const binary_cfg ops[4] = {{0}, {1}, {2}, {3}};
+    static const char *const names[4] = {"add", "sub", "mul", "div"};
+    char what[96], sa[40], sb[40];
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++)
+        for (int op = 0; op < 4; op++) {
+            op_case c = {.ninputs = 2,
+                         .shape = {pairs[k][0], pairs[k][1]},
+                         .grad = {true, true},
+                         .lo = op == 3 ? 0.5f : -1.0f,
+                         .hi = op == 3 ? 1.5f : 1.0f,
+                         .run = run_binary,
+                         .user = &ops[op],
+                         .tol = TOL_SUM};
+            snprintf(what, sizeof what, "%s %s %s", names[op],
+                     tg_shape_str(pairs[k][0], sa, sizeof sa),
+                     tg_shape_str(pairs[k][1], sb, sizeof sb));
+            check_case(cpu, gpu, what, &c, 200 + 10 * k + (uint64_t)op);
+            c.grad[0] = false; /* only the broadcast operand needs a gradient */
+            check_case(cpu, gpu, what, &c, 300 + 10 * k + (uint64_t)op);
+        }
+    for (int op = 0; op < 4; op++) { /* one tensor as both operands */
+        op_case c = {.ninputs = 2, .shape = {tg_shape3(5, 7, 9), ABSENT}, .grad = {true, false},
+                     .lo = 0.5f, .hi = 1.5f, .run = run_binary, .user = &ops[op],
+                     .tol = TOL_EXACT};
+        snprintf(what, sizeof what, "%s(x, x)", names[op]);
+        check_case(cpu, gpu, what, &c, 400 + (uint64_t)op);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+
+typedef struct unary_cfg {
+    const char *name;
+    int fn;
+    float c, lo, hi; /* constant; input range */
+} unary_cfg;
+
+static tg_tensor *run_unary(tg_ctx *ctx, tg_tensor **in, const void *u) {
+    const unary_cfg *c = u;
+    switch (c->fn) {
+    case 0: return tg_add_scalar(ctx, in[0], c->c);
+    case 1: return tg_scale(ctx, in[0], c->c);
+    case 2: return tg_neg(ctx, in[0]);
+    case 3: return tg_exp(ctx, in[0]);
+    case 4: return tg_log(ctx, in[0]);
+    case 5: return tg_sqrt(ctx, in[0]);
+    case 6: return tg_pow(ctx, in[0], c->c);
+    case 7: return tg_tanh(ctx, in[0]);
+    case 8: return tg_sigmoid(ctx, in[0]);
+    case 9: return tg_gelu(ctx, in[0], false);
+    case 10: return tg_gelu(ctx, in[0], true);
+    case 11: return tg_silu(ctx, in[0]);
+    case 12: return tg_leaky_relu(ctx, in[0], c->c);
+    default: return tg_clamp(ctx, in[0], -0.5f, 1.0f);
+    }
+}
+
+START_TEST(unary_ops) {
+    tg_ctx *cpu = new_ctx(TG_DEVICE_CPU), *gpu = new_ctx(TG_DEVICE_CUDA);
+    static const unary_cfg cfgs[] = {
+        {"add_scalar", 0, 0.75f, -4, 4}, {"scale", 1, -1.5f, -4, 4},  {"neg", 2, 0, -4, 4},
+        {"exp", 3, 0, -6, 6},            {"log", 4, 0, 0.05f, 5},     {"sqrt", 5, 0, 0.05f, 5},
+        {"pow 2", 6, 2, -3, 3},          {"pow -1.5", 6, -1.5f, 0.3f, 3}, {"pow 0", 6, 0, -3, 3},
+        {"tanh", 7, 0, -6, 6},           {"sigmoid", 8, 0, -30, 30},  {"gelu", 9, 0, -6, 6},
+        {"gelu tanh", 10, 0, -6, 6},     {"silu", 11, 0, -8, 8},      {"leaky_relu", 12, 0.01f, -4, 4},
+        {"clamp", 13, 0, -2, 2},
+    };
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        op_case c = unary(tg_shape4(3, 5, 7, 9), run_unary, &cfgs[k], cfgs[k].lo, cfgs[k].hi,
+                          TOL_SUM);
+        check_case(cpu, gpu, cfgs[k].name, &c, 500 + k);
+    }
+    tg_ctx_free(cpu);
+    tg_ctx_free(gpu);
+}
+END_TEST
+/* ---------------------------------------------------------------- end of part A */
+
 static Suite *cuda_suite(void) {
     Suite *s = suite_create("cuda");
     TCase *tc = tg_test_case("cpu_vs_cuda");
@@ -1401,6 +1732,8 @@ static Suite *cuda_suite(void) {
     tcase_add_test(tc, conv2d_cuda_small_tiles);
 #endif
     tcase_add_test(tc, elementwise_ops);
+    tcase_add_test(tc, broadcast_ops); /* issue 12 part A */
+    tcase_add_test(tc, unary_ops);     /* issue 12 part A */
     tcase_add_test(tc, linear_op);
     tcase_add_test(tc, matmul_op);
     tcase_add_test(tc, layout_ops);
@@ -1422,6 +1755,8 @@ static Suite *cuda_suite(void) {
     tcase_add_test(tc, determinism);
     tcase_add_test(tc, poisoned_arena);
     suite_add_tcase(s, tc);
+    suite_add_tcase(s, issue15b_tcase());
+    suite_add_tcase(s, issue15b_huge_tcase());
     return s;
 }
 

@@ -429,7 +429,9 @@ static run run_new(const tg_dataset *ds, bool adam, uint64_t seed) {
     run r = {0};
     r.m = tg_mlp_new((tg_mlp_opts){.in_features = 2, .hidden = {16, 8}, .num_classes = 2},
                      TG_DEVICE_CPU, seed);
-    r.opt = adam ? tg_adam_new(tg_model_params(r.m), (tg_adam_opts){.lr = 0.01f})
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = 0.01f;
+    r.opt = adam ? tg_adam_new(tg_model_params(r.m), ao)
                  : tg_sgd_new(tg_model_params(r.m),
                               (tg_sgd_opts){.lr = 0.05f, .momentum = 0.9f, .nesterov = true});
     r.ld = tg_loader_new(ds, 16, true, seed + 100);
@@ -713,7 +715,9 @@ START_TEST(fuzz_corpus_is_refused_cleanly) {
     const char *kinds[2] = {"idx", "checkpoint"};
     tg_model *m = tg_mlp_new((tg_mlp_opts){.in_features = 4, .hidden = {3}, .num_classes = 2},
                              TG_DEVICE_CPU, 7);
-    tg_optim *opt = tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = 0.01f});
+    tg_adam_opts ao = tg_adam_opts_default();
+    ao.lr = 0.01f;
+    tg_optim *opt = tg_adam_new(tg_model_params(m), ao);
     int files = 0;
     for (int k = 0; k < 2; k++) {
         char dirpath[PATH_MAX], path[2 * PATH_MAX];

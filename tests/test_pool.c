@@ -1,7 +1,8 @@
 /*
  * tests/test_pool.c — global average pool, max pool 2d and avg pool 2d: PyTorch golden
  * values (forward and dx; square and non-square kernels, strides and paddings; max pool
- * on heavily tied input, where the first maximum must win as in PyTorch), finite
+ * on heavily tied input, where the first maximum must win as in PyTorch, and with NaN
+ * and +-inf, which propagate as in PyTorch), finite
  * differences over kernel 2/3, stride 1/2, pad 0/1, odd and non-square sizes, batch 1
  * and 3, the threaded path against a scalar reference, accumulation, and bad input.
  */
@@ -77,6 +78,11 @@ END_TEST
 
 /* Small integers, many ties per window: the gradient must go to the FIRST maximum. */
 START_TEST(max_pool_golden_ties) { check_golden(0, "xt", "max_ties"); }
+END_TEST
+
+/* NaN and +-inf among ties: a window holding NaN gives NaN and sends its gradient to its
+ * last NaN, as PyTorch; an all -inf window gives -inf (gradient to its first pixel). */
+START_TEST(max_pool_golden_nan) { check_golden(0, "xn", "max_nan"); }
 END_TEST
 
 START_TEST(avg_pool_golden) { check_golden(1, "x", "avg"); }
@@ -349,6 +355,7 @@ Suite *pool_suite(void) {
     TCase *tc = tg_test_case("pool");
     tcase_add_test(tc, max_pool_golden);
     tcase_add_test(tc, max_pool_golden_ties);
+    tcase_add_test(tc, max_pool_golden_nan);
     tcase_add_test(tc, avg_pool_golden);
     tcase_add_test(tc, global_avg_pool_golden);
     tcase_add_test(tc, pool_opts_default_stride);

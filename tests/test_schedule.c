@@ -33,7 +33,8 @@ END_TEST
 START_TEST(schedule_drives_optimizer) {
     tg_params *ps = tg_params_new(TG_DEVICE_CPU);
     tg_params_add(ps, "w", tg_shape1(3));
-    tg_optim *opt = tg_adamw_new(ps, (tg_adam_opts){.lr = 1e-3f});
+    tg_adam_opts o = tg_adamw_opts_default();
+    tg_optim *opt = tg_adamw_new(ps, o);
     tg_lr_schedule s = tg_lr_cosine(1e-3f, 1e-4f, 10, 100);
     for (int64_t step = 0; step < 120; step++) {
         tg_optim_set_lr(opt, tg_lr_at(&s, step));

@@ -1,6 +1,6 @@
 /*
  * tests/test_timing_rules.c — the rules the timing commands judge rates by
- * (tools/profile.c, tools/busy.c): a rate above the ceiling measured in the same run is
+ * (tools/ceilings.c, tools/busy.c): a rate above the ceiling measured in the same run is
  * flagged, never fatal; a rate above the CPU's arithmetic limit is refused; of two
  * measurements of the ceilings the higher is kept; contention reports add up by time.
  */

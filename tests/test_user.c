@@ -339,7 +339,8 @@ START_TEST(user_model_checkpoint_resume_byte_identical) {
     snprintf(half, sizeof half, "%s/half.ckpt", dir);
     snprintf(resumed, sizeof resumed, "%s/resumed.ckpt", dir);
     tiny_frees = 0;
-    tg_adam_opts adam = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    tg_adam_opts adam = tg_adam_opts_default();
+    adam.lr = 0.01;
 
     /* Uninterrupted: 20 steps. */
     tg_model *a = tiny_new(5);

@@ -5,7 +5,8 @@
  * channel counts across the 16-lane groups, batches, several tile blocks); its rounding
  * error against the im2col + SGEMM path's on a realistic layer; and the public switch
  * (tg_ctx_set_conv_algo): which geometries take it, the profile's name for it, gradients
- * through the tape, a training run, and a refused bad value.
+ * through the tape, a training run, and a refused bad value; TG_CONV_ALGO_AUTO: one of the
+ * two paths per geometry, bit for bit that path's forward and backward, kept across steps.
  */
 #include "testutil.h"
 
@@ -288,6 +289,92 @@ START_TEST(winograd_api_switch) {
 }
 END_TEST
 
+/* TG_CONV_ALGO_AUTO picks one of the two paths, and its forward AND backward are bit for
+ * bit those of the path it names: the backward follows the forward's choice. */
+START_TEST(winograd_auto_follows_choice) {
+    wcase c = {2, 6, 5, 11, 9, 1, 1, true};
+    int64_t nx = 2 * 6 * 11 * 9, nw = 5 * 6 * 9, ny = 2 * 5 * 11 * 9;
+    float *a = malloc((size_t)(2 * (ny + nx + nw + 5)) * sizeof(float));
+    ck_assert_ptr_nonnull(a);
+    float *y0 = a, *dx0 = y0 + ny, *dw0 = dx0 + nx, *db0 = dw0 + nw;
+    float *y1 = db0 + 5, *dx1 = y1 + ny, *dw1 = dx1 + nx, *db1 = dw1 + nw;
+    char d0[64], d1[64];
+    run_api(TG_CONV_ALGO_AUTO, &c, 1, y0, dx0, dw0, db0, d0, sizeof d0);
+    bool wino = !strcmp(d0, "auto: winograd 3x3");
+    ck_assert_msg(wino || !strcmp(d0, "auto: dense 3x3"), "auto chose '%s'", d0);
+    run_api(wino ? TG_CONV_ALGO_WINOGRAD : TG_CONV_ALGO_GEMM, &c, 1, y1, dx1, dw1, db1, d1,
+            sizeof d1);
+    ck_assert_str_eq(d1, wino ? "winograd 3x3" : "dense 3x3");
+    ck_assert_msg(!memcmp(y0, y1, (size_t)ny * sizeof(float)), "auto forward != %s", d1);
+    ck_assert_msg(!memcmp(dx0, dx1, (size_t)nx * sizeof(float)), "auto dx != %s", d1);
+    ck_assert_msg(!memcmp(dw0, dw1, (size_t)nw * sizeof(float)), "auto dW != %s", d1);
+    ck_assert_msg(!memcmp(db0, db1, 5 * sizeof(float)), "auto db != %s", d1);
+    /* Not a Winograd geometry: no timing, no choice, the usual path. */
+    run_api(TG_CONV_ALGO_AUTO, &c, 2, y1, dx1, dw1, db1, d1, sizeof d1);
+    ck_assert_str_eq(d1, "dense 3x3 s2");
+    free(a);
+}
+END_TEST
+
+/* The choices live in the context: one per geometry (two here; the stride-2 conv is not
+ * timed), the same on every later step and after tg_step_end, and every record names the
+ * choice of its geometry. */
+START_TEST(winograd_auto_cache) {
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU), *params = tg_ctx_new(TG_DEVICE_CPU);
+    ck_assert(ctx && params);
+    ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_AUTO), TG_OK);
+    ck_assert_int_eq(tg_ctx_conv_choices(ctx, NULL, 0), 0);
+    ck_assert_int_eq(tg_ctx_conv_choices(NULL, NULL, 0), 0);
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg_tensor *w1 = tg_tensor_new(params, tg_shape4(8, 4, 3, 3));
+    tg_tensor *w2 = tg_tensor_new(params, tg_shape4(8, 8, 3, 3));
+    tg_tensor *b2 = tg_tensor_new(params, tg_shape1(8));
+    ck_assert(w1 && w2 && b2);
+    fill(&rng, w1->data, w1->numel);
+    fill(&rng, w2->data, w2->numel);
+    fill(&rng, b2->data, b2->numel);
+    float xin[2 * 4 * 10 * 10];
+    fill(&rng, xin, 2 * 4 * 10 * 10);
+    tg_conv_choice first[4], now[4];
+    for (int step = 0; step < 3; step++) {
+        tg_tensor *x = tg_tensor_from(ctx, tg_shape4(2, 4, 10, 10), xin);
+        tg_tensor_set_requires_grad(x, true);
+        tg_tensor *h = tg_conv2d(ctx, x, w1, NULL, tg_conv2d_opts_make(1, 1, 1, 1));
+        tg_tensor *y = tg_conv2d(ctx, h, w2, b2, tg_conv2d_opts_make(1, 0, 1, 1));
+        tg_tensor *z = tg_conv2d(ctx, y, w2, b2, tg_conv2d_opts_make(2, 1, 1, 1));
+        ck_assert_msg(z != NULL, "%s", tg_error_message());
+        ck_assert_int_eq(tg_backward(ctx, tg_sum_all(ctx, z)), TG_OK);
+        int n = tg_ctx_conv_choices(ctx, now, 4);
+        ck_assert_int_eq(n, 2);
+        if (step == 0) memcpy(first, now, sizeof now);
+        ck_assert_msg(!memcmp(first, now, 2 * sizeof now[0]), "step %d re-timed", step);
+        /* oldest first: the 10x10 pad-1 layer, then the pad-0 one with a bias */
+        ck_assert(now[0].n == 2 && now[0].c_in == 4 && now[0].h == 10 && now[0].pad_h == 1 &&
+                  !now[0].bias && now[0].c_out == 8);
+        ck_assert(now[1].c_in == 8 && now[1].pad_h == 0 && now[1].bias);
+        tg_op_profile rows[8];
+        ck_assert_int_ge(tg_tape_profile(ctx, rows, 8), 3);
+        for (int i = 0; i < 2; i++) {
+            ck_assert(now[i].gemm_seconds > 0 && now[i].winograd_seconds > 0);
+            ck_assert(now[i].winograd == (now[i].winograd_seconds < now[i].gemm_seconds));
+            ck_assert_str_eq(rows[i].detail,
+                             now[i].winograd ? "auto: winograd 3x3" : "auto: dense 3x3");
+        }
+        ck_assert_str_eq(rows[2].detail, "dense 3x3 s2");
+        tg_step_end(ctx);
+        ck_assert_int_eq(tg_ctx_conv_choices(ctx, NULL, 0), 2); /* kept across steps */
+    }
+    /* Switching away and back does not forget or re-time. */
+    ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_GEMM), TG_OK);
+    ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_AUTO), TG_OK);
+    ck_assert_int_eq(tg_ctx_conv_choices(ctx, now, 4), 2);
+    ck_assert(!memcmp(first, now, 2 * sizeof now[0]));
+    tg_ctx_free(ctx);
+    tg_ctx_free(params);
+}
+END_TEST
+
 /* A smooth scalar of the conv output: MSE against a fixed target. */
 static tg_tensor *wino_graph(tg_ctx *ctx, tg_tensor *const *in, void *user) {
     const float *target = user;
@@ -371,6 +458,12 @@ START_TEST(winograd_bad_algo) {
     ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, (tg_conv_algo)7), TG_ERR_ARG);
     tg_expect_error("bad algo", TG_ERR_ARG, "tg_ctx_set_conv_algo", "'algo' = 7");
     ck_assert_int_eq(tg_ctx_conv_algo(ctx), TG_CONV_ALGO_WINOGRAD);
+    ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, (tg_conv_algo)(TG_CONV_ALGO_AUTO + 1)),
+                     TG_ERR_ARG);
+    tg_expect_error("bad algo", TG_ERR_ARG, "tg_ctx_set_conv_algo", "TG_CONV_ALGO_AUTO");
+    ck_assert_int_eq(tg_ctx_conv_algo(ctx), TG_CONV_ALGO_WINOGRAD);
+    ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_AUTO), TG_OK);
+    ck_assert_int_eq(tg_ctx_conv_algo(ctx), TG_CONV_ALGO_AUTO);
     ck_assert_int_eq(tg_ctx_set_conv_algo(NULL, TG_CONV_ALGO_GEMM), TG_ERR_ARG);
     tg_expect_error("NULL ctx", TG_ERR_ARG, "tg_ctx_set_conv_algo", "'ctx'");
     tg_ctx_free(ctx);
@@ -385,6 +478,8 @@ Suite *winograd_suite(void) {
     tcase_add_test(tc, winograd_random);
     tcase_add_test(tc, winograd_error_vs_gemm);
     tcase_add_test(tc, winograd_api_switch);
+    tcase_add_test(tc, winograd_auto_follows_choice);
+    tcase_add_test(tc, winograd_auto_cache);
     tcase_add_test(tc, winograd_gradcheck);
     tcase_add_test(tc, winograd_forum50_trains);
     tcase_add_test(tc, winograd_bad_algo);

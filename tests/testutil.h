@@ -12,8 +12,9 @@
 /* A TCase with a 600 s timeout (Check's default 4 s is too short under sanitizers). */
 TCase *tg_test_case(const char *name);
 
-/* Asserts |got[i] - want[i]| <= atol + rtol * |want[i]| for all i; the failure message
- * names `what`, the first bad index, both values and the max error. */
+/* Asserts |got[i] - want[i]| <= atol + rtol * |want[i]| for all i (equal infinities pass;
+ * a NaN passes only where want is NaN); the failure message names `what`, the first bad
+ * index, both values and the max error. */
 void tg_expect_close(const char *what, const float *got, const double *want, int64_t n,
                      double atol, double rtol);
 void tg_expect_close_f(const char *what, const float *got, const float *want, int64_t n,

@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/words_resume.sh — `tapegrad train words` resumes byte-identically: 40 steps in one
-# run and 20 + (resume) 20 steps must leave identical checkpoint files.
+# run and 20 (--stop-after 20 of the same 40-step schedule) + (resume) 20 steps must leave
+# identical checkpoint files, dropout included.
 #   usage: words_resume.sh TAPEGRAD WORKDIR
 set -eu
 tg=$1
@@ -10,7 +11,7 @@ common="--builtin --batch 8 --block 8 --layers 1 --embd 16 --heads 2 --eval-ever
 # shellcheck disable=SC2086
 "$tg" train words $common --steps 40 --checkpoint "$dir/full.ckpt" >/dev/null
 # shellcheck disable=SC2086
-"$tg" train words $common --steps 20 --checkpoint "$dir/part.ckpt" >/dev/null
+"$tg" train words $common --steps 40 --stop-after 20 --checkpoint "$dir/part.ckpt" >/dev/null
 # shellcheck disable=SC2086
 "$tg" train words $common --steps 40 --resume "$dir/part.ckpt" --checkpoint "$dir/part.ckpt" >/dev/null
 if cmp "$dir/full.ckpt" "$dir/part.ckpt"; then

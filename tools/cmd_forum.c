@@ -5,7 +5,9 @@
  * synchronised median/min/max times, achieved GFLOP/s, memory, and this machine's
  * roofline lower bound, all from ceilings measured in the same run. `--compare` runs
  * dense and separable side by side; `--profile` shows where the time goes, op by op;
- * `--plot` draws the median times as a bar chart (gnuplot).
+ * `--plot` draws the median times as a bar chart (gnuplot). `--dist` (under mpirun) trains
+ * data-parallel: --batch is the global batch, each rank runs its slice, rank 0 reports
+ * (its own times) and adds the communication figures (bytes, buckets, exposed wait).
  */
 #include "commands.h"
 #include "gnuplot.h"
@@ -23,13 +25,14 @@ typedef struct forum_args {
     const char *model, *loss, *optim, *device, *conv, *plot;
     int size, channels, batch, layers, steps, warmup, threads;
     uint64_t seed;
-    bool relu, bn, profile, json, compare;
+    bool relu, bn, profile, json, compare, check_finite, dist, no_sync_bn;
 } forum_args;
 
 /* One configuration to run and what it measured. */
 typedef struct forum_run {
     bool separable;
-    const char *optim;
+    bool auto_row;          /* --compare's extra dense run under --conv auto */
+    const char *optim, *conv;
     char label[32];
     int64_t params;
     bench_result res;
@@ -46,28 +49,36 @@ static void usage(FILE *f) {
         "  --loss ce|mse             head and loss (default ce)\n"
         "  --optim sgd|adam|all      optimizer; all runs both (default sgd: lr 1e-3,\n"
         "                            momentum 0.9; adam: lr 1e-3)\n"
-        "  --compare                 run dense and separable side by side\n"
+        "  --compare                 run dense and separable side by side (with --conv gemm\n"
+        "                            on the CPU also dense under --conv auto: dense-auto)\n"
         "  --size N                  input N x N (default 256)\n"
         "  --channels C              width of the middle layers (default 256)\n"
         "  --batch N                 batch size (default 1)\n"
         "  --layers L                conv layers counting the first and last (default 50)\n"
         "  --relu, --bn              ReLU / batchnorm after every conv but the last\n"
         "  --device cpu|cuda         (default cpu)\n"
-        "  --conv gemm|winograd      3x3 stride-1 convs: im2col + SGEMM (default) or\n"
-        "                            Winograd F(4x4, 3x3) (CPU; see tg_ctx_set_conv_algo)\n"
+        "  --conv gemm|winograd|auto 3x3 stride-1 convs: im2col + SGEMM (default: the\n"
+        "                            forum's FLOP comparison), Winograd F(4x4, 3x3) (CPU),\n"
+        "                            or auto: per layer shape the faster of the two\n"
         "  --steps N, --warmup N     timed and untimed steps (default 5 and 1)\n"
         "  --threads N               CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --seed N                  parameters, input and targets (default 0)\n"
         "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
         "  --json                    one JSON object per result on stdout; the human\n"
         "                            output goes to stderr\n"
+        "  --check-finite            anomaly mode: stop at the first op whose output or\n"
+        "                            gradient is NaN/Inf and name it (slower)\n"
         "  --plot FILE               bar chart of the forward, forward+backward and step\n"
-        "                            medians per run, as a PNG (needs gnuplot)\n\n"
+        "                            medians per run, as a PNG (needs gnuplot)\n"
+        "  --dist                    data parallel under mpirun (mpirun -np N tapegrad forum\n"
+        "                            --dist ...): --batch is the global batch\n"
+        "  --no-sync-bn              with --dist and --bn: each rank normalises with its\n"
+        "                            own batch statistics (default: over all ranks)\n\n"
         "example: tapegrad forum --compare --size 32 --steps 3\n");
 }
 
 static tg_status run_one(const forum_args *a, forum_run *run, const float *input,
-                         const int32_t *labels, const float *target) {
+                         const int32_t *labels, const float *target, tg_dist *d) {
     tg_device dev = strcmp(a->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     tg_loss_kind loss = strcmp(a->loss, "ce") ? TG_LOSS_MSE : TG_LOSS_CE;
     tg_forum50_opts mo = {.separable = run->separable, .loss = loss, .channels = a->channels,
@@ -78,19 +89,27 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
     run->params = tg_params_numel(ps);
     tg_optim *opt = strcmp(run->optim, "adam")
                         ? tg_sgd_new(ps, (tg_sgd_opts){.lr = 1e-3f, .momentum = 0.9f})
-                        : tg_adam_new(ps, (tg_adam_opts){.lr = 1e-3f});
+                        : tg_adam_new(ps, tg_adam_opts_default()); /* lr 1e-3 */
     tg_status st = TG_OK;
-    if (!opt) {
+    /* Data parallel: this rank's rows [B r / N, B (r + 1) / N) of the global batch. */
+    int N = tg_dist_world(d), r = tg_dist_rank(d);
+    int first = a->batch * r / N, b = a->batch * (r + 1) / N - first;
+    int64_t hw = (int64_t)a->size * a->size;
+    if (!opt || tg_dist_broadcast_params(d, ps)) {
         st = tg_error();
     } else {
         int outc = loss == TG_LOSS_CE ? 10 : 3;
+        input += first * 3 * hw;
+        target += first * 3 * hw;
+        labels += first * hw;
         bench_spec spec = {
             .label = run->label, .model = m, .device = dev, .opt = opt, .train = true,
-            .in_shape = tg_shape4(a->batch, 3, a->size, a->size), .input = input,
+            .in_shape = tg_shape4(b, 3, a->size, a->size), .input = input,
             .loss = loss, .labels = labels, .target = target,
-            .target_shape = tg_shape4(a->batch, outc, a->size, a->size),
+            .target_shape = tg_shape4(b, outc, a->size, a->size),
+            .dist = d, .global_batch = a->batch, .no_sync_bn = a->no_sync_bn,
             .steps = a->steps, .warmup = a->warmup, .profile = a->profile,
-            .conv_algo = conv_algo_named(a->conv)};
+            .conv_algo = conv_algo_named(run->conv), .check_finite = a->check_finite};
         st = bench_run(&spec, &run->res);
     }
     tg_optim_free(opt);
@@ -98,11 +117,24 @@ static tg_status run_one(const forum_args *a, forum_run *run, const float *input
     return st;
 }
 
-/* The dense run with the same optimizer as separable run i; -1 if none ran. */
-static int dense_of(const forum_run *runs, int nruns, int i) {
+/* The dense run (auto_row: the --conv auto one) with the same optimizer as separable
+ * run i; -1 if none ran. */
+static int dense_of(const forum_run *runs, int nruns, int i, bool auto_row) {
     for (int j = 0; j < nruns; j++)
-        if (!runs[j].separable && !strcmp(runs[j].optim, runs[i].optim)) return j;
+        if (!runs[j].separable && runs[j].auto_row == auto_row &&
+            !strcmp(runs[j].optim, runs[i].optim))
+            return j;
     return -1;
+}
+
+/* How many conv records of a run --conv auto sent to Winograd and to im2col + SGEMM. */
+static void auto_counts(const bench_result *r, int *wino, int *gemm) {
+    *wino = *gemm = 0;
+    for (int k = 0; k < r->tape_len && r->rows; k++) {
+        if (!r->rows[k].op || strncmp(r->rows[k].detail, "auto: ", 6)) continue;
+        if (!strncmp(r->rows[k].detail + 6, "winograd", 8)) ++*wino;
+        else ++*gemm;
+    }
 }
 
 static void print_compare(const forum_run *runs, int nruns, const peaks *pk, FILE *f) {
@@ -134,13 +166,28 @@ static void print_compare(const forum_run *runs, int nruns, const peaks *pk, FIL
     fprintf(f, "\n\n");
     /* each separable run against the dense run with the same optimizer */
     for (int i = 0; i < nruns; i++) {
-        int j = runs[i].separable ? dense_of(runs, nruns, i) : -1;
+        int j = runs[i].separable ? dense_of(runs, nruns, i, false) : -1;
         if (j < 0) continue;
         const bench_result *d = &runs[j].res, *s = &runs[i].res;
         fprintf(f, "separable/dense (%s): measured speedup %.2fx   FLOP ratio %.2fx   "
                 "roofline ratio %.2fx\n", runs[i].optim, d->step.median / s->step.median,
                 d->flops / s->flops, d->roofline_s / s->roofline_s);
+        int k = dense_of(runs, nruns, i, true), nw, ng;
+        if (k < 0) continue;
+        const bench_result *da = &runs[k].res;
+        auto_counts(da, &nw, &ng);
+        fprintf(f, "separable/dense-auto (%s): measured speedup %.2fx (dense with --conv auto: "
+                "Winograd for %d of its %d 3x3 layers, im2col + SGEMM for %d)\n",
+                runs[i].optim, da->step.median / s->step.median, nw, nw + ng, ng);
     }
+    for (int i = 0; i < nruns; i++)
+        if (runs[i].auto_row) {
+            fprintf(f, "(dense-auto: the same dense net with each layer on the faster of im2col "
+                    "+ SGEMM and Winograd. Dense 3x3 convolutions have an algorithm that needs "
+                    "4x fewer multiplies than the FLOP count above; against it, separable's "
+                    "real advantage is the dense-auto speedup, not the FLOP ratio.)\n");
+            break;
+        }
     fprintf(f, "(speedup = dense step / separable step; FLOP ratio = the most separable could "
             "gain; roofline ratio = what this machine's SGEMM and copy ceilings allow. "
             "Ceilings: SGEMM %.1f GFLOP/s, copy %.1f GB/s.)\n", pk->sgemm_gflops, pk->copy_gbps);
@@ -169,7 +216,7 @@ static void plot_script(FILE *f, const void *data) {
     fputs("\nset title ", f);
     gnuplot_quote(f, line);
     for (int i = 0; i < p->nruns; i++) {
-        int j = p->runs[i].separable ? dense_of(p->runs, p->nruns, i) : -1;
+        int j = p->runs[i].separable ? dense_of(p->runs, p->nruns, i, false) : -1;
         if (j < 0) continue;
         const bench_result *d = &p->runs[j].res, *s = &p->runs[i].res;
         snprintf(line, sizeof line, "separable/dense (%s): measured speedup %.2fx, FLOP "
@@ -212,7 +259,7 @@ static void print_json(const forum_args *a, const forum_run *run, const peaks *p
     json_bool(&w, "relu", a->relu);
     json_bool(&w, "bn", a->bn);
     json_str(&w, "device", a->device);
-    json_str(&w, "conv", a->conv);
+    json_str(&w, "conv", run->conv);
     json_int(&w, "threads", tg_get_num_threads());
     json_int(&w, "steps", a->steps);
     json_int(&w, "warmup", a->warmup);
@@ -244,7 +291,10 @@ int cmd_forum(int argc, char **argv) {
         {"--profile", OPT_FLAG, &a.profile, 0, 0, NULL},
         {"--json", OPT_FLAG, &a.json, 0, 0, NULL},
         {"--compare", OPT_FLAG, &a.compare, 0, 0, NULL},
+        {"--check-finite", OPT_FLAG, &a.check_finite, 0, 0, NULL},
         {"--plot", OPT_STR, &a.plot, 0, 0, NULL},
+        {"--dist", OPT_FLAG, &a.dist, 0, 0, NULL},
+        {"--no-sync-bn", OPT_FLAG, &a.no_sync_bn, 0, 0, NULL},
     };
     bool help;
     int rc = parse_options("forum", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), &help);
@@ -255,15 +305,38 @@ int cmd_forum(int argc, char **argv) {
     }
     if (a.threads) tg_set_num_threads(a.threads);
     tg_device dev = strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
-    if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
+    if (a.dist && dist_refused("tapegrad forum")) return 2;
+    /* Before anything touches the GPU: init picks this rank's device. */
+    tg_dist *d = a.dist ? tg_dist_init(dev) : NULL;
+    if (a.dist && !d) {
         fprintf(stderr, "tapegrad forum: %s\n", tg_error_message());
         return 1;
     }
-    if (a.plot && !gnuplot_ready("forum", a.plot)) return 1;
+    if (tg_dist_world(d) > a.batch) {
+        fprintf(stderr, "tapegrad forum: --batch %d is smaller than the %d ranks; every rank "
+                "needs at least one example\n", a.batch, tg_dist_world(d));
+        tg_dist_free(d);
+        return 2;
+    }
+    if (tg_dist_rank(d) != 0) { /* only rank 0 prints and writes */
+        a.json = false;
+        a.plot = NULL;
+        a.profile = false;
+        if (!freopen("/dev/null", "w", stdout)) return 1;
+    }
+    if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
+        fprintf(stderr, "tapegrad forum: %s\n", tg_error_message());
+        tg_dist_free(d);
+        return 1;
+    }
+    if (a.plot && !gnuplot_ready("forum", a.plot)) {
+        tg_dist_free(d);
+        return 1;
+    }
     FILE *out = a.json ? stderr : stdout;
 
     /* The runs: the model(s) asked for, each with the optimizer(s) asked for. */
-    forum_run runs[4];
+    forum_run runs[6];
     int nruns = 0;
     for (int s = 0; s < 2; s++) {
         bool separable = s == 1;
@@ -275,9 +348,37 @@ int cmd_forum(int argc, char **argv) {
             memset(r, 0, sizeof *r);
             r->separable = separable;
             r->optim = optim;
+            r->conv = a.conv;
             snprintf(r->label, sizeof r->label, "%s/%s", separable ? "separable" : "dense",
                      optim);
         }
+    }
+    /* --compare on the GEMM path also runs dense under --conv auto (CPU, one process):
+     * the FLOP-ratio comparison stays as the forum posed it, and the row beside it says
+     * what separable gains against the fastest dense convolution. */
+    for (int i = 0, n = nruns; a.compare && !a.dist && dev == TG_DEVICE_CPU &&
+                               !strcmp(a.conv, "gemm") && i < n; i++) {
+        if (runs[i].separable) continue;
+        forum_run *r = &runs[nruns++];
+        *r = (forum_run){.auto_row = true, .optim = runs[i].optim, .conv = "auto"};
+        snprintf(r->label, sizeof r->label, "dense-auto/%s", r->optim);
+    }
+
+    /* Memory first: every step holds each conv's output (and its ReLU / batchnorm
+     * results) until tg_step_end, plus the input, targets and four copies of the
+     * parameters (values, gradients, optimizer state). A lower bound, refused at once
+     * rather than after minutes of paging. */
+    {
+        double C = a.channels ? a.channels : 256, L = a.layers ? a.layers : 50;
+        double plane = (double)a.batch * a.size * a.size;
+        double nconv = !strcmp(a.model, "separable") || a.compare ? 2 * (L - 2) + 2 : L;
+        double per_conv = 1 + (a.relu ? 1 : 0) + (a.bn ? 2 : 0);
+        double act = 4.0 * plane * C * nconv * per_conv;
+        double params = 4.0 * 4 * (L * 9 * C * C);
+        char what[96];
+        snprintf(what, sizeof what, "a training step at batch %d, %dx%d, %d channels",
+                 a.batch, a.size, a.size, (int)C);
+        if (check_memory("forum", what, act + params + 4.0 * plane * 7)) return 1;
     }
 
     /* Input, class targets and MSE target: made once, deterministic from the seed. */
@@ -313,15 +414,15 @@ int cmd_forum(int argc, char **argv) {
     }
     peak_rss_reset(); /* the measuring buffers are not the runs' memory */
     for (int i = 0; i < nruns; i++) {
-        if (run_one(&a, &runs[i], input, labels, target) != TG_OK) {
+        if (run_one(&a, &runs[i], input, labels, target, d) != TG_OK) {
             fprintf(stderr, "tapegrad forum: %s: %s\n", runs[i].label, tg_error_message());
             rc = 1;
             goto done;
         }
     }
 
-    bench_result *results[4];
-    const char *run_labels[4];
+    bench_result *results[6];
+    const char *run_labels[6];
     busy_report busy = {.what = "the timed steps"}, whole = {.what = "the run"};
     for (int i = 0; i < nruns; i++) {
         results[i] = &runs[i].res;
@@ -345,6 +446,16 @@ int cmd_forum(int argc, char **argv) {
         if (a.profile) bench_print_profile(&runs[i].res, &pk, out);
     }
     if (nruns > 1) print_compare(runs, nruns, &pk, out);
+    for (int i = 0; i < nruns && d; i++) {
+        const tg_dist_stats *ds = &runs[i].res.dist;
+        int64_t n = ds->steps ? ds->steps : 1;
+        fprintf(out, "data parallel (%s): %d ranks, global batch %d (%d on rank 0); per step "
+                "%.2f MB of gradients all-reduced in %d buckets (%.1f started during "
+                "backward); exposed wait %.4f s, polling %.4f s per step (rank 0)\n",
+                runs[i].label, tg_dist_world(d), a.batch, a.batch / tg_dist_world(d),
+                ds->bytes / n * 1e-6, ds->buckets, (double)ds->early_buckets / n,
+                ds->wait_seconds / n, ds->launch_seconds / n);
+    }
     if (a.json)
         for (int i = 0; i < nruns; i++) print_json(&a, &runs[i], &pk);
     if (a.plot) {
@@ -357,5 +468,6 @@ done:
     free(input);
     free(target);
     free(labels);
+    tg_dist_free(d);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "profile.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,20 +29,23 @@ static void usage(FILE *f) {
         "                    SGD lr 1e-3 momentum 0.9) instead of eval-mode forwards\n"
         "  --size N          input N x N (default 224)\n"
         "  --device cpu|cuda (default cpu)\n"
-        "  --conv gemm|winograd  3x3 stride-1 dense convs (--groups 1): im2col + SGEMM\n"
-        "                    (default) or Winograd F(4x4, 3x3) (CPU)\n"
+        "  --conv gemm|winograd|auto  3x3 stride-1 dense convs (--groups 1): im2col +\n"
+        "                    SGEMM, Winograd F(4x4, 3x3) (CPU), or auto (default): per\n"
+        "                    layer shape the faster of the two, timed on first use\n"
         "  --steps N, --warmup N   timed and untimed passes (default 10 and 2)\n"
         "  --threads N       CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --seed N          parameters and input (default 0)\n"
         "  --profile         per-op table\n"
-        "  --json            one JSON object on stdout; the human output goes to stderr\n");
+        "  --json            one JSON object on stdout; the human output goes to stderr\n"
+        "  --check-finite    anomaly mode: stop at the first op whose output or gradient\n"
+        "                    is NaN/Inf and name it (slower)\n");
 }
 
 int cmd_mobilenet(int argc, char **argv) {
-    const char *device = "cpu", *groups_arg = "dw", *conv = "gemm";
+    const char *device = "cpu", *groups_arg = "dw", *conv = "auto";
     int batch = 1, size = 224, steps = 10, warmup = 2, threads = 0;
     uint64_t seed = 0;
-    bool train = false, profile = false, json = false, help;
+    bool train = false, profile = false, json = false, check_finite = false, help;
     const tool_opt opts[] = {
         {"--groups", OPT_STR, &groups_arg, 0, 0, NULL},
         {"--batch", OPT_INT, &batch, 1, 1 << 20, NULL},
@@ -55,6 +59,7 @@ int cmd_mobilenet(int argc, char **argv) {
         {"--train", OPT_FLAG, &train, 0, 0, NULL},
         {"--profile", OPT_FLAG, &profile, 0, 0, NULL},
         {"--json", OPT_FLAG, &json, 0, 0, NULL},
+        {"--check-finite", OPT_FLAG, &check_finite, 0, 0, NULL},
     };
     int rc = parse_options("mobilenet", argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                            &help);
@@ -88,6 +93,25 @@ int cmd_mobilenet(int argc, char **argv) {
     }
     FILE *out = json ? stderr : stdout;
 
+    /* Memory first: a step holds every conv, batchnorm and ReLU output until
+     * tg_step_end. Sum the conv outputs of MobileNet v1 (models/mobilenet.c: a stride-2
+     * stem to 32 channels, then 13 blocks of depthwise + pointwise) as a lower bound. */
+    {
+        static const int out_c[13] = {64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512,
+                                      1024, 1024};
+        static const int stride[13] = {1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1};
+        double side = (size + 1) / 2, cin = MB_STEM, floats = cin * side * side;
+        for (int b = 0; b < 13; b++) {
+            side = stride[b] == 2 ? ceil(side / 2) : side;
+            floats += cin * side * side + out_c[b] * side * side;
+            cin = out_c[b];
+        }
+        char what[96];
+        snprintf(what, sizeof what, "a %s at batch %d, %dx%d", train ? "training step" :
+                 "forward", batch, size, size);
+        if (check_memory("mobilenet", what, 4.0 * 3 * batch * floats * (train ? 2 : 1)))
+            return 1;
+    }
     int64_t nin = (int64_t)batch * 3 * size * size;
     float *input = malloc((size_t)nin * sizeof *input);
     int32_t *labels = malloc((size_t)batch * sizeof *labels);
@@ -123,7 +147,8 @@ int cmd_mobilenet(int argc, char **argv) {
     bench_spec spec = {.label = label, .model = m, .device = dev, .opt = opt, .train = train,
                        .in_shape = tg_shape4(batch, 3, size, size), .input = input,
                        .loss = TG_LOSS_CE, .labels = labels, .steps = steps, .warmup = warmup,
-                       .profile = profile, .conv_algo = conv_algo_named(conv)};
+                       .profile = profile, .conv_algo = conv_algo_named(conv),
+                       .check_finite = check_finite};
     /* The ceilings: the first and last pointwise GEMMs and a square one. */
     int64_t s2 = (size + 1) / 2, s32 = size / 32 > 0 ? size / 32 : 1;
     int64_t n1 = (int64_t)batch * s2 * s2, n2 = (int64_t)batch * s32 * s32;

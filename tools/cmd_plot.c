@@ -102,6 +102,17 @@ int cmd_plot(int argc, char **argv) {
             png = argv[++i];
         } else if (!strcmp(argv[i], "--title") && i + 1 < argc) {
             title = argv[++i];
+            /* The title goes into a gnuplot script: a control character (a newline ends
+             * the quoted string) would turn it into gnuplot commands and errors. */
+            size_t len = strlen(title);
+            bool ctrl = false;
+            for (size_t k = 0; k < len; k++) ctrl |= (unsigned char)title[k] < 0x20 ||
+                                                     title[k] == 0x7f;
+            if (ctrl || len > 200) {
+                fprintf(stderr, "tapegrad plot: --title must be at most 200 printable "
+                        "characters without control characters (newlines, tabs)\n");
+                return 2;
+            }
         } else if (argv[i][0] != '-' && !csv) {
             csv = argv[i];
         } else {
@@ -110,7 +121,8 @@ int cmd_plot(int argc, char **argv) {
         }
     }
     if (!csv || !png) {
-        usage(stderr);
+        fprintf(stderr, "tapegrad plot: needs %s; see tapegrad plot --help\n",
+                !csv ? "a LOG.csv argument" : "-o OUT.png");
         return 2;
     }
     long last_step;

@@ -90,7 +90,8 @@ int cmd_tape(int argc, char **argv) {
         }
     }
     if (!model) {
-        usage(stderr);
+        fprintf(stderr, "tapegrad tape: which model? (mlp, cnn, forum50, forum50-separable, "
+                "mobilenet); see --help\n");
         return 2;
     }
     tape_model tm;

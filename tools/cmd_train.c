@@ -9,6 +9,12 @@
  * the loop's RNG and the loader's position. `--resume` restores all of it, so
  * `--epochs 2` in one go and `--epochs 1` then `--resume ... --epochs 2` end in
  * byte-identical checkpoints on the CPU.
+ *
+ * `--dist` (under mpirun) trains data-parallel (core/dist.c): --batch stays the global
+ * batch, each rank takes its slice of every batch and the gradients are all-reduced, so
+ * the same command line means the same training at any world size. Rank 0 alone prints,
+ * logs and writes checkpoints (after a barrier); every rank loads them. Loss and accuracy
+ * are summed over ranks before they are printed; every rank evaluates the held-out set.
  */
 #include "commands.h"
 #include "common.h"
@@ -23,12 +29,16 @@
 #include <unistd.h>
 
 typedef struct train_args {
-    const char *model, *optim, *device, *data, *checkpoint, *resume, *log, *init_from;
+    const char *model, *optim, *device, *data, *checkpoint, *resume, *log, *init_from, *conv;
     int epochs, batch, threads;
     double lr, lr_decay;
     uint64_t seed;
-    bool json, quiet;
+    bool json, quiet, check_finite, dist;
 } train_args;
+
+/* The learning-rate floor: lr * G^e never goes below it, so a long run with a decay
+ * cannot underflow the rate to 0 (float32) and fail mid-training. */
+#define TRAIN_LR_FLOOR 1e-12
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -42,10 +52,16 @@ static void usage(FILE *f) {
         "  --optim sgd|adam       sgd: momentum 0.9, lr 0.05; adam: lr 3e-3 (default adam)\n"
         "  --lr X                 the first epoch's learning rate\n"
         "  --lr-decay G           multiply the rate by G after every epoch: epoch e (from 0)\n"
-        "                         uses lr * G^e (default 0.3; 1 keeps it constant)\n"
+        "                         uses max(lr * G^e, 1e-12) (default 0.3; 1 keeps it\n"
+        "                         constant; the floor keeps long runs from underflowing)\n"
         "  --seed N               initialisation and shuffling (default 1)\n"
         "  --device cpu|cuda      (default cpu)\n"
         "  --threads N            CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --conv gemm|winograd|auto  3x3 convs: im2col + SGEMM, Winograd F(4x4, 3x3), or\n"
+        "                         auto (default): per layer shape the faster of the two,\n"
+        "                         timed on first use. A timed choice can differ between\n"
+        "                         processes: for a byte-identical --resume use gemm (or\n"
+        "                         winograd) in both runs\n"
         "  --data DIR             train-/t10k- IDX files, raw or .gz (default ./data/mnist;\n"
         "                         tools/fetch_mnist.sh writes them there)\n"
         "  --checkpoint PATH      save model, optimizer and position after every epoch\n"
@@ -54,7 +70,12 @@ static void usage(FILE *f) {
         "                         state_dict names: conv1.weight, ...; every tensor must match)\n"
         "  --log FILE             CSV: one row per step and per epoch (appended on resume)\n"
         "  --json                 one JSON object per epoch on stdout; the rest on stderr\n"
-        "  --quiet                no progress bar or per-epoch lines\n\n"
+        "  --check-finite         anomaly mode: stop at the first op whose output or\n"
+        "                         gradient is NaN/Inf and name it (slower)\n"
+        "  --quiet                no progress bar or per-epoch lines\n"
+        "  --dist                 data parallel over the ranks of an MPI launch:\n"
+        "                         mpirun -np N tapegrad train mnist --dist ... (--batch is\n"
+        "                         the global batch; rank 0 prints and writes files)\n\n"
         "example: tapegrad train mnist --model cnn --epochs 3 --log run.csv\n");
 }
 
@@ -66,10 +87,15 @@ static bool one_of(const char *v, const char *a, const char *b) {
 static int parse_args(int argc, char **argv, train_args *a) {
     *a = (train_args){.model = "cnn", .optim = "adam", .device = "cpu",
                       .data = "data/mnist", .epochs = 3, .batch = 64, .seed = 1,
-                      .lr_decay = 0.3};
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 1;
+                      .lr_decay = 0.3, .conv = "auto"};
+    if (argc < 2) {
+        fprintf(stderr, "tapegrad train: which dataset? (only 'mnist'); see tapegrad train "
+                "--help\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 1;
     }
     if (strcmp(argv[1], "mnist") != 0) {
         fprintf(stderr, "tapegrad train: unknown dataset '%s'; 'mnist' or 'words'\n",
@@ -84,6 +110,8 @@ static int parse_args(int argc, char **argv, train_args *a) {
         }
         if (!strcmp(o, "--json")) { a->json = true; continue; }
         if (!strcmp(o, "--quiet")) { a->quiet = true; continue; }
+        if (!strcmp(o, "--check-finite")) { a->check_finite = true; continue; }
+        if (!strcmp(o, "--dist")) { a->dist = true; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "tapegrad train: option '%s' needs a value (or is unknown); see "
                     "--help\n", o);
@@ -96,6 +124,8 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(o, "--optim") && one_of(v, "sgd", "adam")) a->optim = v;
         else if (!strcmp(o, "--device") && one_of(v, "cpu", "cuda")) a->device = v;
         else if (!strcmp(o, "--data")) a->data = v;
+        else if (!strcmp(o, "--conv") && (!strcmp(v, "auto") || one_of(v, "gemm", "winograd")))
+            a->conv = v;
         else if (!strcmp(o, "--checkpoint")) a->checkpoint = v;
         else if (!strcmp(o, "--resume")) a->resume = v;
         else if (!strcmp(o, "--init-from")) a->init_from = v;
@@ -107,10 +137,17 @@ static int parse_args(int argc, char **argv, train_args *a) {
         else if (!strcmp(o, "--threads") && parse_int(v, &n) && n >= 1 && n <= 1024)
             a->threads = (int)n;
         else if (!strcmp(o, "--seed") && parse_int(v, &n) && n >= 0) a->seed = (uint64_t)n;
-        else if (!strcmp(o, "--lr") && parse_float(v, &x) && x > 0 && x < 100) a->lr = x;
-        else if (!strcmp(o, "--lr-decay") && parse_float(v, &x) && x > 0 && x <= 1)
-            a->lr_decay = x;
-        else {
+        else if (!strcmp(o, "--lr") || !strcmp(o, "--lr-decay")) {
+            bool is_lr = !strcmp(o, "--lr");
+            double lo = is_lr ? TRAIN_LR_FLOOR : 1e-6, hi = is_lr ? 100 : 1;
+            if (!parse_float(v, &x) || x < lo || x > hi) {
+                fprintf(stderr, "tapegrad train: %s must be a number in [%g, %g], got '%s'\n",
+                        o, lo, hi, v);
+                return 2;
+            }
+            if (is_lr) a->lr = x;
+            else a->lr_decay = x;
+        } else {
             fprintf(stderr, "tapegrad train: bad option or value: %s %s; see --help\n", o, v);
             return 2;
         }
@@ -143,15 +180,16 @@ static int64_t count_correct(const float *logits, const int32_t *y, int64_t n, i
 }
 
 /* One forward (+ backward and step when opt) on a batch; adds loss*n and correct. */
-static tg_status run_batch(tg_ctx *ctx, tg_model *m, tg_optim *opt, tg_tensor *x,
-                           const int32_t *y, float *logits_host, double *loss_sum,
-                           int64_t *correct) {
+static tg_status run_batch(tg_ctx *ctx, tg_model *m, tg_optim *opt, tg_dist *d,
+                           tg_tensor *x, const int32_t *y, float *logits_host,
+                           double *loss_sum, int64_t *correct) {
     tg_tensor *logits = tg_model_forward(ctx, m, x, opt != NULL);
     tg_tensor *loss = tg_cross_entropy(ctx, logits, y);
     if (!loss) return tg_error();
     if (opt) {
         tg_optim_zero_grad(opt);
-        if (tg_backward(ctx, loss) || tg_optim_step(opt)) return tg_error();
+        if (tg_backward(ctx, loss) || tg_dist_sync_grads(d) || tg_optim_step(opt))
+            return tg_error();
     }
     float l;
     if (tg_tensor_to_host(loss, &l, false) || tg_tensor_to_host(logits, logits_host, false))
@@ -173,7 +211,7 @@ static tg_status evaluate(tg_ctx *ctx, tg_model *m, const tg_dataset *test, floa
     const int32_t *y;
     tg_status st = TG_OK;
     while (st == TG_OK && tg_loader_next(ld, ctx, &x, &y)) {
-        st = run_batch(ctx, m, NULL, x, y, logits_host, &loss_sum, &correct);
+        st = run_batch(ctx, m, NULL, NULL, x, y, logits_host, &loss_sum, &correct);
         tg_step_end(ctx);
     }
     if (st == TG_OK && tg_error()) st = tg_error();
@@ -215,10 +253,25 @@ static FILE *open_log(const char *path, bool resumed) {
     return f;
 }
 
-static int train(const train_args *a) {
-    tg_device dev = strcmp(a->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
-    if (a->threads) tg_set_num_threads(a->threads);
+static int train(const train_args *arg, tg_dist *d) {
+    tg_device dev = strcmp(arg->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
+    if (arg->threads) tg_set_num_threads(arg->threads);
+    int rank = tg_dist_rank(d), world = tg_dist_world(d);
+    /* Only rank 0 talks and writes files; the others run the same loop silently. */
+    train_args quiet_rank = *arg;
+    if (rank != 0) {
+        quiet_rank.quiet = true;
+        quiet_rank.json = false;
+        quiet_rank.log = NULL;
+        quiet_rank.checkpoint = NULL;
+    }
+    const train_args *a = &quiet_rank;
     FILE *human = a->json ? stderr : stdout;
+    /* A checkpoint that cannot be written is found now, not after the first epoch. */
+    if (a->checkpoint && tg_checkpoint_check_writable(a->checkpoint)) {
+        fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
+        return 1;
+    }
     bool tty = !a->quiet && isatty(fileno(stderr)); /* the progress bar */
     tg_dataset *train_set = tg_mnist_load(a->data, true);
     tg_dataset *test_set = train_set ? tg_mnist_load(a->data, false) : NULL;
@@ -238,13 +291,23 @@ static int train(const train_args *a) {
     bool adam = !strcmp(a->optim, "adam");
     double base_lr = a->lr ? a->lr : adam ? 3e-3 : 0.05;
     float lr = (float)base_lr;
-    opt = adam ? tg_adam_new(tg_model_params(m), (tg_adam_opts){.lr = lr})
+    tg_adam_opts adam_opts = tg_adam_opts_default();
+    adam_opts.lr = lr;
+    opt = adam ? tg_adam_new(tg_model_params(m), adam_opts)
                : tg_sgd_new(tg_model_params(m), (tg_sgd_opts){.lr = lr, .momentum = 0.9f});
     ld = tg_loader_new(train_set, a->batch, true, a->seed);
     ctx = tg_ctx_new(dev);
     logits_host = malloc((size_t)(a->batch > 500 ? a->batch : 500) * 10 * sizeof(float));
     if (!opt || !ld || !ctx || !logits_host) goto fail;
-    tg_train_state state = {.data = tg_loader_position(ld)};
+    tg_ctx_set_anomaly(ctx, a->check_finite);
+    if (tg_ctx_set_conv_algo(ctx, conv_algo_named(a->conv))) goto fail;
+    /* A world of 1 makes these no-ops. */
+    if (tg_dist_broadcast_params(d, tg_model_params(m)) ||
+        tg_dist_attach(d, ctx, tg_model_params(m), tg_dist_opts_default()) ||
+        tg_loader_shard(ld, rank, world))
+        goto fail;
+    tg_train_state state = {.data = tg_loader_position(ld), .world_size = world,
+                            .batch = world > 1 ? a->batch : 0};
     tg_rng_seed(&state.rng, a->seed);
     if (a->init_from) {
         tg_safetensors_report rep;
@@ -256,9 +319,16 @@ static int train(const train_args *a) {
     if (a->resume) {
         if (tg_checkpoint_load(a->resume, m, opt, &state) || tg_loader_seek(ld, state.data))
             goto fail;
-        fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
-                (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
-        if (state.epoch >= a->epochs)
+        state.world_size = world;
+        state.batch = world > 1 ? a->batch : 0;
+        if (rank == 0)
+            fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
+                    (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
+        if (rank == 0 && !strcmp(a->model, "cnn") && !strcmp(a->conv, "auto"))
+            fprintf(human, "note: --conv auto times the convolutions afresh in this process, "
+                    "so the resumed run matches an uninterrupted one bit for bit only with "
+                    "--conv gemm (or winograd) in both\n");
+        if (rank == 0 && state.epoch >= a->epochs)
             fprintf(human, "nothing to do: the checkpoint has %lld epochs, --epochs is %d\n",
                     (long long)state.epoch, a->epochs);
     }
@@ -268,26 +338,40 @@ static int train(const train_args *a) {
     }
     if (!a->quiet)
         fprintf(human, "%s, %lld parameters, %s lr %g (x %g per epoch), batch %d, %lld "
-                "train / %lld held-out examples, %d thread%s\n", tg_model_name(m),
+                "train / %lld held-out examples, %d thread%s, conv %s\n", tg_model_name(m),
                 (long long)tg_params_numel(tg_model_params(m)), a->optim, base_lr,
                 a->lr_decay, a->batch, (long long)tg_dataset_size(train_set),
                 (long long)tg_dataset_size(test_set), tg_get_num_threads(),
-                tg_get_num_threads() == 1 ? "" : "s");
+                tg_get_num_threads() == 1 ? "" : "s", a->conv);
+    if (!a->quiet && world > 1)
+        fprintf(human, "data parallel: %d ranks, global batch %d, about %d per rank\n", world,
+                a->batch, a->batch / world);
     double t_start = now_s();
     int64_t n_train = tg_dataset_size(train_set);
     while (state.epoch < a->epochs) {
         int epoch = (int)state.epoch + 1;
         /* The schedule depends on the epoch alone, so a resumed run follows it exactly. */
-        tg_optim_set_lr(opt, (float)(base_lr * pow(a->lr_decay, (double)state.epoch)));
+        double lr_e = base_lr * pow(a->lr_decay, (double)state.epoch);
+        tg_optim_set_lr(opt, (float)(lr_e > TRAIN_LR_FLOOR ? lr_e : TRAIN_LR_FLOOR));
         double t0 = now_s(), loss_sum = 0, last_draw = 0;
         int64_t correct = 0, seen = 0, start = tg_loader_position(ld).cursor;
         tg_tensor *x;
         const int32_t *y;
         while (tg_loader_next(ld, ctx, &x, &y)) {
             double bl = loss_sum;
-            int64_t bc = correct, b = x->shape.dim[0];
-            if (run_batch(ctx, m, opt, x, y, logits_host, &loss_sum, &correct)) goto fail;
+            int64_t bc = correct, b, local;
+            tg_loader_last_batch(ld, &local, &b);
+            if (tg_dist_set_batch(d, local, b) ||
+                run_batch(ctx, m, opt, d, x, y, logits_host, &loss_sum, &correct))
+                goto fail;
             tg_step_end(ctx);
+            if (world > 1 && arg->log) {
+                /* The step's loss and accuracy over all ranks, for rank 0's log. */
+                double step[2] = {loss_sum - bl, (double)(correct - bc)};
+                if (tg_dist_allreduce_sum(d, step, 2)) goto fail;
+                loss_sum = bl + step[0];
+                correct = bc + (int64_t)step[1];
+            }
             seen += b;
             state.step = tg_optim_steps(opt);
             double now = now_s();
@@ -305,6 +389,12 @@ static int train(const train_args *a) {
             }
         }
         if (tg_error()) goto fail;
+        if (world > 1 && !arg->log) {
+            double totals[2] = {loss_sum, (double)correct};
+            if (tg_dist_allreduce_sum(d, totals, 2)) goto fail;
+            loss_sum = totals[0];
+            correct = (int64_t)totals[1];
+        }
         double train_seconds = now_s() - t0, test_loss = NAN, test_acc = NAN;
         if (evaluate(ctx, m, test_set, logits_host, &test_loss, &test_acc)) goto fail;
         double seconds = now_s() - t0;
@@ -332,13 +422,19 @@ static int train(const train_args *a) {
                     test_loss, test_acc, (double)tg_optim_lr(opt), now_s() - t_start);
             fflush(log);
         }
+        /* Every rank has finished the epoch (and holds the same state) before rank 0
+         * writes; the others go on at once. */
+        if (tg_dist_barrier(d)) goto fail;
         if (a->checkpoint && tg_checkpoint_save(a->checkpoint, m, opt, &state)) goto fail;
     }
     rc = 0;
     goto done;
 fail:
     if (tty) fputc('\n', stderr);
-    if (tg_error()) fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
+    if (tg_error() && world > 1)
+        fprintf(stderr, "tapegrad train (rank %d): %s\n", rank, tg_error_message());
+    else if (tg_error())
+        fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
 done:
     if (log && fclose(log) != 0 && rc == 0) {
         fprintf(stderr, "tapegrad train: writing the log '%s' failed\n", a->log);
@@ -359,5 +455,17 @@ int cmd_train(int argc, char **argv) {
     train_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
-    return train(&a);
+    if (a.dist && dist_refused("tapegrad train")) return 2;
+    tg_dist *d = NULL;
+    if (a.dist) {
+        /* Before anything touches the GPU: init picks this rank's device. */
+        d = tg_dist_init(strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA);
+        if (!d) {
+            fprintf(stderr, "tapegrad train: %s\n", tg_error_message());
+            return 1;
+        }
+    }
+    rc = train(&a, d);
+    tg_dist_free(d);
+    return rc;
 }

@@ -24,6 +24,7 @@ typedef struct words_args {
     const char *words, *checkpoint, *resume, *step_log, *lr_s, *dropout_s, *wd_s;
     const char *init_from, *init_out;
     int steps, batch, eval_every, layers, heads, embd, block, samples, threads, warmup;
+    int stop_after;
     uint64_t seed;
     bool json, help, builtin;
 } words_args;
@@ -48,6 +49,9 @@ static void usage(FILE *f) {
         "  --warmup N          warm-up steps (default steps/10)\n"
         "  --weight-decay X    AdamW's decoupled weight decay (default 0.1)\n"
         "  --eval-every N      held-out evaluation and checkpoint interval (default 250)\n"
+        "  --stop-after N      stop after step N (evaluated and checkpointed) although the\n"
+        "                      schedule runs to --steps; --resume with the same options\n"
+        "                      continues exactly where it stopped\n"
         "  --samples N         words sampled at the end (default 20)\n"
         "  --seed N            initialisation, data order and dropout (default 1)\n"
         "  --threads N         CPU threads, also OpenBLAS's (default: all cores)\n"
@@ -82,6 +86,7 @@ static int parse(int argc, char **argv, words_args *a) {
         {"--warmup", OPT_INT, &a->warmup, 0, 100000000, NULL},
         {"--weight-decay", OPT_STR, &a->wd_s, 0, 0, NULL},
         {"--eval-every", OPT_INT, &a->eval_every, 1, 100000000, NULL},
+        {"--stop-after", OPT_INT, &a->stop_after, 1, 100000000, NULL},
         {"--samples", OPT_INT, &a->samples, 0, 10000, NULL},
         {"--seed", OPT_UINT64, &a->seed, 0, 0, NULL},
         {"--threads", OPT_INT, &a->threads, 1, 1024, NULL},
@@ -187,7 +192,8 @@ static int run(const words_args *a) {
             wd, dropout, tg_get_num_threads(), tg_get_num_threads() == 1 ? "" : "s", bigram);
     double t_start = now_seconds(), loss_sum = 0, step_seconds = 0;
     int since = 0;
-    while (state.step < a->steps) {
+    int64_t last = a->stop_after && a->stop_after < a->steps ? a->stop_after : a->steps;
+    while (state.step < last) {
         double t0 = now_seconds();
         tg_optim_set_lr(opt, tg_lr_at(&sched, state.step));
         tg_ctx_seed(ctx, a->seed * 1000003ULL + (uint64_t)state.step); /* dropout masks */
@@ -207,7 +213,7 @@ static int run(const words_args *a) {
         since++;
         if (log) fprintf(log, "%lld,%.7g,%.7g,%.3f\n", (long long)state.step, (double)l,
                          (double)tg_optim_lr(opt), ms);
-        if (state.step % a->eval_every == 0 || state.step == a->steps) {
+        if (state.step % a->eval_every == 0 || state.step == last) {
             double held_loss = tg_gpt_eval(ctx, m, held, len, 64);
             if (isnan(held_loss) && tg_error()) goto fail;
             double train_loss = loss_sum / since;
@@ -232,7 +238,7 @@ static int run(const words_args *a) {
             if (a->checkpoint && tg_checkpoint_save(a->checkpoint, m, opt, &state)) goto fail;
         }
     }
-    if (a->samples > 0) {
+    if (a->samples > 0 && state.step == a->steps) {
         tg_rng srng;
         tg_rng_seed(&srng, a->seed + 7);
         int real = 0;

@@ -87,9 +87,10 @@ static void list_choices(FILE *f, const char *const *choices) {
         fprintf(f, "%s%s", i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
 }
 
-const char *const conv_algo_choices[] = {"gemm", "winograd", NULL};
+const char *const conv_algo_choices[] = {"gemm", "winograd", "auto", NULL};
 
 tg_conv_algo conv_algo_named(const char *name) {
+    if (!strcmp(name, "auto")) return TG_CONV_ALGO_AUTO;
     return strcmp(name, "winograd") ? TG_CONV_ALGO_GEMM : TG_CONV_ALGO_WINOGRAD;
 }
 
@@ -265,4 +266,28 @@ void progress_line(progress *p, const char *fmt, ...) {
 void progress_done(progress *p) {
     if (p->shown && isatty(fileno(stderr))) fputs("\r\033[K", stderr);
     p->shown = false;
+}
+
+int check_memory(const char *cmd, const char *what, double bytes) {
+    size_t avail = tg_mem_available();
+    if (avail == SIZE_MAX || bytes <= (double)avail) return 0;
+    char need[32], have[32];
+    fprintf(stderr, "tapegrad %s: %s needs at least %s but only %s of memory is available "
+            "(MemAvailable); hint: a smaller --size or --batch\n", cmd, what,
+            fmt_bytes(bytes, need, sizeof need), fmt_bytes((double)avail, have, sizeof have));
+    return 1;
+}
+
+bool dist_refused(const char *cmd) {
+    if (!tg_dist_available()) {
+        fprintf(stderr, "%s: --dist needs a build with MPI (install libopenmpi-dev and "
+                "reconfigure with -Dmpi=enabled)\n", cmd);
+        return true;
+    }
+    if (!tg_dist_launched()) {
+        fprintf(stderr, "%s: --dist needs an MPI launch: mpirun -np N %s ... --dist\n", cmd,
+                cmd);
+        return true;
+    }
+    return false;
 }

@@ -46,7 +46,7 @@ typedef struct tool_opt {
     const char *const *choices;  /* OPT_CHOICE */
 } tool_opt;
 
-/* --conv gemm|winograd: the choices and the algorithm a choice names. */
+/* --conv gemm|winograd|auto: the choices and the algorithm a choice names. */
 extern const char *const conv_algo_choices[];
 tg_conv_algo conv_algo_named(const char *name);
 
@@ -91,5 +91,13 @@ void progress_line(progress *p, const char *fmt, ...)
 void progress_done(progress *p);
 
 double now_seconds(void); /* monotonic */
+
+/* Memory estimated before it is touched: 0 when `bytes` (a lower bound of what the run
+ * will hold) fit in tg_mem_available(); otherwise prints one line naming the command,
+ * `what`, the estimate and the available memory, and returns 1. */
+int check_memory(const char *cmd, const char *what, double bytes);
+/* --dist: true (after printing one line naming `cmd`) when this build has no MPI or the
+ * process was not launched by mpirun; the caller exits with status 2. */
+bool dist_refused(const char *cmd);
 
 #endif

@@ -128,7 +128,8 @@ void gnuplot_quote(FILE *f, const char *s) {
     fputc('\'', f);
     for (; *s; s++) {
         if (*s == '\'') fputc('\'', f);
-        fputc(*s, f);
+        /* A control character (a newline) would end the string and the command. */
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s, f);
     }
     fputc('\'', f);
 }

@@ -76,6 +76,11 @@ typedef struct bench_spec {
     int steps, warmup;
     bool profile;           /* keep per-op times (sync timing on) */
     tg_conv_algo conv_algo; /* of the step context (tg_ctx_set_conv_algo) */
+    bool check_finite;      /* anomaly mode on the step context (--check-finite) */
+    tg_dist *dist;          /* data parallel (NULL: one process): in_shape is this rank's
+                               slice of global_batch; gradients all-reduced after backward */
+    int global_batch;
+    bool no_sync_bn;        /* data parallel: batchnorm with each rank's own statistics */
 } bench_spec;
 
 /* One row of the profile: the records of one tape index averaged over the steps, or
@@ -105,6 +110,7 @@ typedef struct bench_result {
     int nrows;
     int above_ceiling;            /* rows (and the step) above the SGEMM ceiling: flagged */
     busy_report busy;             /* other processes' CPU use during the timed steps */
+    tg_dist_stats dist;           /* data parallel: the timed steps' communication */
 } bench_result;
 
 /* Runs warm-up and timed steps; on failure prints nothing and returns the status with

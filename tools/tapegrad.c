@@ -1,12 +1,50 @@
 /*
- * tools/tapegrad.c — the `tapegrad` command: dispatches to one subcommand.
+ * tools/tapegrad.c — the `tapegrad` command: dispatches to one subcommand, after giving
+ * OpenMP a wait policy that survives a busy machine.
+ *
+ * THE WAIT POLICY. Between two parallel regions an idle OpenMP thread spins before it
+ * sleeps: libgomp's default is 300,000 spins (OMP_WAIT_POLICY unset), about a millisecond
+ * of a core. On an idle machine that makes back-to-back regions cheap. When another
+ * process holds a core, the spinning thread takes the time slice the thread with the work
+ * needs, every region's barrier waits for the scheduler, and a small CNN's epoch ran 14-30x
+ * slower (issue 14). A short spin keeps most of the idle benefit (the next region of a
+ * step usually starts within microseconds) and gives the core away soon after.
+ * bench/wait_policy.sh measures the choice; bench/RESULTS.md has its table.
+ *
+ * libgomp (and OpenBLAS's OpenMP build, which shares its threads) reads OMP_WAIT_POLICY
+ * and GOMP_SPINCOUNT once, when the program is loaded, so setting them in main() is too
+ * late: when the user set neither, main() sets GOMP_SPINCOUNT=TAPEGRAD_SPINCOUNT and
+ * re-executes the program once (execv of /proc/self/exe, same arguments), marking the
+ * environment with TAPEGRAD_OMP_DEFAULTS=applied so it happens only once. The user's own
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins (nothing is changed), and
+ * TAPEGRAD_OMP_DEFAULTS=off (any value) keeps libgomp's built-in defaults. Without
+ * /proc the program runs on with libgomp's defaults.
  */
 #include "commands.h"
 
 #include <tapegrad.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Spins before an idle OpenMP thread sleeps (see above; bench/wait_policy.sh). */
+#define TAPEGRAD_SPINCOUNT "10000"
+
+/* Returns only when the environment is left as it is (or the re-exec failed). */
+static void apply_omp_defaults(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") ||
+        getenv("TAPEGRAD_OMP_DEFAULTS"))
+        return;
+    if (setenv("GOMP_SPINCOUNT", TAPEGRAD_SPINCOUNT, 1) != 0 ||
+        setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* Still here: no /proc. This process keeps the defaults libgomp read at load time;
+     * children (gnuplot, ...) should not inherit a setting that was never in force. */
+    unsetenv("GOMP_SPINCOUNT");
+}
 
 typedef struct command {
     const char *name;
@@ -34,6 +72,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    apply_omp_defaults(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -48,7 +87,8 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "tapegrad: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "tapegrad: unknown command '%s' (commands:", argv[1]);
+    for (size_t i = 0; i < NCOMMANDS; i++) fprintf(stderr, " %s", commands[i].name);
+    fprintf(stderr, "; see tapegrad --help)\n");
     return 2;
 }

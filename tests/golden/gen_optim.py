@@ -1,13 +1,16 @@
 """Golden values for optim/: SGD (plain, momentum + dampening, nesterov, weight decay),
-Adam (defaults, chosen options, L2 weight decay) and AdamW, 10 steps each.
+Adam (defaults, chosen options, L2 weight decay) and AdamW (defaults too), and the
+values that are legal in torch but were once taken as "use the default": beta1 = 0
+(Adam and AdamW), eps = 0, lr = 0 (Adam and SGD). 10 steps each.
 
 A store of two parameters, w (3, 4) and b (5), with fixed initial values. Each step the
 loss is L = sum(c1 * p^2) + sum(c2 * p) over both parameters (per-element constants), so
 the gradient dL/dp = c1 * (2 * p) + c2 depends on the parameters and the trajectory
 exercises every state update. torch runs in float32, exactly as the C side does, so the
 rounding matches; values are stored as float64. Hyperparameters are float32-rounded
-(the C options are floats), except for "adam_defaults", which uses torch's own double
-defaults (the C side keeps its defaults in double too).
+(the SGD options are floats), except for "adam_defaults" and "adamw_defaults", which use
+torch's own double defaults (tg_adam_opts_default / tg_adamw_opts_default fill the same
+doubles).
 
 Arrays: w0, b0, cw1, cw2, cb1, cb2; per configuration <name>.hyper and <name>.w (10, 3, 4),
 <name>.b (10, 5): the parameters after every step.
@@ -48,10 +51,17 @@ configs = {
     "adam": ("adam", dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6)),
     "adam_weight_decay": ("adam", dict(lr=0.05, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)),
     "adamw": ("adamw", dict(lr=0.05, betas=(0.85, 0.995), eps=1e-7, weight_decay=0.1)),
+    # Issue 10: values where "0 meant the default" before; every one is legal in torch.
+    "adamw_defaults": ("adamw", dict()),
+    "adam_beta1_0": ("adam", dict(lr=0.05, betas=(0.0, 0.99), eps=1e-6)),
+    "adamw_beta1_0": ("adamw", dict(lr=0.05, betas=(0.0, 0.999), eps=1e-8, weight_decay=0.1)),
+    "adam_eps_0": ("adam", dict(lr=0.05, betas=(0.9, 0.999), eps=0.0)),
+    "adam_lr_0": ("adam", dict(lr=0.0)),
+    "sgd_lr_0": ("sgd", dict(lr=0.0, momentum=0.9)),
 }
 
 for name, (kind, kw) in configs.items():
-    if name != "adam_defaults":
+    if not name.endswith("_defaults"):
         kw = {k: (tuple(r32(x) for x in v) if isinstance(v, tuple)
                   else v if isinstance(v, bool) else r32(v)) for k, v in kw.items()}
     w = w0.clone().requires_grad_(True)
@@ -62,8 +72,7 @@ for name, (kind, kw) in configs.items():
                  kw.get("weight_decay", 0.0), float(kw.get("nesterov", False))]
     else:
         cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        if kind == "adamw":
-            kw.setdefault("weight_decay", 0.0)  # the C side takes weight_decay as given
+
         opt = cls([w, b], foreach=False, **kw)
         g = opt.param_groups[0]
         hyper = [g["lr"], g["betas"][0], g["betas"][1], g["eps"], g["weight_decay"]]

@@ -1,0 +1,411 @@
+/*
+ * core/dist.c — data-parallel training over MPI (CPU gradients) and NCCL (CUDA gradients).
+ *
+ * THE IDEA. Every rank holds the whole model, computes the gradient of the mean loss over
+ * its share of the global batch, and the ranks sum their gradients, each weighted by its
+ * share s_r = b_r / B (b_r of the B examples):
+ *     g = sum_r s_r g_r,   g_r = (1/b_r) sum_{i in r} dl_i/dp   =>   g = (1/B) sum_i dl_i/dp
+ * which is exactly the one-process gradient of batch B, for any split. Every rank then
+ * holds the same g and applies the same optimizer step, so parameters and optimizer state
+ * stay identical without ever being sent again (only the initial broadcast).
+ *
+ * BUCKETS AND OVERLAP. The flat gradient store (core/params.c) is cut into buckets of at
+ * least bucket_bytes, at parameter boundaries, starting from its end: parameters are added
+ * in forward order, so the backward pass finishes them roughly from the end. At the start
+ * of a backward pass the tape tells us, for every bucket, the smallest record index that
+ * touches one of its parameters: the tape is replayed in reverse, so once the walk has
+ * run that record the bucket's gradients are final (backward only ever adds into them).
+ * The hook in tg_backward (autograd/tape.c) then starts the bucket's all-reduce
+ * (MPI_Iallreduce, or ncclAllReduce on the library's stream) while the walk goes on, and
+ * polls the running ones (MPI_Testall) after every op, because Open MPI's non-blocking
+ * collectives advance only inside MPI calls. tg_dist_sync_grads waits for the rest; the
+ * time it blocks is the communication the backward pass did not hide.
+ *
+ * Every rank records the same tape, so buckets start in the same order everywhere, as MPI
+ * requires of collectives.
+ *
+ * WORLD OF 1. Without mpirun (or without MPI in the build) rank 0 of 1 does no
+ * communication at all: attach changes nothing and every call returns at once.
+ */
+#include "core.h"
+#include "dist.h"
+
+#include "../autograd/tape.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef TG_HAVE_MPI
+#include <mpi.h>
+#endif
+
+typedef struct dist_bucket {
+    int64_t begin, end;   /* range of the flat gradient store (floats, padding included) */
+    int first_use;        /* smallest tape record touching it this step; -1: none */
+    bool started;
+#ifdef TG_HAVE_MPI
+    MPI_Request req;
+#endif
+} dist_bucket;
+
+struct tg_dist {
+    int rank, world, local_rank;
+    tg_device device;
+    bool mpi_initialized;  /* we called MPI_Init, so we finalise */
+#ifdef TG_HAVE_MPI
+    MPI_Comm comm;
+#endif
+    void *nccl;            /* CUDA: the NCCL communicator */
+    /* Gradient synchronisation (tg_dist_attach). */
+    tg_ctx *ctx;
+    tg_params *ps;
+    tg_dist_opts opts;
+    dist_bucket *buckets;
+    int nbuckets;
+    double share;          /* this step's local / global examples */
+    tg_status pending;     /* first error hit inside the backward hook */
+    tg_dist_stats stats;
+};
+
+bool tg_dist_available(void) {
+#ifdef TG_HAVE_MPI
+    return true;
+#else
+    return false;
+#endif
+}
+
+bool tg_dist_launched(void) {
+    /* Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMIx and PMI launchers theirs. */
+    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return true;
+    return false;
+}
+
+#ifdef TG_HAVE_MPI
+static tg_status mpi_fail(int rc, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return tg_fail(TG_ERR_DEVICE, "%s failed: %s", what, msg);
+}
+#define MPI_CHECK(call, what)                                                              \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_ != MPI_SUCCESS) return mpi_fail(rc_, what);                                \
+    } while (0)
+#endif
+
+tg_dist *tg_dist_init(tg_device device) {
+    if (device != TG_DEVICE_CPU && device != TG_DEVICE_CUDA) {
+        tg_fail(TG_ERR_ARG, "tg_dist_init: unknown device %d", (int)device);
+        return NULL;
+    }
+    tg_dist *d = calloc(1, sizeof *d);
+    if (!d) {
+        tg_fail(TG_ERR_NOMEM, "tg_dist_init: out of memory");
+        return NULL;
+    }
+    d->world = 1;
+    d->device = device;
+    d->share = 1.0;
+#ifdef TG_HAVE_MPI
+    if (tg_dist_launched()) {
+        int initialized = 0, provided = 0;
+        MPI_Initialized(&initialized);
+        /* Only the main thread calls MPI; OpenMP threads only compute. */
+        if (!initialized && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)) {
+            tg_fail(TG_ERR_DEVICE, "tg_dist_init: MPI_Init_thread failed");
+            free(d);
+            return NULL;
+        }
+        d->mpi_initialized = !initialized;
+        MPI_Comm_dup(MPI_COMM_WORLD, &d->comm);
+        MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(d->comm, &d->rank);
+        MPI_Comm_size(d->comm, &d->world);
+        /* The local rank: our index among the ranks that share this host's memory. */
+        MPI_Comm local;
+        MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local);
+        MPI_Comm_rank(local, &d->local_rank);
+        MPI_Comm_free(&local);
+    }
+#endif
+#ifdef TG_HAVE_NCCL
+    if (device == TG_DEVICE_CUDA && d->world > 1) {
+        int gpu;
+        unsigned char id[256];
+        size_t idb = tg_nccl_id_bytes();
+        TG_ASSERT(idb <= sizeof id);
+        tg_status st = tg_nccl_select_device(d->local_rank, &gpu);
+        if (st == TG_OK && d->rank == 0) st = tg_nccl_get_id(id);
+        /* Every rank takes part in the broadcast, so no rank waits on a failed one. */
+        int ok = st == TG_OK, all_ok = 0;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, d->comm);
+        if (all_ok && MPI_Bcast(id, (int)idb, MPI_BYTE, 0, d->comm) == MPI_SUCCESS)
+            st = tg_nccl_init(&d->nccl, d->world, d->rank, id);
+        else if (st == TG_OK)
+            st = tg_fail(TG_ERR_DEVICE, "tg_dist_init: another rank failed to set up its GPU");
+        if (st != TG_OK) {
+            tg_dist_free(d);
+            return NULL;
+        }
+    }
+#endif
+    return d;
+}
+
+void tg_dist_free(tg_dist *d) {
+    if (!d) return;
+#ifdef TG_HAVE_NCCL
+    if (d->nccl) tg_nccl_free(d->nccl);
+#endif
+    free(d->buckets);
+#ifdef TG_HAVE_MPI
+    if (d->world > 1 || d->mpi_initialized) {
+        MPI_Comm_free(&d->comm);
+        if (d->mpi_initialized) MPI_Finalize();
+    }
+#endif
+    free(d);
+}
+
+int tg_dist_rank(const tg_dist *d) { return d ? d->rank : 0; }
+int tg_dist_world(const tg_dist *d) { return d ? d->world : 1; }
+int tg_dist_local_rank(const tg_dist *d) { return d ? d->local_rank : 0; }
+double tg_dist_share(const tg_dist *d) { return d ? d->share : 1.0; }
+
+tg_dist_opts tg_dist_opts_default(void) {
+    return (tg_dist_opts){.bucket_bytes = 512 * 1024, .overlap = true, .sync_batchnorm = true};
+}
+
+tg_status tg_dist_barrier(tg_dist *d) {
+    if (!d || d->world == 1) return TG_OK;
+#ifdef TG_HAVE_MPI
+    MPI_CHECK(MPI_Barrier(d->comm), "tg_dist_barrier: MPI_Barrier");
+#endif
+    return TG_OK;
+}
+
+tg_status tg_dist_allreduce_sum(tg_dist *d, double *values, int n) {
+    if (!d || d->world == 1 || n == 0) return TG_OK;
+    if (!values || n < 0) return tg_fail(TG_ERR_ARG, "tg_dist_allreduce_sum: bad arguments");
+#ifdef TG_HAVE_MPI
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, d->comm),
+              "tg_dist_allreduce_sum: MPI_Allreduce");
+#endif
+    return TG_OK;
+}
+
+#ifdef TG_HAVE_MPI
+/* MPI counts are int: long buffers go in pieces of at most 2^30 floats. */
+static tg_status bcast_floats(tg_dist *d, float *p, int64_t n) {
+    if (d->nccl) {
+#ifdef TG_HAVE_NCCL
+        return tg_nccl_broadcast(d->nccl, p, n);
+#endif
+    }
+    for (int64_t off = 0; off < n;) {
+        int part = n - off > (1 << 30) ? 1 << 30 : (int)(n - off);
+        MPI_CHECK(MPI_Bcast(p + off, part, MPI_FLOAT, 0, d->comm),
+                  "tg_dist_broadcast_params: MPI_Bcast");
+        off += part;
+    }
+    return TG_OK;
+}
+#endif
+
+tg_status tg_dist_broadcast_params(tg_dist *d, tg_params *ps) {
+    if (!ps) return tg_fail(TG_ERR_ARG, "tg_dist_broadcast_params: argument 'ps' is NULL");
+    if (!d || d->world == 1) return TG_OK;
+    if (tg_params_device(ps) != d->device)
+        return tg_fail(TG_ERR_ARG, "tg_dist_broadcast_params: the store is on %s but the "
+                       "job was set up for %s", tg_device_name(tg_params_device(ps)),
+                       tg_device_name(d->device));
+#ifdef TG_HAVE_MPI
+    if (d->device == TG_DEVICE_CUDA && !d->nccl)
+        return tg_fail(TG_ERR_UNSUPPORTED, "tg_dist_broadcast_params: CUDA parameters need "
+                       "NCCL (build with CUDA and MPI)");
+    tg_status st = bcast_floats(d, tg_params_data(ps), tg_params_flat_numel(ps));
+    /* Buffers: a flat area too; its length is the end of its last view. */
+    int64_t nbuf = 0;
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        tg_tensor *t = tg_params_at(ps, i);
+        if (!t->requires_grad) {
+            int64_t end = (t->data - tg_params_buffers(ps)) + t->numel;
+            if (end > nbuf) nbuf = end;
+        }
+    }
+    if (st == TG_OK && nbuf) st = bcast_floats(d, tg_params_buffers(ps), nbuf);
+    if (st == TG_OK && d->device == TG_DEVICE_CUDA) st = tg_device_sync(d->device);
+    return st;
+#else
+    return TG_OK;
+#endif
+}
+
+tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts opts) {
+    if (!ctx || !ps)
+        return tg_fail(TG_ERR_ARG, "tg_dist_attach: argument '%s' is NULL", !ctx ? "ctx" : "ps");
+    if (!d) return TG_OK; /* a world of 1 */
+    if (tg_ctx_device(ctx) != d->device || tg_params_device(ps) != d->device)
+        return tg_fail(TG_ERR_ARG, "tg_dist_attach: the context and the store must be on %s, "
+                       "the device the job was set up for", tg_device_name(d->device));
+    if (opts.bucket_bytes < 4)
+        return tg_fail(TG_ERR_ARG, "tg_dist_attach: bucket_bytes is %zu; it must be >= 4",
+                       opts.bucket_bytes);
+    if (d->world == 1) return TG_OK;
+    /* Buckets from the end of the store: parameter i's range is [offset_i, offset_{i+1})
+     * (its view plus alignment padding, which stays zero). */
+    int count = tg_params_count(ps), nparams = 0;
+    int64_t flat = tg_params_flat_numel(ps);
+    float *base = tg_params_grad(ps);
+    dist_bucket *buckets = calloc((size_t)(count ? count : 1), sizeof *buckets);
+    if (!buckets) return tg_fail(TG_ERR_NOMEM, "tg_dist_attach: out of memory");
+    int nb = 0;
+    int64_t end = flat, limit = (int64_t)(opts.bucket_bytes / sizeof(float));
+    for (int i = count - 1; i >= 0; i--) {
+        tg_tensor *t = tg_params_at(ps, i);
+        if (!t->requires_grad) continue;
+        nparams++;
+        int64_t begin = t->grad - base;
+        if (end - begin >= limit || i == 0) {
+            buckets[nb++] = (dist_bucket){.begin = begin, .end = end};
+            end = begin;
+        }
+    }
+    if (end > 0) { /* the first parameters, when the loop ended before a cut */
+        if (nb) buckets[nb - 1].begin = 0;
+        else buckets[nb++] = (dist_bucket){.begin = 0, .end = end};
+    }
+    free(d->buckets);
+    d->buckets = buckets;
+    d->nbuckets = nparams ? nb : 0;
+    d->ctx = ctx;
+    d->ps = ps;
+    d->opts = opts;
+    d->stats.buckets = d->nbuckets;
+    ctx->dist = d;
+    ctx->sync_bn = opts.sync_batchnorm ? d : NULL;
+    return TG_OK;
+}
+
+tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global) {
+    if (!d) return TG_OK;
+    if (local < 0 || global <= 0 || local > global)
+        return tg_fail(TG_ERR_ARG, "tg_dist_set_batch: local %lld of global %lld examples",
+                       (long long)local, (long long)global);
+    d->share = (double)local / (double)global;
+    return TG_OK;
+}
+
+/* Starts bucket b: scale by this rank's share, then a non-blocking sum over ranks. */
+static tg_status bucket_start(tg_dist *d, dist_bucket *b) {
+    b->started = true;
+    float *p = tg_params_grad(d->ps) + b->begin;
+    int64_t n = b->end - b->begin;
+    d->stats.bytes += (double)n * sizeof(float);
+#ifdef TG_HAVE_NCCL
+    if (d->nccl) return tg_nccl_allreduce(d->nccl, p, n, (float)d->share);
+#endif
+#ifdef TG_HAVE_MPI
+    if (d->device == TG_DEVICE_CUDA)
+        return tg_fail(TG_ERR_UNSUPPORTED, "tg_dist: CUDA gradients need NCCL");
+    if (n > INT_MAX)
+        return tg_fail(TG_ERR_ARG, "tg_dist: a bucket of %lld floats exceeds MPI's int count; "
+                       "use smaller bucket_bytes", (long long)n);
+    float s = (float)d->share;
+    if (s != 1.0f)
+        for (int64_t i = 0; i < n; i++) p[i] *= s;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p, (int)n, MPI_FLOAT, MPI_SUM, d->comm, &b->req),
+              "tg_dist: MPI_Iallreduce");
+#else
+    (void)p;
+#endif
+    return TG_OK;
+}
+
+/* Smallest record index touching each bucket, from the tape about to be replayed. */
+static void plan_buckets(tg_dist *d) {
+    float *base = tg_params_grad(d->ps);
+    for (int b = 0; b < d->nbuckets; b++) {
+        d->buckets[b].first_use = -1;
+        d->buckets[b].started = false;
+    }
+    const tg_tape *tape = &d->ctx->tape;
+    for (int r = tape->len - 1; r >= 0; r--) {
+        const tg_record *rec = &tape->records[r];
+        for (int i = 0; i < rec->ninputs; i++) {
+            const tg_tensor *t = rec->inputs[i];
+            if (!t || !t->is_param || !t->requires_grad || !t->grad) continue;
+            int64_t off = t->grad - base;
+            for (int b = 0; b < d->nbuckets; b++)
+                if (off >= d->buckets[b].begin && off < d->buckets[b].end)
+                    d->buckets[b].first_use = r; /* r decreases: ends as the minimum */
+        }
+    }
+}
+
+void tg_dist_backward_hook(tg_dist *d, int record) {
+    if (!d || d->world == 1 || !d->nbuckets || d->pending) return;
+    double t0 = tg_now();
+    if (record == TG_DIST_BACKWARD_BEGIN) {
+        plan_buckets(d);
+    } else if (d->opts.overlap) {
+        /* After record r has run, every bucket first used at r or later is final. Buckets
+         * no op touched wait for the end (their gradients are zero but every rank sends
+         * them, so all ranks make the same calls). */
+        for (int b = 0; b < d->nbuckets && !d->pending; b++) {
+            dist_bucket *bk = &d->buckets[b];
+            if (!bk->started && bk->first_use >= 0 && bk->first_use >= record &&
+                record != TG_DIST_BACKWARD_END) {
+                d->pending = bucket_start(d, bk);
+                d->stats.early_buckets++;
+            }
+        }
+#ifdef TG_HAVE_MPI
+        /* Let the running all-reduces advance (Open MPI progresses them only in calls). */
+        if (!d->nccl) {
+            for (int b = 0; b < d->nbuckets; b++) {
+                int done;
+                if (d->buckets[b].started && d->buckets[b].req != MPI_REQUEST_NULL)
+                    MPI_Test(&d->buckets[b].req, &done, MPI_STATUS_IGNORE);
+            }
+        }
+#endif
+    }
+    d->stats.launch_seconds += tg_now() - t0;
+}
+
+tg_status tg_dist_sync_grads(tg_dist *d) {
+    if (!d || d->world == 1 || !d->nbuckets) return TG_OK;
+    if (!d->ps) return tg_fail(TG_ERR_STATE, "tg_dist_sync_grads: call tg_dist_attach first");
+    double t0 = tg_now();
+    tg_status st = d->pending;
+    for (int b = 0; b < d->nbuckets && st == TG_OK; b++)
+        if (!d->buckets[b].started) st = bucket_start(d, &d->buckets[b]);
+#ifdef TG_HAVE_MPI
+    if (!d->nccl) {
+        for (int b = 0; b < d->nbuckets; b++) {
+            if (!d->buckets[b].started) continue;
+            int rc = MPI_Wait(&d->buckets[b].req, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS && st == TG_OK) st = mpi_fail(rc, "tg_dist: MPI_Wait");
+        }
+    }
+#endif
+    for (int b = 0; b < d->nbuckets; b++) d->buckets[b].started = false;
+    d->pending = TG_OK;
+    d->stats.wait_seconds += tg_now() - t0;
+    d->stats.steps++;
+    return st ? tg_fail(st, "tg_dist_sync_grads: the gradient all-reduce failed") : TG_OK;
+}
+
+tg_dist_stats tg_dist_get_stats(const tg_dist *d) {
+    return d ? d->stats : (tg_dist_stats){0};
+}
+
+void tg_dist_reset_stats(tg_dist *d) {
+    if (d) d->stats = (tg_dist_stats){.buckets = d->nbuckets};
+}

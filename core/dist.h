@@ -1,0 +1,42 @@
+/*
+ * core/dist.h — internals of data-parallel training shared by core/dist.c, the tape
+ * (autograd/tape.c starts gradient buckets from its backward walk), sync batchnorm
+ * (ops/batchnorm_sync.c) and the NCCL glue (cuda/dist.cu). Not installed.
+ */
+#ifndef TG_DIST_H
+#define TG_DIST_H
+
+#include "tapegrad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called by tg_backward on a context attached to d (ctx->dist): `record` is
+ * TG_DIST_BACKWARD_BEGIN before the walk, the index of each record whose backward has
+ * just run, and TG_DIST_BACKWARD_END after the walk. Starts every bucket whose gradients
+ * are final and lets outstanding all-reduces progress. Errors are recorded and reported
+ * by tg_dist_sync_grads. */
+#define TG_DIST_BACKWARD_BEGIN (-2)
+#define TG_DIST_BACKWARD_END (-1)
+void tg_dist_backward_hook(tg_dist *d, int record);
+
+/* This rank's share of the current global batch (local / global), 1 for a world of 1. */
+double tg_dist_share(const tg_dist *d);
+
+#ifdef TG_HAVE_NCCL
+/* cuda/dist.cu: NCCL on the library's stream. `comm` is an ncclComm_t. */
+size_t tg_nccl_id_bytes(void);
+tg_status tg_nccl_get_id(void *id);  /* rank 0 makes it; MPI broadcasts it */
+tg_status tg_nccl_select_device(int local_rank, int *device);
+tg_status tg_nccl_init(void **comm, int world, int rank, const void *id);
+void tg_nccl_free(void *comm);
+/* buf (n floats, device) *= scale (skipped when 1), then summed over ranks in place. */
+tg_status tg_nccl_allreduce(void *comm, float *buf, int64_t n, float scale);
+tg_status tg_nccl_broadcast(void *comm, float *buf, int64_t n);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TG_DIST_H */
