@@ -51,4 +51,11 @@ ldd "$tmp/prog_shared" | grep -q "$libdir/libtapegrad.so" ||
     { echo "install_check: prog_shared does not resolve libtapegrad.so from $libdir" >&2; exit 1; }
 echo "shared:"; "$tmp/prog_shared"
 echo "static:"; "$tmp/prog_static"
-echo "install_check: OK (shared and static)"
+# A user's own op and model, from the installed header alone: examples/custom_op.c (a
+# learnable PReLU: gradcheck, training, checkpoint) built against the prefix and run.
+# shellcheck disable=SC2046
+"$cc" "$here/../examples/custom_op.c" -o "$tmp/custom_op" $(pc --cflags --libs) -lm \
+    -Wl,-rpath,"$libdir"
+"$tmp/custom_op" "$tmp/custom_op.ckpt" | grep -E '^(gradcheck|accuracy)' ||
+    { echo "install_check: examples/custom_op.c failed against the installed header" >&2; exit 1; }
+echo "install_check: OK (shared and static, and a custom op from the installed header)"

@@ -7,13 +7,19 @@
  * of a core. On an idle machine that makes back-to-back regions cheap. When another
  * process holds a core, the spinning thread takes the time slice the thread with the work
  * needs, every region's barrier waits for the scheduler, and a small CNN's epoch ran 14-30x
- * slower (issue 14). A short spin keeps most of the idle benefit (the next region of a
- * step usually starts within microseconds) and gives the core away soon after.
- * bench/wait_policy.sh measures the choice; bench/RESULTS.md has its table.
+ * slower (issue 14). A short spin followed by a real sleep (OMP_WAIT_POLICY=passive with
+ * GOMP_SPINCOUNT=10000: spin about 10,000 times, then block on a futex) keeps the idle
+ * speed (the next region of a step usually starts within microseconds) and gives the core
+ * away soon after. Measured with bench/wait_policy.sh on the idle 2-core VM (one busy
+ * loop per core for "loaded"; bench/RESULTS.md): libgomp's default 24x slower loaded
+ * than idle, passive alone 14x, GOMP_SPINCOUNT=10000 alone 5.6x, passive + 10000 2.6x,
+ * with no idle cost. (OMP_DYNAMIC=true, which shrinks teams under load, deadlocks
+ * OpenBLAS's OpenMP build, which assumes the threads it asked for.)
  *
  * libgomp (and OpenBLAS's OpenMP build, which shares its threads) reads OMP_WAIT_POLICY
  * and GOMP_SPINCOUNT once, when the program is loaded, so setting them in main() is too
- * late: when the user set neither, main() sets GOMP_SPINCOUNT=TAPEGRAD_SPINCOUNT and
+ * late: when the user set neither, main() sets OMP_WAIT_POLICY=passive and
+ * GOMP_SPINCOUNT=TAPEGRAD_SPINCOUNT and
  * re-executes the program once (execv of /proc/self/exe, same arguments), marking the
  * environment with TAPEGRAD_OMP_DEFAULTS=applied so it happens only once. The user's own
  * OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins (nothing is changed), and
@@ -37,12 +43,14 @@ static void apply_omp_defaults(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") ||
         getenv("TAPEGRAD_OMP_DEFAULTS"))
         return;
-    if (setenv("GOMP_SPINCOUNT", TAPEGRAD_SPINCOUNT, 1) != 0 ||
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0 ||
+        setenv("GOMP_SPINCOUNT", TAPEGRAD_SPINCOUNT, 1) != 0 ||
         setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)
         return;
     execv("/proc/self/exe", argv);
     /* Still here: no /proc. This process keeps the defaults libgomp read at load time;
      * children (gnuplot, ...) should not inherit a setting that was never in force. */
+    unsetenv("OMP_WAIT_POLICY");
     unsetenv("GOMP_SPINCOUNT");
 }
 
