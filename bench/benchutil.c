@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int bench_repeats = 15;
@@ -46,4 +47,33 @@ float *bench_floats(int64_t n, float value) {
     }
     for (int64_t i = 0; i < n; i++) p[i] = value;
     return p;
+}
+
+typedef struct copy_job {
+    char *src, *dst;
+} copy_job;
+
+static void copy_run(void *user) {
+    copy_job *j = user;
+    const int64_t chunk = 1 << 20, nchunks = BENCH_COPY_BYTES / chunk;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nchunks; c++) memcpy(j->dst + c * chunk, j->src + c * chunk, (size_t)chunk);
+}
+
+double bench_copy_gbps(double *best) {
+    copy_job cj = {.src = (char *)bench_floats(BENCH_COPY_BYTES / 4, 1.0f),
+                   .dst = (char *)bench_floats(BENCH_COPY_BYTES / 4, 0.0f)};
+    double gbps = 0.0, top = 0.0;
+    for (int i = 0; i < 3; i++) {
+        double med, b;
+        bench_time(copy_run, &cj, &med, &b);
+        double g = 2.0 * (double)BENCH_COPY_BYTES / med * 1e-9;
+        double gb = 2.0 * (double)BENCH_COPY_BYTES / b * 1e-9;
+        if (g > gbps) gbps = g;
+        if (gb > top) top = gb;
+    }
+    free(cj.src);
+    free(cj.dst);
+    if (best) *best = top;
+    return gbps;
 }

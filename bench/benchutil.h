@@ -18,5 +18,10 @@ void bench_time(bench_fn fn, void *user, double *median, double *best);
 /* n floats, 64-byte aligned, every page touched (set to value) before any timing; exits
  * with a message when out of memory (a benchmark, not the library). */
 float *bench_floats(int64_t n, float value);
+/* The copy ceiling the benchmarks judge memory-bound kernels by: a threaded memcpy of
+ * 64 MiB (far beyond the last-level cache), read + write bytes per second; the highest of
+ * three medians of bench_repeats copies. *best (may be NULL): the best single copy. */
+#define BENCH_COPY_BYTES ((int64_t)64 << 20)
+double bench_copy_gbps(double *best);
 
 #endif

@@ -26,19 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COPY_BYTES ((int64_t)64 << 20)
-
-typedef struct copy_job {
-    char *src, *dst;
-} copy_job;
-
-static void copy_run(void *user) {
-    copy_job *j = user;
-    const int64_t chunk = 1 << 20, nchunks = COPY_BYTES / chunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) memcpy(j->dst + c * chunk, j->src + c * chunk, (size_t)chunk);
-}
-
 typedef struct dw_job {
     conv2d_geom g;
     float *x, *w, *b, *y, *dy, *dx, *dw, *db;
@@ -117,23 +104,11 @@ int main(int argc, char **argv) {
 
     /* The copy ceiling is measured three times (the machine may be shared) and the
      * highest median is used: the ratios below are the conservative ones. */
-    copy_job cj = {.src = (char *)bench_floats(COPY_BYTES / 4, 1.0f),
-                   .dst = (char *)bench_floats(COPY_BYTES / 4, 0.0f)};
-    double copy_gbps = 0.0, copy_best = 0.0;
-    for (int i = 0; i < 3; i++) {
-        double med, best;
-        bench_time(copy_run, &cj, &med, &best);
-        double gbps = 2.0 * (double)COPY_BYTES / med * 1e-9;
-        if (gbps > copy_gbps) copy_gbps = gbps;
-        if (2.0 * (double)COPY_BYTES / best * 1e-9 > copy_best)
-            copy_best = 2.0 * (double)COPY_BYTES / best * 1e-9;
-    }
+    double copy_best, copy_gbps = bench_copy_gbps(&copy_best);
     printf("depthwise 3x3 pad 1, batch 1, %d threads, median of %d repeats (best in "
            "brackets)\ncopy bandwidth: %.1f GB/s (highest of 3 medians; best %.1f; 64 MiB, "
            "read + write)\n\n",
            threads, bench_repeats, copy_gbps, copy_best);
-    free(cj.src);
-    free(cj.dst);
 
     printf("%-22s %-8s %12s %18s %7s\n", "shape", "kernel", "time", "GB/s (best)", "copy");
     printf("forum experiment (C=256):\n");

@@ -33,19 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COPY_BYTES ((int64_t)64 << 20)
 #define ROW 1024 /* the broadcast row (a bias of 1024 features) */
-
-typedef struct copy_job {
-    char *src, *dst;
-} copy_job;
-
-static void copy_run(void *user) {
-    copy_job *j = user;
-    const int64_t chunk = 1 << 20, nchunks = COPY_BYTES / chunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) memcpy(j->dst + c * chunk, j->src + c * chunk, (size_t)chunk);
-}
 
 typedef struct ew_job {
     int64_t n;
@@ -112,23 +100,11 @@ int main(int argc, char **argv) {
     n = n / ROW * ROW;
     tg_set_num_threads(threads);
 
-    copy_job cj = {.src = (char *)bench_floats(COPY_BYTES / 4, 1.0f),
-                   .dst = (char *)bench_floats(COPY_BYTES / 4, 0.0f)};
-    double copy_gbps = 0.0, copy_best = 0.0;
-    for (int i = 0; i < 3; i++) {
-        double med, best;
-        bench_time(copy_run, &cj, &med, &best);
-        double gbps = 2.0 * (double)COPY_BYTES / med * 1e-9;
-        if (gbps > copy_gbps) copy_gbps = gbps;
-        if (2.0 * (double)COPY_BYTES / best * 1e-9 > copy_best)
-            copy_best = 2.0 * (double)COPY_BYTES / best * 1e-9;
-    }
+    double copy_best, copy_gbps = bench_copy_gbps(&copy_best);
     printf("element-wise kernels, %lld elements (%.0f MiB a tensor), %d threads, median of %d "
            "repeats (best in brackets)\ncopy bandwidth: %.1f GB/s (highest of 3 medians; best "
            "%.1f; 64 MiB, read + write)\n\n",
            (long long)n, (double)n * 4 / (1 << 20), threads, bench_repeats, copy_gbps, copy_best);
-    free(cj.src);
-    free(cj.dst);
 
     tg_shape flat = tg_shape2(n / ROW, ROW), row = tg_shape1(ROW);
     ew_job j = {.n = n,

@@ -34,21 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COPY_BYTES ((int64_t)64 << 20)
-
-/* ---------------------------------------------------------------- ceilings */
-
-typedef struct copy_job {
-    char *src, *dst;
-} copy_job;
-
-static void copy_run(void *user) {
-    copy_job *j = user;
-    const int64_t chunk = 1 << 20, nchunks = COPY_BYTES / chunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) memcpy(j->dst + c * chunk, j->src + c * chunk, (size_t)chunk);
-}
-
 /* ---------------------------------------------------------------- matmul */
 
 typedef struct mm_job {
@@ -199,17 +184,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     tg_set_num_threads(threads);
-    copy_job cj = {.src = (char *)bench_floats(COPY_BYTES / 4, 1.0f),
-                   .dst = (char *)bench_floats(COPY_BYTES / 4, 0.0f)};
-    double copy_gbps = 0.0;
-    for (int i = 0; i < 3; i++) {
-        double med, best;
-        bench_time(copy_run, &cj, &med, &best);
-        double g = 2.0 * (double)COPY_BYTES / med * 1e-9;
-        if (g > copy_gbps) copy_gbps = g;
-    }
-    free(cj.src);
-    free(cj.dst);
+    double copy_gbps = bench_copy_gbps(NULL);
     printf("linalg_bench: %d threads, median of %d repeats; copy bandwidth %.1f GB/s "
            "(highest of 3 medians, 64 MiB read + write)\n\n", threads, bench_repeats, copy_gbps);
 

@@ -27,19 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COPY_BYTES ((int64_t)64 << 20)
-
-typedef struct copy_job {
-    char *src, *dst;
-} copy_job;
-
-static void copy_run(void *user) {
-    copy_job *j = user;
-    const int64_t chunk = 1 << 20, nchunks = COPY_BYTES / chunk;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) memcpy(j->dst + c * chunk, j->src + c * chunk, (size_t)chunk);
-}
-
 typedef struct job {
     int64_t outer, D, inner; /* softmax view; layer norm: rows = outer, M = D */
     bool log;
@@ -122,16 +109,7 @@ int main(int argc, char **argv) {
     if (argc > 2) bench_repeats = atoi(argv[2]);
     if (bench_repeats < 1) bench_repeats = 1;
     tg_set_num_threads(threads);
-    copy_job cj = {.src = (char *)bench_floats(COPY_BYTES / 4, 1),
-                   .dst = (char *)bench_floats(COPY_BYTES / 4, 0)};
-    double copy = 0;
-    for (int k = 0; k < 3; k++) {
-        double med, best;
-        bench_time(copy_run, &cj, &med, &best);
-        double gbps = 2.0 * (double)COPY_BYTES / med * 1e-9;
-        if (gbps > copy) copy = gbps;
-    }
-    free(cj.src), free(cj.dst);
+    double copy = bench_copy_gbps(NULL);
     printf("norm_bench: %d threads, %d repeats; copy bandwidth %.1f GB/s (64 MiB, read + "
            "write)\n", threads, bench_repeats, copy);
     printf("%-30s %-9s %12s %13s %7s %7s\n", "op (outer, D, inner)", "pass", "median",

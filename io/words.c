@@ -53,23 +53,31 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+/* The next kept word of text[*i..size): its start and length; false at the end. Words
+ * with anything but a-z, or longer than MAX_WORD, are skipped. */
+static bool next_word(const char *text, size_t size, size_t *i, size_t *start, size_t *n) {
+    while (*i < size) {
+        while (*i < size && is_space(text[*i])) (*i)++;
+        *start = *i;
+        bool ok = true;
+        while (*i < size && !is_space(text[*i])) {
+            ok &= text[*i] >= 'a' && text[*i] <= 'z';
+            (*i)++;
+        }
+        *n = *i - *start;
+        if (*n > 0 && *n <= MAX_WORD && ok) return true;
+    }
+    return false;
+}
+
 /* Parses whitespace-separated words from text[0..size) into w. */
 static tg_status words_build(tg_words *w, const char *text, size_t size, const char *what) {
     /* Pass 1: count kept words and letters per split. */
     int64_t letters[2] = {0, 0};
-    for (size_t i = 0; i < size;) {
-        while (i < size && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' ||
-                            text[i] == '\t'))
-            i++;
-        size_t start = i;
-        bool ok = true;
-        while (i < size && text[i] != ' ' && text[i] != '\n' && text[i] != '\r' &&
-               text[i] != '\t') {
-            ok &= text[i] >= 'a' && text[i] <= 'z';
-            i++;
-        }
-        size_t n = i - start;
-        if (n == 0 || n > MAX_WORD || !ok) continue;
+    size_t i = 0, start, n;
+    while (next_word(text, size, &i, &start, &n)) {
         int split = fnv1a(text + start, n) % 10 == 0 ? TG_WORDS_HELD_OUT : TG_WORDS_TRAIN;
         w->count[split]++;
         letters[split] += (int64_t)n;
@@ -90,19 +98,8 @@ static tg_status words_build(tg_words *w, const char *text, size_t size, const c
                        (long long)w->nsorted);
     /* Pass 2: fill the streams and the sorted list. */
     int64_t pos[2] = {0, 0}, k = 0;
-    for (size_t i = 0; i < size;) {
-        while (i < size && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' ||
-                            text[i] == '\t'))
-            i++;
-        size_t start = i;
-        bool ok = true;
-        while (i < size && text[i] != ' ' && text[i] != '\n' && text[i] != '\r' &&
-               text[i] != '\t') {
-            ok &= text[i] >= 'a' && text[i] <= 'z';
-            i++;
-        }
-        size_t n = i - start;
-        if (n == 0 || n > MAX_WORD || !ok) continue;
+    i = 0;
+    while (next_word(text, size, &i, &start, &n)) {
         int split = fnv1a(text + start, n) % 10 == 0 ? TG_WORDS_HELD_OUT : TG_WORDS_TRAIN;
         int32_t *st = w->stream[split];
         st[pos[split]++] = 0;
@@ -115,8 +112,8 @@ static tg_status words_build(tg_words *w, const char *text, size_t size, const c
     }
     for (int s = 0; s < 2; s++) w->stream[s][pos[s]] = 0;
     qsort(w->sorted, (size_t)w->nsorted, sizeof *w->sorted, cmp_str);
-    for (int64_t i = 0; i < w->nsorted; i++)
-        w->sorted_split[i] = (uint8_t)tg_words_split_of(w->sorted[i]);
+    for (int64_t word = 0; word < w->nsorted; word++)
+        w->sorted_split[word] = (uint8_t)tg_words_split_of(w->sorted[word]);
     return TG_OK;
 }
 
