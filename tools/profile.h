@@ -30,7 +30,7 @@ typedef struct peaks {
     double sgemm_gflops;  /* the best shape: the compute ceiling used for bounds */
     double copy_gbps;     /* read + write bytes per second, large buffers, median */
     int64_t copy_bytes;   /* size of each copy buffer */
-    char device_name[256]; /* CUDA: name, SMs, L2, clocks; "" on the CPU */
+    char device_name[320]; /* CUDA: name, SMs, L2, clocks; "" on the CPU */
     double seconds;       /* how long measuring took */
 } peaks;
 
