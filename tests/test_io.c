@@ -27,55 +27,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char tmpdir[64];
-
-static void make_tmpdir(void) {
-    strcpy(tmpdir, "/tmp/tg_io_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(tmpdir);
-    if (!d) return;
-    struct dirent *e;
-    char path[PATH_MAX];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name) {
-    static char path[4][PATH_MAX];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, PATH_MAX, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *bytes, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static uint8_t *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)size + 1);
-    ck_assert_uint_eq(fread(b, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *n = (size_t)size;
-    return b;
-}
-
 /* An IDX file: 00 00 08 ndim, big-endian dims, then bytes i % 251. Returns its size. */
 static size_t make_idx(uint8_t *out, int ndim, const uint32_t *dims) {
     size_t n = 4, numel = 1;
@@ -108,21 +59,9 @@ static size_t gzip_bytes(const uint8_t *in, size_t n, uint8_t *out, size_t cap) 
 }
 
 /* All parameter and buffer values of a store, copied. */
-static float *snapshot(tg_params *ps, int64_t *n) {
-    int64_t total = tg_params_numel(ps) + tg_params_buffer_numel(ps), k = 0;
-    float *copy = malloc((size_t)total * sizeof *copy);
-    for (int i = 0; i < tg_params_count(ps); i++) {
-        const tg_tensor *t = tg_params_at(ps, i);
-        memcpy(copy + k, t->data, (size_t)t->numel * sizeof *copy);
-        k += t->numel;
-    }
-    *n = total;
-    return copy;
-}
-
 static void expect_unchanged(const char *what, tg_params *ps, const float *before) {
     int64_t n;
-    float *now = snapshot(ps, &n);
+    float *now = tg_test_params_snapshot(ps, &n);
     ck_assert_msg(memcmp(now, before, (size_t)n * sizeof *now) == 0,
                   "%s: the model changed although the load was refused", what);
     free(now);
@@ -134,13 +73,13 @@ START_TEST(idx_raw_and_gzip) {
     static uint8_t raw[4096], gz[4096];
     uint32_t dims[3] = {3, 4, 5};
     size_t n = make_idx(raw, 3, dims);
-    make_tmpdir();
-    write_bytes(tmp_path("a.idx"), raw, n);
+    tg_test_tmpdir_make("tg_io_");
+    tg_test_write_bytes(tg_test_tmp_path("a.idx"), raw, n);
     size_t gn = gzip_bytes(raw, n, gz, sizeof gz);
-    write_bytes(tmp_path("a.idx.gz"), gz, gn);
+    tg_test_write_bytes(tg_test_tmp_path("a.idx.gz"), gz, gn);
     const char *names[2] = {"a.idx", "a.idx.gz"};
     for (int k = 0; k < 2; k++) {
-        tg_idx *idx = tg_idx_load(tmp_path(names[k]));
+        tg_idx *idx = tg_idx_load(tg_test_tmp_path(names[k]));
         ck_assert_msg(idx != NULL, "%s: %s", names[k], tg_error_message());
         ck_assert_int_eq(idx->ndim, 3);
         ck_assert_int_eq(idx->dim[0], 3);
@@ -150,7 +89,7 @@ START_TEST(idx_raw_and_gzip) {
         tg_idx_free(idx);
     }
     tg_idx_free(NULL);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
@@ -469,37 +408,37 @@ static void run_train(run *r, int epochs) {
 }
 
 START_TEST(checkpoint_resume_is_bit_exact) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_io_");
     tg_dataset *ds = toy_dataset(200);
     for (int adam = 0; adam < 2; adam++) {
         run straight = run_new(ds, adam, 1);
         run_train(&straight, 2);
-        ck_assert_int_eq(tg_checkpoint_save(tmp_path("straight.ckpt"), straight.m,
+        ck_assert_int_eq(tg_checkpoint_save(tg_test_tmp_path("straight.ckpt"), straight.m,
                                             straight.opt, &straight.st), TG_OK);
         run first = run_new(ds, adam, 1);
         run_train(&first, 1);
-        ck_assert_int_eq(tg_checkpoint_save(tmp_path("one.ckpt"), first.m, first.opt,
+        ck_assert_int_eq(tg_checkpoint_save(tg_test_tmp_path("one.ckpt"), first.m, first.opt,
                                             &first.st), TG_OK);
         run resumed = run_new(ds, adam, 99); /* other init and shuffle seed: all restored */
-        ck_assert_int_eq(tg_checkpoint_load(tmp_path("one.ckpt"), resumed.m, resumed.opt,
+        ck_assert_int_eq(tg_checkpoint_load(tg_test_tmp_path("one.ckpt"), resumed.m, resumed.opt,
                                             &resumed.st), TG_OK);
         ck_assert_int_eq(tg_loader_seek(resumed.ld, resumed.st.data), TG_OK);
         ck_assert_int_eq(resumed.st.epoch, 1);
         ck_assert_int_eq(tg_optim_steps(resumed.opt), 13);
         run_train(&resumed, 2);
-        ck_assert_int_eq(tg_checkpoint_save(tmp_path("resumed.ckpt"), resumed.m, resumed.opt,
+        ck_assert_int_eq(tg_checkpoint_save(tg_test_tmp_path("resumed.ckpt"), resumed.m, resumed.opt,
                                             &resumed.st), TG_OK);
         size_t na, nb;
-        uint8_t *a = read_bytes(tmp_path("straight.ckpt"), &na);
-        uint8_t *b = read_bytes(tmp_path("resumed.ckpt"), &nb);
+        uint8_t *a = tg_test_read_bytes(tg_test_tmp_path("straight.ckpt"), &na);
+        uint8_t *b = tg_test_read_bytes(tg_test_tmp_path("resumed.ckpt"), &nb);
         ck_assert_uint_eq(na, nb);
         ck_assert_msg(memcmp(a, b, na) == 0, "%s: 2 epochs straight and 1 + resume differ",
                       adam ? "adam" : "sgd");
         /* Saving the same state again gives the same bytes (no timestamps). */
-        ck_assert_int_eq(tg_checkpoint_save(tmp_path("again.ckpt"), resumed.m, resumed.opt,
+        ck_assert_int_eq(tg_checkpoint_save(tg_test_tmp_path("again.ckpt"), resumed.m, resumed.opt,
                                             &resumed.st), TG_OK);
         free(b);
-        b = read_bytes(tmp_path("again.ckpt"), &nb);
+        b = tg_test_read_bytes(tg_test_tmp_path("again.ckpt"), &nb);
         ck_assert(nb == na && memcmp(a, b, na) == 0);
         free(a);
         free(b);
@@ -508,24 +447,24 @@ START_TEST(checkpoint_resume_is_bit_exact) {
         run_free(&resumed);
     }
     tg_dataset_free(ds);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(checkpoint_refuses_bad_files) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_io_");
     tg_dataset *ds = toy_dataset(64);
     run r = run_new(ds, true, 1);
     run_train(&r, 1);
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s", tmp_path("good.ckpt"));
+    snprintf(path, sizeof path, "%s", tg_test_tmp_path("good.ckpt"));
     ck_assert_int_eq(tg_checkpoint_save(path, r.m, r.opt, &r.st), TG_OK);
     size_t n;
-    uint8_t *good = read_bytes(path, &n);
+    uint8_t *good = tg_test_read_bytes(path, &n);
     uint8_t *bad = malloc(n + 8);
     run fresh = run_new(ds, true, 5);
     int64_t total;
-    float *before = snapshot(tg_model_params(fresh.m), &total);
+    float *before = tg_test_params_snapshot(tg_model_params(fresh.m), &total);
     tg_train_state st_before = fresh.st;
     /* Truncated at every length class: empty, in the header, in the entries, in the data. */
     size_t cuts[] = {0, 7, 20, 40, 120, n / 2, n - 5, n - 1};
@@ -559,7 +498,7 @@ START_TEST(checkpoint_refuses_bad_files) {
     ck_assert_int_eq(tg_checkpoint_parse(bad, n, "v2.ckpt", fresh.m, NULL, NULL),
                      TG_ERR_FORMAT);
     tg_expect_error("version", TG_ERR_FORMAT, "v2.ckpt", "format version 2");
-    ck_assert_int_eq(tg_checkpoint_load(tmp_path("missing.ckpt"), fresh.m, NULL, NULL),
+    ck_assert_int_eq(tg_checkpoint_load(tg_test_tmp_path("missing.ckpt"), fresh.m, NULL, NULL),
                      TG_ERR_IO);
     tg_expect_error("missing", TG_ERR_IO, "missing.ckpt", NULL);
     /* Another model, another optimizer, no optimizer section. */
@@ -572,11 +511,11 @@ START_TEST(checkpoint_refuses_bad_files) {
     tg_optim *sgd = tg_sgd_new(tg_model_params(sgd_m), (tg_sgd_opts){.lr = 0.1f});
     ck_assert_int_eq(tg_checkpoint_load(path, sgd_m, sgd, NULL), TG_ERR_FORMAT);
     tg_expect_error("other optimizer", TG_ERR_FORMAT, "adam optimizer state", "is sgd");
-    ck_assert_int_eq(tg_checkpoint_save(tmp_path("bare.ckpt"), r.m, NULL, NULL), TG_OK);
-    ck_assert_int_eq(tg_checkpoint_load(tmp_path("bare.ckpt"), fresh.m, fresh.opt, NULL),
+    ck_assert_int_eq(tg_checkpoint_save(tg_test_tmp_path("bare.ckpt"), r.m, NULL, NULL), TG_OK);
+    ck_assert_int_eq(tg_checkpoint_load(tg_test_tmp_path("bare.ckpt"), fresh.m, fresh.opt, NULL),
                      TG_ERR_FORMAT);
     tg_expect_error("no optimizer", TG_ERR_FORMAT, "no optimizer state", NULL);
-    ck_assert_int_eq(tg_checkpoint_load(tmp_path("bare.ckpt"), fresh.m, NULL, &fresh.st),
+    ck_assert_int_eq(tg_checkpoint_load(tg_test_tmp_path("bare.ckpt"), fresh.m, NULL, &fresh.st),
                      TG_ERR_FORMAT);
     tg_expect_error("no train state", TG_ERR_FORMAT, "no train state", NULL);
     /* Nothing of `fresh` changed through all of that. */
@@ -594,7 +533,7 @@ START_TEST(checkpoint_refuses_bad_files) {
     ck_assert_int_eq(tg_checkpoint_load(path, fresh.m, fresh.opt, &fresh.st), TG_OK);
     ck_assert_int_eq(tg_optim_steps(fresh.opt), tg_optim_steps(r.opt));
     ck_assert(memcmp(&fresh.st, &r.st, sizeof r.st) == 0);
-    float *after = snapshot(tg_model_params(fresh.m), &total);
+    float *after = tg_test_params_snapshot(tg_model_params(fresh.m), &total);
     expect_unchanged("restored", tg_model_params(r.m), after);
     free(after);
     free(before);
@@ -606,13 +545,13 @@ START_TEST(checkpoint_refuses_bad_files) {
     run_free(&fresh);
     run_free(&r);
     tg_dataset_free(ds);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
 START_TEST(checkpoint_keeps_buffers) {
     /* forum50 with batchnorm has buffers (running statistics): they round-trip too. */
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_io_");
     tg_forum50_opts o = {.channels = 4, .layers = 3, .bn = true, .relu = true};
     tg_model *a = tg_forum50_new(o, TG_DEVICE_CPU, 1), *b = tg_forum50_new(o, TG_DEVICE_CPU, 2);
     ck_assert_msg(a && b, "%s", tg_error_message());
@@ -622,15 +561,15 @@ START_TEST(checkpoint_keeps_buffers) {
         tg_tensor *t = tg_params_at(pa, i);
         for (int64_t k = 0; k < t->numel; k++) t->data[k] = (float)(i * 1000 + k) * 0.5f;
     }
-    ck_assert_int_eq(tg_checkpoint_save(tmp_path("bn.ckpt"), a, NULL, NULL), TG_OK);
-    ck_assert_int_eq(tg_checkpoint_load(tmp_path("bn.ckpt"), b, NULL, NULL), TG_OK);
+    ck_assert_int_eq(tg_checkpoint_save(tg_test_tmp_path("bn.ckpt"), a, NULL, NULL), TG_OK);
+    ck_assert_int_eq(tg_checkpoint_load(tg_test_tmp_path("bn.ckpt"), b, NULL, NULL), TG_OK);
     int64_t n;
-    float *sa = snapshot(pa, &n);
+    float *sa = tg_test_params_snapshot(pa, &n);
     expect_unchanged("buffers round trip", tg_model_params(b), sa);
     free(sa);
     tg_model_free(a);
     tg_model_free(b);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
@@ -655,9 +594,9 @@ static double now_s(void) {
 }
 
 START_TEST(checkpoint_survives_kill_during_save) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_io_");
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s", tmp_path("kill.ckpt"));
+    snprintf(path, sizeof path, "%s", tg_test_tmp_path("kill.ckpt"));
     tg_model *m = tg_mlp_new((tg_mlp_opts){.hidden = {256}}, TG_DEVICE_CPU, 1); /* ~800 KB */
     tg_params *ps = tg_model_params(m);
     for (int i = 0; i < tg_params_count(ps); i++) {
@@ -705,7 +644,7 @@ START_TEST(checkpoint_survives_kill_during_save) {
     }
     ck_assert_msg(loaded_new > 0, "no save ever completed before the kill");
     tg_model_free(m);
-    remove_tmpdir(); /* also the temporary files killed saves left behind */
+    tg_test_tmpdir_remove(); /* also the temporary files killed saves left behind */
 }
 END_TEST
 
@@ -769,14 +708,14 @@ static int tapegrad(const char *env, const char *args) {
     char exe[PATH_MAX], cmd[6 * PATH_MAX];
     tapegrad_path(exe, sizeof exe);
     snprintf(cmd, sizeof cmd, "%s '%s' %s > '%s' 2>&1", env ? env : "", exe, args,
-             tmp_path("out.txt"));
+             tg_test_tmp_path("out.txt"));
     int status = system(cmd);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 static bool output_has(const char *needle) {
     size_t n;
-    uint8_t *b = read_bytes(tmp_path("out.txt"), &n);
+    uint8_t *b = tg_test_read_bytes(tg_test_tmp_path("out.txt"), &n);
     b[n] = '\0';
     bool has = strstr((char *)b, needle) != NULL;
     free(b);
@@ -786,29 +725,29 @@ static bool output_has(const char *needle) {
 static bool have_gnuplot(void) { return system("command -v gnuplot > /dev/null 2>&1") == 0; }
 
 START_TEST(commands_train_plot_tape) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_io_");
     char args[3 * PATH_MAX];
     snprintf(args, sizeof args, "train mnist --model mlp --epochs 1 --data '%s' --log '%s' "
-             "--checkpoint '%s' --json --threads 1", MINI_DIR, tmp_path("run.csv"),
-             tmp_path("run.ckpt"));
+             "--checkpoint '%s' --json --threads 1", MINI_DIR, tg_test_tmp_path("run.csv"),
+             tg_test_tmp_path("run.ckpt"));
     ck_assert_int_eq(tapegrad(NULL, args), 0);
     ck_assert(output_has("{\"epoch\": 1,") && output_has("\"test_acc\": "));
     snprintf(args, sizeof args, "train mnist --model mlp --epochs 2 --data '%s' --log '%s' "
-             "--resume '%s' --checkpoint '%s' --threads 1", MINI_DIR, tmp_path("run.csv"),
-             tmp_path("run.ckpt"), tmp_path("run.ckpt"));
+             "--resume '%s' --checkpoint '%s' --threads 1", MINI_DIR, tg_test_tmp_path("run.csv"),
+             tg_test_tmp_path("run.ckpt"), tg_test_tmp_path("run.ckpt"));
     ck_assert_int_eq(tapegrad(NULL, args), 0);
     ck_assert(output_has("resumed from") && output_has("epoch 2/2"));
     snprintf(args, sizeof args, "train mnist --model cnn --data '%s' --resume '%s'", MINI_DIR,
-             tmp_path("run.ckpt"));
+             tg_test_tmp_path("run.ckpt"));
     ck_assert_int_eq(tapegrad(NULL, args), 1);
     ck_assert(output_has("holds model 'mlp-784-128-10' but this model is 'cnn"));
     /* Through the command too: 2 epochs straight = 1 epoch + resume to 2, byte for byte. */
     snprintf(args, sizeof args, "train mnist --model mlp --epochs 2 --data '%s' --quiet "
-             "--threads 1 --checkpoint '%s'", MINI_DIR, tmp_path("straight.ckpt"));
+             "--threads 1 --checkpoint '%s'", MINI_DIR, tg_test_tmp_path("straight.ckpt"));
     ck_assert_int_eq(tapegrad(NULL, args), 0);
     size_t na, nb;
-    uint8_t *ca = read_bytes(tmp_path("straight.ckpt"), &na);
-    uint8_t *cb = read_bytes(tmp_path("run.ckpt"), &nb);
+    uint8_t *ca = tg_test_read_bytes(tg_test_tmp_path("straight.ckpt"), &na);
+    uint8_t *cb = tg_test_read_bytes(tg_test_tmp_path("run.ckpt"), &nb);
     ck_assert_msg(na == nb && memcmp(ca, cb, na) == 0, "tapegrad train: resumed run differs");
     free(ca);
     free(cb);
@@ -816,11 +755,11 @@ START_TEST(commands_train_plot_tape) {
     ck_assert(output_has("fetch_mnist"));
     ck_assert_int_eq(tapegrad(NULL, "train mnist --batch 0"), 2);
     /* The plot: a real PNG of some size, or a clear message without gnuplot. */
-    snprintf(args, sizeof args, "plot '%s' -o '%s'", tmp_path("run.csv"), tmp_path("run.png"));
+    snprintf(args, sizeof args, "plot '%s' -o '%s'", tg_test_tmp_path("run.csv"), tg_test_tmp_path("run.png"));
     if (have_gnuplot()) {
         ck_assert_int_eq(tapegrad(NULL, args), 0);
         size_t n;
-        uint8_t *png = read_bytes(tmp_path("run.png"), &n);
+        uint8_t *png = tg_test_read_bytes(tg_test_tmp_path("run.png"), &n);
         ck_assert_msg(n > 10000, "run.png is only %zu bytes", n);
         ck_assert(memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
         free(png);
@@ -831,11 +770,11 @@ START_TEST(commands_train_plot_tape) {
     ck_assert_int_eq(tapegrad("TAPEGRAD_GNUPLOT=/nonexistent/gnuplot", args), 1);
     ck_assert(output_has("gnuplot not found") && output_has("gnuplot-nox"));
     /* The tape: table, Graphviz, explain. */
-    snprintf(args, sizeof args, "tape cnn --explain --dot '%s'", tmp_path("cnn.dot"));
+    snprintf(args, sizeof args, "tape cnn --explain --dot '%s'", tg_test_tmp_path("cnn.dot"));
     ck_assert_int_eq(tapegrad(NULL, args), 0);
     ck_assert(output_has("conv2d") && output_has("max_pool2d") && output_has("backward #"));
     size_t n;
-    uint8_t *dot = read_bytes(tmp_path("cnn.dot"), &n);
+    uint8_t *dot = tg_test_read_bytes(tg_test_tmp_path("cnn.dot"), &n);
     ck_assert(n > 200 && memcmp(dot, "digraph", 7) == 0);
     free(dot);
     const char *models[] = {"mlp", "forum50", "forum50-separable", "mobilenet"};
@@ -846,7 +785,7 @@ START_TEST(commands_train_plot_tape) {
     }
     ck_assert_int_eq(tapegrad(NULL, "tape resnet"), 2);
     ck_assert(output_has("unknown model 'resnet'"));
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 

@@ -26,56 +26,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char tmpdir[64];
-
-static void make_tmpdir(void) {
-    strcpy(tmpdir, "/tmp/tg_st_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(tmpdir);
-    if (!d) return;
-    struct dirent *e;
-    char path[PATH_MAX];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-        if (unlink(path) != 0) rmdir(path);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static const char *tmp_path(const char *name) {
-    static char path[4][PATH_MAX];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, PATH_MAX, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static uint8_t *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)size + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_int_eq(fread(b, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *n = (size_t)size;
-    return b;
-}
-
-static void write_bytes(const char *path, const void *bytes, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fwrite(bytes, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
 /* A safetensors file from a header text and `data` bytes of data (value i & 0xff). */
 static void write_st(const char *path, const char *header, size_t data) {
     size_t h = strlen(header), n = 8 + h + data;
@@ -84,7 +34,7 @@ static void write_st(const char *path, const char *header, size_t data) {
     for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)h >> (8 * i));
     memcpy(b + 8, header, h);
     for (size_t i = 0; i < data; i++) b[8 + h + i] = (uint8_t)i;
-    write_bytes(path, b, n);
+    tg_test_write_bytes(path, b, n);
     free(b);
 }
 
@@ -94,17 +44,6 @@ static bool same_bits(float a, float b) {
 }
 
 /* All values of a store, concatenated (a snapshot to compare). */
-static float *snapshot(const tg_params *ps, int64_t *n) {
-    *n = tg_params_numel(ps) + tg_params_buffer_numel(ps);
-    float *v = malloc((size_t)(*n ? *n : 1) * sizeof *v), *p = v;
-    for (int i = 0; i < tg_params_count(ps); i++) {
-        const tg_tensor *t = tg_params_at(ps, i);
-        memcpy(p, t->data, (size_t)t->numel * sizeof *p);
-        p += t->numel;
-    }
-    return v;
-}
-
 /* The small store most tests load into: w (2, 3), b (3), a buffer r (2). */
 static tg_params *small_store(void) {
     tg_params *ps = tg_params_new(TG_DEVICE_CPU);
@@ -137,7 +76,7 @@ static float *logits_of(tg_model *m, const tg_dataset *ds, int64_t n) {
 /* ---------------------------------------------------------------- round trip */
 
 START_TEST(round_trip_is_byte_identical) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_st_");
     tg_model *m = tg_mobilenet_new((tg_mobilenet_opts){.width = 0.25f, .num_classes = 7},
                                    TG_DEVICE_CPU, 3);
     tg_params *ps = tg_model_params(m);
@@ -147,25 +86,25 @@ START_TEST(round_trip_is_byte_identical) {
         if (!t->requires_grad)
             for (int64_t k = 0; k < t->numel; k++) t->data[k] = 0.5f + (float)k / 64;
     }
-    ck_assert_int_eq(tg_safetensors_save(tmp_path("a.safetensors"), ps, tg_model_name(m)),
+    ck_assert_int_eq(tg_safetensors_save(tg_test_tmp_path("a.safetensors"), ps, tg_model_name(m)),
                      TG_OK);
     tg_model *m2 = tg_mobilenet_new((tg_mobilenet_opts){.width = 0.25f, .num_classes = 7},
                                     TG_DEVICE_CPU, 99);
     tg_params *ps2 = tg_model_params(m2);
     tg_safetensors_report rep;
-    ck_assert_int_eq(tg_safetensors_load(tmp_path("a.safetensors"), ps2, NULL, &rep), TG_OK);
+    ck_assert_int_eq(tg_safetensors_load(tg_test_tmp_path("a.safetensors"), ps2, NULL, &rep), TG_OK);
     ck_assert_int_eq(rep.loaded, tg_params_count(ps));
     ck_assert_int_eq(rep.missing + rep.unexpected + rep.ignored, 0);
     ck_assert_str_eq(rep.model, tg_model_name(m));
     int64_t n1, n2;
-    float *v1 = snapshot(ps, &n1), *v2 = snapshot(ps2, &n2);
+    float *v1 = tg_test_params_snapshot(ps, &n1), *v2 = tg_test_params_snapshot(ps2, &n2);
     ck_assert_int_eq(n1, n2);
     ck_assert(memcmp(v1, v2, (size_t)n1 * sizeof *v1) == 0);
-    ck_assert_int_eq(tg_safetensors_save(tmp_path("b.safetensors"), ps2, tg_model_name(m2)),
+    ck_assert_int_eq(tg_safetensors_save(tg_test_tmp_path("b.safetensors"), ps2, tg_model_name(m2)),
                      TG_OK);
     size_t na, nb;
-    uint8_t *a = read_bytes(tmp_path("a.safetensors"), &na);
-    uint8_t *b = read_bytes(tmp_path("b.safetensors"), &nb);
+    uint8_t *a = tg_test_read_bytes(tg_test_tmp_path("a.safetensors"), &na);
+    uint8_t *b = tg_test_read_bytes(tg_test_tmp_path("b.safetensors"), &nb);
     ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "the second save differs from the first");
     /* The layout: header length a multiple of 8, JSON, metadata, data right after. */
     uint64_t h = 0;
@@ -183,26 +122,26 @@ START_TEST(round_trip_is_byte_identical) {
     /* No metadata model: fine; a store entry named __metadata__: refused. */
     tg_params *odd = tg_params_new(TG_DEVICE_CPU);
     tg_params_add(odd, "__metadata__", tg_shape1(1));
-    ck_assert_int_eq(tg_safetensors_save(tmp_path("c.safetensors"), odd, NULL), TG_ERR_ARG);
+    ck_assert_int_eq(tg_safetensors_save(tg_test_tmp_path("c.safetensors"), odd, NULL), TG_ERR_ARG);
     tg_expect_error("reserved name", TG_ERR_ARG, "__metadata__", "reserves");
     tg_params_free(odd);
     tg_params *empty = tg_params_new(TG_DEVICE_CPU);
-    ck_assert_int_eq(tg_safetensors_save(tmp_path("c.safetensors"), empty, NULL), TG_OK);
-    ck_assert_int_eq(tg_safetensors_load(tmp_path("c.safetensors"), empty, NULL, &rep), TG_OK);
+    ck_assert_int_eq(tg_safetensors_save(tg_test_tmp_path("c.safetensors"), empty, NULL), TG_OK);
+    ck_assert_int_eq(tg_safetensors_load(tg_test_tmp_path("c.safetensors"), empty, NULL, &rep), TG_OK);
     ck_assert_int_eq(rep.loaded, 0);
     ck_assert_str_eq(rep.model, "");
     tg_params_free(empty);
     /* Saving is refused while an error is pending, and into a missing directory. */
     ck_assert_ptr_null(tg_params_add(NULL, "x", tg_shape1(1))); /* an earlier failure */
-    ck_assert_int_eq(tg_safetensors_save(tmp_path("d.safetensors"), ps, NULL), TG_ERR_ARG);
-    ck_assert_int_eq(access(tmp_path("d.safetensors"), F_OK), -1);
+    ck_assert_int_eq(tg_safetensors_save(tg_test_tmp_path("d.safetensors"), ps, NULL), TG_ERR_ARG);
+    ck_assert_int_eq(access(tg_test_tmp_path("d.safetensors"), F_OK), -1);
     tg_error_clear();
     ck_assert_int_eq(tg_safetensors_save("/nonexistent/dir/w.safetensors", ps, NULL),
                      TG_ERR_IO);
     tg_expect_error("bad dir", TG_ERR_IO, "tg_safetensors_save", "/nonexistent/dir");
     tg_model_free(m);
     tg_model_free(m2);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
@@ -300,7 +239,7 @@ END_TEST
 /* The CNN trained and exported by `tapegrad train mnist` + `tapegrad export`, run by
  * PyTorch (tests/golden/pytorch_parity.py): the same logits, the same accuracy. */
 START_TEST(tapegrad_export_runs_the_same_in_pytorch) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_st_");
     const char *path = TG_FIXTURE_DIR "/st_cnn_trained.safetensors";
     tg_fixture *fx = tg_fixture_load("st_cnn_trained.bin");
     tg_model *m = tg_cnn_new((tg_cnn_opts){0}, TG_DEVICE_CPU, 1);
@@ -333,10 +272,10 @@ START_TEST(tapegrad_export_runs_the_same_in_pytorch) {
             "accuracy %.4f (PyTorch the same), max |logit difference| %.2e\n", (long long)n,
             acc, worst);
     /* Saved again from tapegrad: the very bytes PyTorch read. */
-    ck_assert_int_eq(tg_safetensors_save(tmp_path("again.safetensors"), tg_model_params(m),
+    ck_assert_int_eq(tg_safetensors_save(tg_test_tmp_path("again.safetensors"), tg_model_params(m),
                                          tg_model_name(m)), TG_OK);
     size_t na, nb;
-    uint8_t *a = read_bytes(path, &na), *b = read_bytes(tmp_path("again.safetensors"), &nb);
+    uint8_t *a = tg_test_read_bytes(path, &na), *b = tg_test_read_bytes(tg_test_tmp_path("again.safetensors"), &nb);
     ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "re-export differs from the fixture");
     free(a);
     free(b);
@@ -344,15 +283,15 @@ START_TEST(tapegrad_export_runs_the_same_in_pytorch) {
     tg_dataset_free(test);
     tg_model_free(m);
     tg_fixture_free(fx);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
 /* ---------------------------------------------------------------- strict, partial */
 
 START_TEST(strict_and_partial_loading) {
-    make_tmpdir();
-    const char *path = tmp_path("p.safetensors");
+    tg_test_tmpdir_make("tg_st_");
+    const char *path = tg_test_tmp_path("p.safetensors");
     /* w and an extra tensor x; no b, no r; a num_batches_tracked counter. */
     write_st(path, "{\"model.w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
                    "\"x\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[24,26]},"
@@ -360,12 +299,12 @@ START_TEST(strict_and_partial_loading) {
                    "\"data_offsets\":[26,34]}}", 34);
     tg_params *ps = small_store();
     int64_t n;
-    float *before = snapshot(ps, &n);
+    float *before = tg_test_params_snapshot(ps, &n);
     tg_safetensors_opts o = {.strip_prefix = "model."};
     ck_assert_int_eq(tg_safetensors_load(path, ps, &o, NULL), TG_ERR_FORMAT);
     tg_expect_error("strict", TG_ERR_FORMAT, "lacks 2 of the store's 3 tensors: b, r",
                     "opts.partial");
-    float *after = snapshot(ps, &n);
+    float *after = tg_test_params_snapshot(ps, &n);
     ck_assert(memcmp(before, after, (size_t)n * sizeof *after) == 0);
     free(after);
     o.partial = true;
@@ -394,7 +333,7 @@ START_TEST(strict_and_partial_loading) {
     ck_assert_int_eq(rep.loaded, 3);
     free(before);
     tg_params_free(ps);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
@@ -469,11 +408,11 @@ static const bad_case bad_cases[] = {
 };
 
 START_TEST(bad_files_are_refused_and_change_nothing) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_st_");
     tg_params *ps = small_store();
     int64_t n;
-    float *before = snapshot(ps, &n);
-    const char *path = tmp_path("bad.safetensors");
+    float *before = tg_test_params_snapshot(ps, &n);
+    const char *path = tg_test_tmp_path("bad.safetensors");
     /* A valid file first: the cases below differ from it in one rule each. */
     write_st(path, "{" T("w", W) "," T("b", B(24, 36)) "," T("r", R(36, 44)) "}", 44);
     tg_params *ok = small_store();
@@ -495,48 +434,48 @@ START_TEST(bad_files_are_refused_and_change_nothing) {
         /* The same bytes from memory give the same verdict. */
         tg_error_clear();
         size_t size;
-        uint8_t *bytes = read_bytes(path, &size);
+        uint8_t *bytes = tg_test_read_bytes(path, &size);
         ck_assert_int_eq(tg_safetensors_parse(bytes, size, "mem", ps, &o, NULL),
                          TG_ERR_FORMAT);
         ck_assert_msg(strstr(tg_error_message(), c->needle1), "%s (memory): '%s'", c->why,
                       tg_error_message());
         free(bytes);
         tg_error_clear();
-        float *after = snapshot(ps, &n);
+        float *after = tg_test_params_snapshot(ps, &n);
         ck_assert_msg(memcmp(before, after, (size_t)n * sizeof *after) == 0,
                       "%s: the store changed", c->why);
         free(after);
     }
     /* Header length against the file size, and files too short for one. */
     uint8_t raw[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
-    write_bytes(path, raw, 10);
+    tg_test_write_bytes(path, raw, 10);
     ck_assert_int_eq(tg_safetensors_load(path, ps, NULL, NULL), TG_ERR_FORMAT);
     tg_expect_error("header length", TG_ERR_FORMAT, "-byte header but the file is shorter",
                     path);
     raw[0] = 3;
     memset(raw + 1, 0, 7);
-    write_bytes(path, raw, 10);
+    tg_test_write_bytes(path, raw, 10);
     ck_assert_int_eq(tg_safetensors_load(path, ps, NULL, NULL), TG_ERR_FORMAT);
     tg_expect_error("header length", TG_ERR_FORMAT, "3-byte header", "shorter");
-    write_bytes(path, raw, 5);
+    tg_test_write_bytes(path, raw, 5);
     ck_assert_int_eq(tg_safetensors_load(path, ps, NULL, NULL), TG_ERR_FORMAT);
     tg_expect_error("short", TG_ERR_FORMAT, "5 bytes, too short", NULL);
     /* Not a regular file: a directory, a FIFO (which must not hang the open), nothing. */
-    ck_assert_int_eq(tg_safetensors_load(tmpdir, ps, NULL, NULL), TG_ERR_IO);
+    ck_assert_int_eq(tg_safetensors_load(tg_test_tmpdir(), ps, NULL, NULL), TG_ERR_IO);
     tg_expect_error("directory", TG_ERR_IO, "not a regular file", NULL);
-    ck_assert_int_eq(mkfifo(tmp_path("fifo"), 0600), 0);
-    ck_assert_int_eq(tg_safetensors_load(tmp_path("fifo"), ps, NULL, NULL), TG_ERR_IO);
+    ck_assert_int_eq(mkfifo(tg_test_tmp_path("fifo"), 0600), 0);
+    ck_assert_int_eq(tg_safetensors_load(tg_test_tmp_path("fifo"), ps, NULL, NULL), TG_ERR_IO);
     tg_expect_error("fifo", TG_ERR_IO, "not a regular file", "fifo");
-    ck_assert_int_eq(tg_safetensors_load(tmp_path("none"), ps, NULL, NULL), TG_ERR_IO);
+    ck_assert_int_eq(tg_safetensors_load(tg_test_tmp_path("none"), ps, NULL, NULL), TG_ERR_IO);
     tg_expect_error("missing", TG_ERR_IO, "cannot open", NULL);
     ck_assert_int_eq(tg_safetensors_load(path, NULL, NULL, NULL), TG_ERR_ARG);
     tg_expect_error("no store", TG_ERR_ARG, "'ps'", NULL);
-    float *after = snapshot(ps, &n);
+    float *after = tg_test_params_snapshot(ps, &n);
     ck_assert(memcmp(before, after, (size_t)n * sizeof *after) == 0);
     free(after);
     free(before);
     tg_params_free(ps);
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 
@@ -584,14 +523,14 @@ static void tapegrad_path(char *out, size_t size) {
 static int tapegrad(const char *args) {
     char exe[PATH_MAX], cmd[6 * PATH_MAX];
     tapegrad_path(exe, sizeof exe);
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", exe, args, tmp_path("out.txt"));
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", exe, args, tg_test_tmp_path("out.txt"));
     int status = system(cmd);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 static bool output_has(const char *needle) {
     size_t n;
-    uint8_t *b = read_bytes(tmp_path("out.txt"), &n);
+    uint8_t *b = tg_test_read_bytes(tg_test_tmp_path("out.txt"), &n);
     b[n] = '\0';
     bool has = strstr((char *)b, needle) != NULL;
     if (!has) fprintf(stderr, "output lacks '%s':\n%s\n", needle, (char *)b);
@@ -600,23 +539,23 @@ static bool output_has(const char *needle) {
 }
 
 START_TEST(commands_export_and_init_from) {
-    make_tmpdir();
+    tg_test_tmpdir_make("tg_st_");
     char args[4 * PATH_MAX];
     snprintf(args, sizeof args, "train mnist --model mlp --epochs 1 --data '%s' --quiet "
-             "--threads 1 --checkpoint '%s'", MINI_DIR, tmp_path("mlp.ckpt"));
+             "--threads 1 --checkpoint '%s'", MINI_DIR, tg_test_tmp_path("mlp.ckpt"));
     ck_assert_int_eq(tapegrad(args), 0);
-    snprintf(args, sizeof args, "export '%s' -o '%s'", tmp_path("mlp.ckpt"),
-             tmp_path("mlp.safetensors"));
+    snprintf(args, sizeof args, "export '%s' -o '%s'", tg_test_tmp_path("mlp.ckpt"),
+             tg_test_tmp_path("mlp.safetensors"));
     ck_assert_int_eq(tapegrad(args), 0);
     ck_assert(output_has("model mlp-784-128-10, 4 tensors, 101770 parameters"));
     /* The export holds exactly the checkpoint's values. */
     tg_model *a = tg_mlp_new((tg_mlp_opts){0}, TG_DEVICE_CPU, 5);
     tg_model *b = tg_mlp_new((tg_mlp_opts){0}, TG_DEVICE_CPU, 6);
-    ck_assert_int_eq(tg_checkpoint_load(tmp_path("mlp.ckpt"), a, NULL, NULL), TG_OK);
-    ck_assert_int_eq(tg_safetensors_load(tmp_path("mlp.safetensors"), tg_model_params(b),
+    ck_assert_int_eq(tg_checkpoint_load(tg_test_tmp_path("mlp.ckpt"), a, NULL, NULL), TG_OK);
+    ck_assert_int_eq(tg_safetensors_load(tg_test_tmp_path("mlp.safetensors"), tg_model_params(b),
                                          NULL, NULL), TG_OK);
     int64_t na, nb;
-    float *va = snapshot(tg_model_params(a), &na), *vb = snapshot(tg_model_params(b), &nb);
+    float *va = tg_test_params_snapshot(tg_model_params(a), &na), *vb = tg_test_params_snapshot(tg_model_params(b), &nb);
     ck_assert(na == nb && memcmp(va, vb, (size_t)na * sizeof *va) == 0);
     free(va);
     free(vb);
@@ -624,30 +563,30 @@ START_TEST(commands_export_and_init_from) {
     tg_model_free(b);
     /* Training from it. */
     snprintf(args, sizeof args, "train mnist --model mlp --epochs 1 --data '%s' --threads 1 "
-             "--init-from '%s'", MINI_DIR, tmp_path("mlp.safetensors"));
+             "--init-from '%s'", MINI_DIR, tg_test_tmp_path("mlp.safetensors"));
     ck_assert_int_eq(tapegrad(args), 0);
     ck_assert(output_has("initialised from") && output_has("saved from model mlp-784-128-10"));
     /* The wrong model's weights: refused with the shapes named. */
     snprintf(args, sizeof args, "train mnist --model cnn --epochs 1 --data '%s' --init-from "
-             "'%s'", MINI_DIR, tmp_path("mlp.safetensors"));
+             "'%s'", MINI_DIR, tg_test_tmp_path("mlp.safetensors"));
     ck_assert_int_eq(tapegrad(args), 1);
     ck_assert(output_has("tg_safetensors_load") && output_has("mlp.safetensors"));
     snprintf(args, sizeof args, "train mnist --init-from '%s' --resume '%s'",
-             tmp_path("mlp.safetensors"), tmp_path("mlp.ckpt"));
+             tg_test_tmp_path("mlp.safetensors"), tg_test_tmp_path("mlp.ckpt"));
     ck_assert_int_eq(tapegrad(args), 2);
     ck_assert(output_has("give one"));
     /* Bad arguments and bad inputs. */
     ck_assert_int_eq(tapegrad("export"), 2);
     ck_assert_int_eq(tapegrad("export a b -o c"), 2);
-    snprintf(args, sizeof args, "export '%s'", tmp_path("mlp.ckpt"));
+    snprintf(args, sizeof args, "export '%s'", tg_test_tmp_path("mlp.ckpt"));
     ck_assert_int_eq(tapegrad(args), 2);
-    snprintf(args, sizeof args, "export '%s' -o '%s'", tmp_path("mlp.safetensors"),
-             tmp_path("x.safetensors"));
+    snprintf(args, sizeof args, "export '%s' -o '%s'", tg_test_tmp_path("mlp.safetensors"),
+             tg_test_tmp_path("x.safetensors"));
     ck_assert_int_eq(tapegrad(args), 1);
     ck_assert(output_has("not a tapegrad checkpoint"));
     ck_assert_int_eq(tapegrad("export --help"), 0);
     ck_assert(output_has("usage: tapegrad export"));
-    remove_tmpdir();
+    tg_test_tmpdir_remove();
 }
 END_TEST
 

@@ -3,10 +3,13 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef TG_FIXTURE_DIR
 #error "TG_FIXTURE_DIR must point at tests/golden"
@@ -183,4 +186,70 @@ void tg_fixture_copy_into(const tg_fixture *fx, const char *name, tg_tensor *t) 
     ck_assert_msg(tg_shape_equal(shape, t->shape), "fixture '%s' has shape %s, tensor %s",
                   name, tg_shape_str(shape, s1, sizeof s1), tg_shape_str(t->shape, s2, sizeof s2));
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = (float)d[i];
+}
+
+/* ---------------------------------------------------------------- files for tests */
+
+static char test_tmpdir[64];
+
+void tg_test_tmpdir_make(const char *prefix) {
+    snprintf(test_tmpdir, sizeof test_tmpdir, "/tmp/%sXXXXXX", prefix);
+    ck_assert_ptr_nonnull(mkdtemp(test_tmpdir));
+}
+
+const char *tg_test_tmpdir(void) { return test_tmpdir; }
+
+void tg_test_tmpdir_remove(void) {
+    DIR *d = opendir(test_tmpdir);
+    if (!d) return;
+    struct dirent *e;
+    char path[PATH_MAX];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", test_tmpdir, e->d_name);
+        if (unlink(path) != 0) rmdir(path);
+    }
+    closedir(d);
+    rmdir(test_tmpdir);
+}
+
+const char *tg_test_tmp_path(const char *name) {
+    static char path[4][PATH_MAX];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, PATH_MAX, "%s/%s", test_tmpdir, name);
+    return p;
+}
+
+uint8_t *tg_test_read_bytes(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(fread(b, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *n = (size_t)size;
+    return b;
+}
+
+void tg_test_write_bytes(const char *path, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+float *tg_test_params_snapshot(const tg_params *ps, int64_t *n) {
+    *n = tg_params_numel(ps) + tg_params_buffer_numel(ps);
+    float *v = malloc((size_t)(*n ? *n : 1) * sizeof *v), *p = v;
+    ck_assert_ptr_nonnull(v);
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        const tg_tensor *t = tg_params_at(ps, i);
+        memcpy(p, t->data, (size_t)t->numel * sizeof *p);
+        p += t->numel;
+    }
+    return v;
 }

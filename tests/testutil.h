@@ -51,4 +51,18 @@ tg_tensor *tg_fixture_tensor(tg_ctx *ctx, const tg_fixture *fx, const char *name
 /* Copies the named array into an existing tensor (a parameter, say); shapes must match. */
 void tg_fixture_copy_into(const tg_fixture *fx, const char *name, tg_tensor *t);
 
+/* ---------------------------------------------------------------- files for tests
+ * One scratch directory at a time: tg_test_tmpdir_make("tg_io_") makes /tmp/tg_io_XXXXXX,
+ * tg_test_tmp_path(name) names a file in it (the last 4 results stay valid),
+ * tg_test_tmpdir() is its path, tg_test_tmpdir_remove() deletes it and what it holds. */
+void tg_test_tmpdir_make(const char *prefix);
+const char *tg_test_tmpdir(void);
+const char *tg_test_tmp_path(const char *name);
+void tg_test_tmpdir_remove(void);
+/* Whole files (fail the test on error); read_bytes returns malloc'ed bytes. */
+uint8_t *tg_test_read_bytes(const char *path, size_t *n);
+void tg_test_write_bytes(const char *path, const void *bytes, size_t n);
+/* Every parameter's and buffer's values of a store, in store order (malloc'ed). */
+float *tg_test_params_snapshot(const tg_params *ps, int64_t *n);
+
 #endif
