@@ -3,6 +3,7 @@
  */
 #include "busy.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -55,8 +56,12 @@ void busy_end(const busy_probe *p, busy_report *r) {
     double others = (double)(busy - p->busy) / (double)ticks - self;
     if (others < 0) others = 0; /* tick granularity: our own time can read a bit high */
     double stolen = (double)(steal - p->steal) / (double)ticks;
-    busy_report interval = {.known = true, .others_share = others / capacity,
-                            .steal_share = stolen / capacity, .wall_s = wall,
+    /* Ticks are 10 ms: over an interval that short, one tick boundary reads as a share
+     * far above 1. Shares are clamped to [0, 1]; busy_pick judges short timed steps by
+     * the whole run instead. */
+    double others_share = fmin(others / capacity, 1.0), steal_share = fmin(stolen / capacity, 1.0);
+    busy_report interval = {.known = true, .others_share = others_share,
+                            .steal_share = steal_share, .wall_s = wall,
                             .cores = (int)cores, .what = r->what};
     busy_add(r, &interval);
 }
