@@ -23,6 +23,7 @@ tg_ctx *tg_ctx_new(tg_device device) {
     static _Atomic uint32_t next_serial = 0;
     ctx->device = device;
     ctx->grad_enabled = true;
+    ctx->conv_algo = TG_CONV_ALGO_AUTO; /* tg_ctx_set_conv_algo pins another */
     tg_rng_seed(&ctx->rng, 0); /* tg_ctx_seed changes it */
     ctx->serial = ++next_serial; /* wraps after 2^32 contexts: the check is best effort */
     if (ctx->serial == 0) ctx->serial = ++next_serial;
@@ -246,7 +247,7 @@ tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo) {
 }
 
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx) {
-    return ctx ? ctx->conv_algo : TG_CONV_ALGO_GEMM;
+    return ctx ? ctx->conv_algo : TG_CONV_ALGO_AUTO;
 }
 
 /* The table is a ring once full: rows [next, n) are older than [0, next). */
@@ -256,6 +257,69 @@ int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows) {
     for (int i = 0; rows && i < n && i < max_rows; i++)
         rows[i] = ctx->conv_choices[(first + i) % TG_CTX_CONV_CHOICES];
     return n;
+}
+
+static bool same_geometry(const tg_conv_choice *a, const tg_conv_choice *b) {
+    return a->n == b->n && a->c_in == b->c_in && a->h == b->h && a->w == b->w &&
+           a->c_out == b->c_out && a->pad_h == b->pad_h && a->pad_w == b->pad_w &&
+           a->bias == b->bias;
+}
+
+bool tg_conv_choices_invalid(const tg_conv_choice *rows, int n, char *why, size_t size) {
+    if (n < 0 || n > TG_CONV_CHOICES_MAX) {
+        snprintf(why, size, "%d rows, outside 0..%d", n, TG_CONV_CHOICES_MAX);
+        return true;
+    }
+    for (int i = 0; i < n; i++) {
+        const tg_conv_choice *c = &rows[i];
+        const int64_t dims[5] = {c->n, c->c_in, c->h, c->w, c->c_out};
+        for (int d = 0; d < 5; d++) {
+            if (dims[d] < 1 || dims[d] > INT32_MAX) {
+                snprintf(why, size, "row %d has %s = %lld, outside 1..2^31-1", i,
+                         (const char *[]){"n", "c_in", "h", "w", "c_out"}[d],
+                         (long long)dims[d]);
+                return true;
+            }
+        }
+        if (c->pad_h < 0 || c->pad_w < 0) {
+            snprintf(why, size, "row %d has padding (%d, %d); it cannot be negative", i,
+                     c->pad_h, c->pad_w);
+            return true;
+        }
+        for (int j = 0; j < i; j++) {
+            if (same_geometry(&rows[j], c)) {
+                snprintf(why, size, "rows %d and %d have the same geometry (n %lld, c_in %lld, "
+                         "%lldx%lld, c_out %lld, padding %d, %d, %s bias)", j, i,
+                         (long long)c->n, (long long)c->c_in, (long long)c->h,
+                         (long long)c->w, (long long)c->c_out, c->pad_h, c->pad_w,
+                         c->bias ? "with" : "without");
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Seeded rows become the table as it would stand after nrows first uses: oldest first,
+ * the next replacement (once full) at the oldest. */
+tg_status tg_ctx_set_conv_choices(tg_ctx *ctx, const tg_conv_choice *rows, int nrows) {
+    const char *op = "tg_ctx_set_conv_choices";
+    if (tg_check_not_null(op, "ctx", ctx)) return tg_error();
+    if (!rows && nrows > 0)
+        return tg_fail(TG_ERR_ARG, "%s: argument 'rows' is NULL with 'nrows' = %d", op, nrows);
+    char why[200];
+    if (tg_conv_choices_invalid(rows, nrows, why, sizeof why))
+        return tg_fail(TG_ERR_ARG, "%s: argument 'rows': %s; the table is unchanged; hint: "
+                       "pass rows as tg_ctx_conv_choices lists them (at most "
+                       "TG_CONV_CHOICES_MAX)", op, why);
+    for (int i = 0; i < nrows; i++) {
+        tg_conv_choice c = rows[i];
+        c.gemm_seconds = c.winograd_seconds = 0; /* not timed here */
+        ctx->conv_choices[i] = c;
+    }
+    ctx->nconv_choices = nrows;
+    ctx->next_conv_choice = nrows % TG_CTX_CONV_CHOICES;
+    return TG_OK;
 }
 
 /* The generator ops draw from (dropout). A training loop saves *tg_ctx_rng(ctx) in its

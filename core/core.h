@@ -107,7 +107,7 @@ void tg_arena_rewind(tg_arena *a, tg_arena_mark mark);
 struct tg_record;
 
 #define TG_FREE_GRADS 32
-#define TG_CTX_CONV_CHOICES 64
+#define TG_CTX_CONV_CHOICES TG_CONV_CHOICES_MAX
 
 typedef struct tg_tape {
     struct tg_record *records;
@@ -164,6 +164,11 @@ void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t);
 bool tg_ctx_check_owned(tg_ctx *ctx, const char *op, const char *arg, const tg_tensor *t,
                         bool strict);
 bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int n);
+/* True (and why, in `why`, size bytes) when rows[0..n) cannot be a context's table of
+ * TG_CONV_ALGO_AUTO choices: n outside 0..TG_CONV_CHOICES_MAX, a size outside 1..2^31-1,
+ * a negative padding, two rows with one geometry. tg_ctx_set_conv_choices and checkpoint
+ * loading (before anything changes) both ask it. */
+bool tg_conv_choices_invalid(const tg_conv_choice *rows, int n, char *why, size_t size);
 /* Scratch memory from the step arena (valid until tg_step_end). */
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes);
 

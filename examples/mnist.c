@@ -45,9 +45,9 @@ int main(int argc, char **argv) {
     tg_loader *ld = train ? tg_loader_new(train, 64, true, 1) : NULL;
     tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
     if (!test || !opt || !ld || !ctx) goto fail;
-    /* Each conv layer shape runs on the faster of im2col + SGEMM and Winograd, timed on
-     * its first use (pin TG_CONV_ALGO_GEMM when runs must match bit for bit). */
-    if (tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_AUTO) != TG_OK) goto fail;
+    /* A new context runs each conv layer shape on the faster of im2col + SGEMM and
+     * Winograd, timed on its first use (TG_CONV_ALGO_AUTO, the default). To compare two
+     * runs bit for bit, pin one: tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_GEMM). */
     double acc = 0;
     for (int epoch = 1; epoch <= epochs; epoch++) {
         tg_tensor *x;

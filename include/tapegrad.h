@@ -298,9 +298,8 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
 /* ---------------------------------------------------------------- ops */
 
 /* How dense 3x3 convolutions are computed on the CPU (tg_ctx_set_conv_algo).
- *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution (the library's
- *                          default): the same arithmetic as the definition, fp32 rounding
- *                          only.
+ *   TG_CONV_ALGO_GEMM      tiled im2col + SGEMM for every convolution: the same arithmetic
+ *                          as the definition, fp32 rounding only.
  *   TG_CONV_ALGO_WINOGRAD  Winograd F(4x4, 3x3) for convolutions with a 3x3 kernel, stride
  *                          1, dilation 1, groups 1 and padding 0..2 (forward, dx and dW):
  *                          4x fewer multiplies, larger rounding error (about 5e-6 of the
@@ -308,25 +307,33 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  *                          bounds it). Other geometries, and the CUDA backend, keep
  *                          their usual kernels; the profile's detail column says which
  *                          ran ("winograd 3x3").
- *   TG_CONV_ALGO_AUTO      per geometry the faster of the two, as cuDNN's benchmark mode:
- *                          the first time the context records a convolution that Winograd
- *                          supports (CPU), both forwards run on the live operands into
- *                          scratch (after one untimed warm-up each when a forward is
- *                          cheap, under ~2 GFLOP) and the faster is kept in a small table
- *                          in the context, keyed by the full geometry (batch, channels,
- *                          size, padding, bias). The table survives tg_step_end, so each
- *                          geometry is timed once per context; the profile's detail says
- *                          "auto: winograd 3x3" or "auto: dense 3x3". The `tapegrad`
- *                          commands train, mobilenet and the examples use it.
+ *   TG_CONV_ALGO_AUTO      (the default of a new context) per geometry the faster of the
+ *                          two, as cuDNN's benchmark mode: the first time the context
+ *                          records a convolution that Winograd supports (CPU), both
+ *                          forwards run on the live operands into scratch (after one
+ *                          untimed warm-up each when a forward is cheap, under ~2 GFLOP)
+ *                          and the faster is kept in a small table in the context, keyed
+ *                          by the full geometry (batch, channels, size, padding, bias).
+ *                          The table survives tg_step_end, so each geometry is timed once
+ *                          per context; the profile's detail says "auto: winograd 3x3" or
+ *                          "auto: dense 3x3". On CUDA contexts AUTO changes nothing (the
+ *                          GPU keeps its kernels). The `tapegrad` commands train,
+ *                          mobilenet and the examples use it; forum pins GEMM.
  * The choice is taken when the op is recorded; its backward uses the same algorithm.
  *
- * Why GEMM stays the library's default: a timing decides AUTO's choice, so two processes
- * may choose differently and round differently (cuDNN's benchmark mode has the same
- * property). A program that needs the same bits run to run (bit-exact checkpoint resume
- * in a new process, golden tests with GEMM-level tolerances) must pin GEMM or WINOGRAD;
- * `tapegrad train --resume` says so and `--conv gemm` makes a resume byte-identical.
- * Within one context AUTO is deterministic: a geometry keeps its first choice
- * (tg_ctx_conv_choices lists them). */
+ * The contract under AUTO (the default): within a context the choices are deterministic
+ * (a geometry keeps its first choice; tg_ctx_conv_choices lists them), so a run is the same
+ * bits from step to step as under a pinned algorithm. Across processes a timing decides,
+ * so two fresh processes may choose, and round, differently (cuDNN's benchmark mode has the
+ * same property). Two things keep the guarantees that need the same bits:
+ *   - checkpoints carry the choices (tg_train_state.conv_choices, filled from
+ *     tg_ctx_conv_choices before a save and handed to tg_ctx_set_conv_choices after a
+ *     load): a resumed run in a new process makes the choices the run it continues made,
+ *     and ends byte-identical to an uninterrupted run (`tapegrad train --resume` does it);
+ *   - a program that must match other processes bit for bit without a checkpoint (golden
+ *     tests at GEMM-level tolerances, two independent runs compared byte for byte) pins
+ *     TG_CONV_ALGO_GEMM (or WINOGRAD), or seeds the same choices with
+ *     tg_ctx_set_conv_choices. */
 typedef enum tg_conv_algo {
     TG_CONV_ALGO_GEMM = 0,
     TG_CONV_ALGO_WINOGRAD = 1,
@@ -336,6 +343,7 @@ typedef enum tg_conv_algo {
  * refused (TG_ERR_ARG) and the setting stays as it was. Choices AUTO already made are kept
  * (setting AUTO again does not re-time them). */
 tg_status tg_ctx_set_conv_algo(tg_ctx *ctx, tg_conv_algo algo);
+/* ctx's setting: TG_CONV_ALGO_AUTO for a new context (CPU or CUDA) and for NULL. */
 tg_conv_algo tg_ctx_conv_algo(const tg_ctx *ctx);
 
 /* ---- issue 14 (timing14b): what TG_CONV_ALGO_AUTO chose */
@@ -352,6 +360,22 @@ typedef struct tg_conv_choice {
  * oldest is replaced and timed again on its next use). */
 int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows);
 /* ---- end issue 14 (timing14b) */
+
+/* ---- issue 14 (auto14): AUTO's choices seeded (checkpoint resume) */
+/* The most choices a context holds (and a checkpoint carries). */
+#define TG_CONV_CHOICES_MAX 64
+/* Replaces ctx's table of choices with rows[0..nrows) (oldest first, as
+ * tg_ctx_conv_choices lists them): under TG_CONV_ALGO_AUTO a geometry found there runs the
+ * recorded algorithm without being timed, so a context seeded with another context's
+ * choices computes the same bits as it. Only the geometry and `winograd` are read; the
+ * seeded rows list 0 seconds for both timings (not timed in this context). nrows 0 empties
+ * the table (every geometry is timed again on its first use). Works under every setting
+ * (the table is consulted under AUTO only) and on CUDA contexts (where it is unused).
+ * Refused (TG_ERR_ARG, the table unchanged): ctx NULL, nrows outside
+ * 0..TG_CONV_CHOICES_MAX, rows NULL with nrows > 0, a row with a size (n, c_in, h, w,
+ * c_out) outside 1..2^31-1 or a negative padding, two rows with the same geometry. */
+tg_status tg_ctx_set_conv_choices(tg_ctx *ctx, const tg_conv_choice *rows, int nrows);
+/* ---- end issue 14 (auto14) */
 
 typedef struct tg_conv2d_opts {
     int stride_h, stride_w;     /* 0 means 1 */
@@ -914,11 +938,19 @@ typedef struct tg_train_state {
      * per-rank statistics and the data each rank sees, would differ silently). */
     int32_t world_size;
     int32_t batch;       /* the global batch */
+    /* TG_CONV_ALGO_AUTO's choices, so that a resumed run computes what the run it
+     * continues would have: before a save, nconv_choices = tg_ctx_conv_choices(ctx,
+     * conv_choices, TG_CONV_CHOICES_MAX); after a load, tg_ctx_set_conv_choices(ctx,
+     * conv_choices, nconv_choices) before the first step. The file keeps the geometry and
+     * the choice of each row (no timings: they load as 0); 0 rows (a pinned algorithm, a
+     * CUDA context, a file from before this field) write and read as before. */
+    int32_t nconv_choices;
+    tg_conv_choice conv_choices[TG_CONV_CHOICES_MAX];
 } tg_train_state;
 
 /* One file: magic, format version, model name, every parameter's and buffer's name and
  * shape, their values, the optimizer's kind, step count, learning rate and state, the
- * train state, and a CRC-32; no timestamps (the same state gives the same bytes).
+ * train state (with AUTO's conv choices when it holds some), and a CRC-32; no timestamps (the same state gives the same bytes).
  * Written to a temporary file in the same directory, flushed and fsynced, then renamed
  * over `path` (and the directory fsynced): a crash at any moment leaves either the old
  * or the new checkpoint; temporary files a killed save left behind are removed by the

@@ -8,7 +8,7 @@
  *                       7-bit and text-mode transfers, as PNG's magic does)
  *   version    u32      1
  *   flags      u32      bit 0: optimizer section present, bit 1: train state present,
- *                       bit 2: distributed section present
+ *                       bit 2: distributed section present, bit 3: conv choices present
  *   payload    u64      bytes from here to the checksum
  *   model      string   tg_model_name, e.g. "mlp-784-128-10"
  *   count      u32      parameters + buffers, in the store's order
@@ -21,6 +21,13 @@
  *   dist       (flag 2) { world size u32, global batch u32 }: written only by distributed
  *                         runs (world > 1), so one-process files are unchanged; a build
  *                         without this section refuses such files (unknown flag)
+ *   conv       (flag 3) { count u32 (1..64), count x { n i64, c_in i64, h i64, w i64,
+ *                         c_out i64, pad_h u32, pad_w u32, bias u8, winograd u8 } }:
+ *                         TG_CONV_ALGO_AUTO's choices (tg_train_state.conv_choices, oldest
+ *                         first), so a resume computes with the same convolution
+ *                         algorithms; written only when there are some (files of pinned
+ *                         algorithms are unchanged; older builds refuse it: unknown flag).
+ *                         No timings: the same choices give the same bytes
  *   values     every entry's elements (f32), in entry order, no padding
  *   state      (flag 0) for each state slot, every trainable entry's elements (f32)
  *   crc32      u32      zlib's CRC-32 of every byte before it
@@ -59,6 +66,7 @@
 #define CKPT_HAS_OPTIM 1u
 #define CKPT_HAS_TRAIN 2u
 #define CKPT_HAS_DIST 4u
+#define CKPT_HAS_CONV 8u
 #define CKPT_HEADER 24      /* magic + version + flags + payload */
 #define CKPT_MAX_NAME 255
 #define CKPT_MAX_BYTES ((size_t)1 << 36) /* 64 GiB: far above any model we build */
@@ -109,8 +117,9 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
     tg_params *ps = m->params;
     tg_device device = tg_params_device(ps);
     bool dist = state && state->world_size > 1;
+    bool conv = state && state->nconv_choices > 0;
     uint32_t flags = (opt ? CKPT_HAS_OPTIM : 0) | (state ? CKPT_HAS_TRAIN : 0) |
-                     (dist ? CKPT_HAS_DIST : 0);
+                     (dist ? CKPT_HAS_DIST : 0) | (conv ? CKPT_HAS_CONV : 0);
     tg_writer_bytes(w, ckpt_magic, sizeof ckpt_magic);
     tg_writer_u32(w, CKPT_VERSION);
     tg_writer_u32(w, flags);
@@ -149,6 +158,21 @@ static tg_status ckpt_encode(tg_model *m, const tg_optim *opt, const tg_train_st
     if (dist) {
         tg_writer_u32(w, (uint32_t)state->world_size);
         tg_writer_u32(w, (uint32_t)state->batch);
+    }
+    if (conv) {
+        tg_writer_u32(w, (uint32_t)state->nconv_choices);
+        for (int i = 0; i < state->nconv_choices; i++) {
+            const tg_conv_choice *c = &state->conv_choices[i];
+            tg_writer_i64(w, c->n);
+            tg_writer_i64(w, c->c_in);
+            tg_writer_i64(w, c->h);
+            tg_writer_i64(w, c->w);
+            tg_writer_i64(w, c->c_out);
+            tg_writer_u32(w, (uint32_t)c->pad_h);
+            tg_writer_u32(w, (uint32_t)c->pad_w);
+            tg_writer_u8(w, c->bias ? 1 : 0);
+            tg_writer_u8(w, c->winograd ? 1 : 0);
+        }
     }
     for (int i = 0; i < count; i++) {
         const tg_tensor *t = tg_params_at(ps, i);
@@ -250,6 +274,11 @@ tg_status tg_checkpoint_save_opts(const char *path, tg_model *m, const tg_optim 
     if (opt && opt->ps != m->params)
         return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'opt' updates another "
                        "parameter store than model '%s''s", m->name);
+    char why[200];
+    if (state && tg_conv_choices_invalid(state->conv_choices, state->nconv_choices, why,
+                                         sizeof why))
+        return tg_fail(TG_ERR_ARG, "tg_checkpoint_save: argument 'state' conv_choices: %s; "
+                       "hint: fill them with tg_ctx_conv_choices", why);
     if (!opts.allow_nonfinite && check_finite_state(m, opt) != TG_OK) return tg_error();
     tg_writer w = {0};
     tg_status st = ckpt_encode(m, opt, state, &w);
@@ -305,6 +334,43 @@ static tg_status load_floats(tg_device device, float *dst, const uint8_t *src, i
     return st;
 }
 
+/* The conv section (flag 3) into ts->conv_choices; false (message recorded) when it is
+ * malformed or could not seed a context (tg_conv_choices_invalid). */
+static bool read_conv_choices(tg_reader *r, tg_train_state *ts, const char *what) {
+    const char *op = "tg_checkpoint_load";
+    uint32_t count;
+    if (!tg_reader_u32(r, &count) || count == 0 || count > TG_CONV_CHOICES_MAX) {
+        BAD("%s: '%s': the conv choices section is malformed (bad count)", op, what);
+        return false;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        tg_conv_choice *c = &ts->conv_choices[i];
+        uint32_t pad_h, pad_w;
+        uint8_t bias, winograd;
+        if (!tg_reader_i64(r, &c->n) || !tg_reader_i64(r, &c->c_in) ||
+            !tg_reader_i64(r, &c->h) || !tg_reader_i64(r, &c->w) ||
+            !tg_reader_i64(r, &c->c_out) || !tg_reader_u32(r, &pad_h) ||
+            !tg_reader_u32(r, &pad_w) || !tg_reader_u8(r, &bias) ||
+            !tg_reader_u8(r, &winograd) || pad_h > INT32_MAX || pad_w > INT32_MAX ||
+            bias > 1 || winograd > 1) {
+            BAD("%s: '%s': the conv choices section is malformed (row %u)", op, what, i);
+            return false;
+        }
+        c->pad_h = (int)pad_h;
+        c->pad_w = (int)pad_w;
+        c->bias = bias;
+        c->winograd = winograd;
+        c->gemm_seconds = c->winograd_seconds = 0;
+    }
+    char why[200];
+    if (tg_conv_choices_invalid(ts->conv_choices, (int)count, why, sizeof why)) {
+        BAD("%s: '%s': the conv choices section is malformed: %s", op, what, why);
+        return false;
+    }
+    ts->nconv_choices = (int32_t)count;
+    return true;
+}
+
 /* Magic, version, flags and the promised length against the file's size: everything
  * that can be refused from the first CKPT_HEADER bytes (`avail` of them are in b), so a
  * huge or foreign file is refused before its payload is read. */
@@ -325,8 +391,8 @@ static tg_status ckpt_check_header(const uint8_t *b, size_t avail, uint64_t size
     if (version != CKPT_VERSION)
         return BAD("%s: '%s' has format version %u; this build reads version %u", op, what,
                    version, CKPT_VERSION);
-    if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN | CKPT_HAS_DIST) ||
-        ((flags & CKPT_HAS_DIST) && !(flags & CKPT_HAS_TRAIN)))
+    if (flags & ~(CKPT_HAS_OPTIM | CKPT_HAS_TRAIN | CKPT_HAS_DIST | CKPT_HAS_CONV) ||
+        ((flags & (CKPT_HAS_DIST | CKPT_HAS_CONV)) && !(flags & CKPT_HAS_TRAIN)))
         return BAD("%s: '%s' has unknown flags 0x%x", op, what, flags);
     if (payload != size - CKPT_HEADER - 4)
         return BAD("%s: '%s' is %llu bytes but its header promises %llu; the file is %s", op,
@@ -449,6 +515,7 @@ tg_status tg_checkpoint_parse(const void *bytes, size_t size, const char *what, 
         ts.world_size = (int32_t)world;
         ts.batch = (int32_t)batch;
     }
+    if ((flags & CKPT_HAS_CONV) && !read_conv_choices(&r, &ts, what)) return tg_error();
     /* A resume must see the data the same way: the caller says how it runs. No section
      * means one process (world_size stays 0, as such files always had it). */
     int32_t file_world = ts.world_size ? ts.world_size : 1;

@@ -2,7 +2,7 @@
 # tests/dist_cli.sh — `tapegrad train mnist --dist` under mpirun (2 ranks, this host):
 #   1. two epochs in one go and one epoch + a resume to two end in byte-identical
 #      checkpoints (rank 0 writes after a barrier, every rank loads); with --conv gemm,
-#      as --conv auto times the convolutions afresh in every process;
+#      as two fresh runs under --conv auto time their convolutions independently;
 #   2. resuming that checkpoint with 3 ranks, or without --dist, is refused (exit 1, the
 #      message names the world size);
 #   3. a rank killed mid-run (SIGKILL) ends the whole job with a non-zero status within a

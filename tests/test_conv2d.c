@@ -66,7 +66,7 @@ static void check_api(const char *what, const cfg *c, uint64_t seed, bool gx, bo
     conv2d_geom g = cfg_geom(c);
     tg_rng rng;
     tg_rng_seed(&rng, seed);
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     tg_tensor *x = rand_tensor(ctx, &rng, x_shape(c), gx);
     tg_tensor *w = rand_tensor(ctx, &rng, w_shape(c), gw);
     tg_tensor *b = c->bias ? rand_tensor(ctx, &rng, tg_shape1(c->C_out), gw) : NULL;
@@ -260,7 +260,7 @@ static tg_tensor *conv_graph(tg_ctx *ctx, tg_tensor *const *in, void *user) {
 static void gradcheck_cfg(const char *what, const cfg *c, uint64_t seed) {
     tg_rng rng;
     tg_rng_seed(&rng, seed);
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     tg_tensor *in[3] = {rand_tensor(ctx, &rng, x_shape(c), true),
                         rand_tensor(ctx, &rng, w_shape(c), true),
                         c->bias ? rand_tensor(ctx, &rng, tg_shape1(c->C_out), true) : NULL};
@@ -364,7 +364,7 @@ START_TEST(conv2d_golden) {
     tg_fixture *fx = tg_fixture_load("conv2d.bin");
     for (size_t i = 0; i < sizeof GOLDEN / sizeof GOLDEN[0]; i++) {
         const golden_case *gc = &GOLDEN[i];
-        tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+        tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
         tg_tensor *x = golden_tensor(ctx, fx, gc->name, "x", true);
         tg_tensor *w = golden_tensor(ctx, fx, gc->name, "weight", true);
         tg_tensor *b = golden_tensor(ctx, fx, gc->name, "bias", true);
@@ -407,7 +407,7 @@ START_TEST(conv2d_accumulates) {
             fill(&rng, ts[t]->data, ts[t]->numel);
             for (int64_t j = 0; j < ts[t]->numel; j++) ts[t]->grad[j] = 0.5f;
         }
-        tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+        tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
         tg_tensor *y = conv(ctx, c, x, w, b);
         tg_expect_ok(pc->name);
         float *dout = malloc((size_t)y->numel * sizeof(float));
@@ -440,7 +440,7 @@ START_TEST(conv2d_profile_describes_path) {
     } rows[] = {{0, "dense 3x3"}, {1, "dense 3x2 s2"}, {9, "pointwise 1x1"},
                 {11, "depthwise 3x3"}, {18, "grouped 3x3 s2 g3"}, {20, "dense k3"}};
     const int nrows = (int)(sizeof rows / sizeof rows[0]);
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU); /* AUTO would name its choice: "auto: ..." */
     tg_rng rng;
     tg_rng_seed(&rng, 5);
     for (int i = 0; i < nrows; i++) {

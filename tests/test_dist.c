@@ -70,7 +70,8 @@ static tg_optim *make_optim(tg_model *m, bool adam) {
 /* k steps; d NULL: one process on the whole batch. losses[s]: the global batch's loss. */
 static void train(const setup *su, tg_model *m, tg_optim *opt, tg_dist *d, double *losses,
                   bool check_ranks) {
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    /* GEMM: under AUTO each rank, and the reference run, would time its own choices */
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     ck_assert_ptr_nonnull(ctx);
     tg_params *ps = tg_model_params(m);
     ck_assert_int_eq(tg_dist_broadcast_params(d, ps), TG_OK);

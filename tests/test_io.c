@@ -297,7 +297,7 @@ START_TEST(mlp_and_cnn_models) {
     ck_assert_ptr_nonnull(tg_params_find(tg_model_params(mlp), "fc2.bias"));
     tg_model *cnn = tg_cnn_new((tg_cnn_opts){0}, TG_DEVICE_CPU, 1);
     ck_assert_int_eq(tg_params_numel(tg_model_params(cnn)), 206922);
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     tg_tensor *x = tg_tensor_zeros(ctx, tg_shape4(3, 1, 28, 28));
     tg_tensor *y1 = tg_model_forward(ctx, mlp, x, true), *y2 = tg_model_forward(ctx, cnn, x, true);
     ck_assert_msg(y1 && y2, "%s", tg_error_message());

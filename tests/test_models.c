@@ -213,7 +213,7 @@ static void shift_bn_bias(tg_model *m, float bias) {
 }
 
 static void expect_direction(const char *what, model_task *t, uint64_t seed) {
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     tg_params *ps = tg_model_params(t->model);
     int64_t n = tg_params_numel(ps);
     float *before = malloc((size_t)n * sizeof *before);

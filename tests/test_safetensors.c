@@ -60,7 +60,7 @@ static tg_params *small_store(void) {
 
 /* Logits of a model on n examples of a dataset (eval mode, no tape). */
 static float *logits_of(tg_model *m, const tg_dataset *ds, int64_t n) {
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     tg_set_grad_enabled(ctx, false);
     tg_shape ex = tg_dataset_example_shape(ds);
     tg_tensor *x = tg_tensor_from(ctx, tg_shape4(n, ex.dim[0], ex.dim[1], ex.dim[2]),
@@ -221,7 +221,7 @@ START_TEST(pytorch_initialised_cnn_gives_pytorchs_first_loss) {
     tg_expect_close("logits of the PyTorch-initialised CNN", logits, want, 16 * 10, 1e-5, 0);
     free(logits);
     /* The first loss: cross entropy over the first 64 training images. */
-    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_ctx *ctx = tg_test_ctx_gemm(TG_DEVICE_CPU);
     tg_tensor *x = tg_tensor_from(ctx, tg_shape4(64, 1, 28, 28), tg_dataset_x(train));
     tg_tensor *loss = tg_cross_entropy(ctx, tg_model_forward(ctx, m, x, true),
                                        tg_dataset_y(train));

@@ -253,3 +253,9 @@ float *tg_test_params_snapshot(const tg_params *ps, int64_t *n) {
     }
     return v;
 }
+
+tg_ctx *tg_test_ctx_gemm(tg_device device) {
+    tg_ctx *ctx = tg_ctx_new(device);
+    if (ctx) ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_GEMM), TG_OK);
+    return ctx;
+}

@@ -65,4 +65,12 @@ void tg_test_write_bytes(const char *path, const void *bytes, size_t n);
 /* Every parameter's and buffer's values of a store, in store order (malloc'ed). */
 float *tg_test_params_snapshot(const tg_params *ps, int64_t *n);
 
+/* ---------------------------------------------------------------- contexts
+ * A new context on `device` pinned to TG_CONV_ALGO_GEMM (NULL when tg_ctx_new fails, the
+ * error pending). A new context's default, AUTO, picks im2col + SGEMM or Winograd per conv
+ * geometry by a timing; checks against PyTorch fixtures, gradient checks at GEMM-level
+ * tolerances and bit-for-bit comparisons between contexts use this one, so that no timing
+ * decides what they compute. */
+tg_ctx *tg_test_ctx_gemm(tg_device device);
+
 #endif

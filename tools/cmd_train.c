@@ -6,9 +6,10 @@
  * The loop is the one a user would write with the library (see examples/mnist.c); what
  * this file adds is the bookkeeping around it. A checkpoint is written at the end of
  * every epoch: the model, the optimizer (kind, steps, lr, state), the epoch, the step,
- * the loop's RNG and the loader's position. `--resume` restores all of it, so
- * `--epochs 2` in one go and `--epochs 1` then `--resume ... --epochs 2` end in
- * byte-identical checkpoints on the CPU.
+ * the loop's RNG, the loader's position and the convolution algorithms --conv auto chose.
+ * `--resume` restores all of it, so a run resumed from a checkpoint ends byte-identical to
+ * the run that wrote it had it gone on (on the CPU; with --conv gemm, `--epochs 2` in one
+ * go and `--epochs 1` then `--resume ... --epochs 2` also match, timings deciding nothing).
  *
  * `--dist` (under mpirun) trains data-parallel (core/dist.c): --batch stays the global
  * batch, each rank takes its slice of every batch and the gradients are all-reduced, so
@@ -58,10 +59,10 @@ static void usage(FILE *f) {
         "  --device cpu|cuda      (default cpu)\n"
         "  --threads N            CPU threads, also OpenBLAS's (default: all cores)\n"
         "  --conv gemm|winograd|auto  3x3 convs: im2col + SGEMM, Winograd F(4x4, 3x3), or\n"
-        "                         auto (default): per layer shape the faster of the two,\n"
-        "                         timed on first use. A timed choice can differ between\n"
-        "                         processes: for a byte-identical --resume use gemm (or\n"
-        "                         winograd) in both runs\n"
+        "                         per layer shape the faster of the two, timed on first use\n"
+        "                         (default: auto). Checkpoints keep auto's choices and\n"
+        "                         --resume reuses them; two fresh runs can choose\n"
+        "                         differently: compare them bit for bit with gemm\n"
         "  --data DIR             train-/t10k- IDX files, raw or .gz (default ./data/mnist;\n"
         "                         tools/fetch_mnist.sh writes them there)\n"
         "  --checkpoint PATH      save model, optimizer and position after every epoch\n"
@@ -317,17 +318,30 @@ static int train(const train_args *arg, tg_dist *d) {
                 rep.model[0] ? ", saved from model " : "", rep.model);
     }
     if (a->resume) {
-        if (tg_checkpoint_load(a->resume, m, opt, &state) || tg_loader_seek(ld, state.data))
+        /* The file's conv choices go into the context before the first step, so every
+         * layer shape runs the algorithm the interrupted run used. */
+        if (tg_checkpoint_load(a->resume, m, opt, &state) || tg_loader_seek(ld, state.data) ||
+            tg_ctx_set_conv_choices(ctx, state.conv_choices, state.nconv_choices))
             goto fail;
         state.world_size = world;
         state.batch = world > 1 ? a->batch : 0;
         if (rank == 0)
             fprintf(human, "resumed from %s: epoch %lld, step %lld, lr %g\n", a->resume,
                     (long long)state.epoch, (long long)state.step, (double)tg_optim_lr(opt));
-        if (rank == 0 && !strcmp(a->model, "cnn") && !strcmp(a->conv, "auto"))
-            fprintf(human, "note: --conv auto times the convolutions afresh in this process, "
-                    "so the resumed run matches an uninterrupted one bit for bit only with "
-                    "--conv gemm (or winograd) in both\n");
+        if (rank == 0 && cnn && !strcmp(a->conv, "auto") && dev == TG_DEVICE_CPU) {
+            int wino = 0;
+            for (int i = 0; i < state.nconv_choices; i++) wino += state.conv_choices[i].winograd;
+            if (state.nconv_choices > 0)
+                fprintf(human, "conv auto: the checkpoint's choices restored for %d layer "
+                        "shape%s (%d Winograd, %d im2col + SGEMM)\n", (int)state.nconv_choices,
+                        state.nconv_choices == 1 ? "" : "s", wino,
+                        (int)state.nconv_choices - wino);
+            else
+                fprintf(human, "note: the checkpoint holds no --conv auto choices (written "
+                        "with --conv gemm or winograd, or by an older build): auto times the "
+                        "convolutions afresh, so this run may round differently from one "
+                        "that went on with the writer's algorithm\n");
+        }
         if (rank == 0 && state.epoch >= a->epochs)
             fprintf(human, "nothing to do: the checkpoint has %lld epochs, --epochs is %d\n",
                     (long long)state.epoch, a->epochs);
@@ -425,6 +439,8 @@ static int train(const train_args *arg, tg_dist *d) {
         /* Every rank has finished the epoch (and holds the same state) before rank 0
          * writes; the others go on at once. */
         if (tg_dist_barrier(d)) goto fail;
+        state.nconv_choices =
+            tg_ctx_conv_choices(ctx, state.conv_choices, TG_CONV_CHOICES_MAX);
         if (a->checkpoint && tg_checkpoint_save(a->checkpoint, m, opt, &state)) goto fail;
     }
     rc = 0;
