@@ -322,17 +322,17 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  * The choice is taken when the op is recorded; its backward uses the same algorithm.
  *
  * The contract under AUTO (the default): within a context the choices are deterministic
- * (a geometry keeps its first choice; tg_ctx_conv_choices lists them), so a run is the same
- * bits from step to step as under a pinned algorithm. Across processes a timing decides,
+ * (a geometry keeps its first choice; tg_ctx_conv_choices lists them), so every step after
+ * the first use of a geometry computes it the same way. Across processes a timing decides,
  * so two fresh processes may choose, and round, differently (cuDNN's benchmark mode has the
  * same property). Two things keep the guarantees that need the same bits:
  *   - checkpoints carry the choices (tg_train_state.conv_choices, filled from
  *     tg_ctx_conv_choices before a save and handed to tg_ctx_set_conv_choices after a
  *     load): a resumed run in a new process makes the choices the run it continues made,
- *     and ends byte-identical to an uninterrupted run (`tapegrad train --resume` does it);
+ *     and ends byte-identical to that run had it gone on (`tapegrad train --resume`);
  *   - a program that must match other processes bit for bit without a checkpoint (golden
- *     tests at GEMM-level tolerances, two independent runs compared byte for byte) pins
- *     TG_CONV_ALGO_GEMM (or WINOGRAD), or seeds the same choices with
+ *     tests at GEMM-level tolerances, two fresh runs compared byte for byte) pins
+ *     TG_CONV_ALGO_GEMM (or WINOGRAD), or seeds the same choices into every context with
  *     tg_ctx_set_conv_choices. */
 typedef enum tg_conv_algo {
     TG_CONV_ALGO_GEMM = 0,
