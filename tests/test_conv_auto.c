@@ -6,7 +6,8 @@
  * forced to Winograd, checkpointed and resumed in a fresh context (the choices restored
  * from the file) ends byte-identical to the uninterrupted run, and is not without them;
  * files without choices are the format they were (an older committed file loads and saves
- * to the same bytes); malformed choice sections are refused before anything changes.
+ * to the same bytes), a committed file with choices reads back; malformed choice sections
+ * are refused before anything changes.
  */
 #include "testutil.h"
 
@@ -16,6 +17,7 @@
 
 #define SOURCE_DIR TG_FIXTURE_DIR "/../.."
 #define OLD_CKPT SOURCE_DIR "/tests/corpus/checkpoint/full.ckpt"
+#define CONV_CKPT SOURCE_DIR "/tests/corpus/checkpoint/conv-choices.ckpt"
 
 static void fill(tg_rng *rng, float *p, int64_t n) { tg_rng_fill_uniform(rng, p, n, -1, 1); }
 
@@ -365,6 +367,16 @@ START_TEST(checkpoint_format_compatible) {
               got.conv_choices[1].pad_w == 1 && got.conv_choices[1].bias);
     /* parameters only: the section is skipped */
     ck_assert_int_eq(tg_checkpoint_parse(b, n, "with", m, NULL, NULL), TG_OK);
+    /* the committed file with a conv section (fuzz/seed_checkpoint.c) still reads so */
+    memset(&got, 0, sizeof got);
+    ck_assert_msg(tg_checkpoint_load(CONV_CKPT, m, opt, &got) == TG_OK, "%s",
+                  tg_error_message());
+    ck_assert_int_eq(got.nconv_choices, 2);
+    ck_assert(got.conv_choices[0].winograd && got.conv_choices[0].c_out == 16 &&
+              got.conv_choices[0].pad_h == 1 && got.conv_choices[0].bias &&
+              !got.conv_choices[1].winograd && got.conv_choices[1].c_in == 16 &&
+              got.conv_choices[1].c_out == 32 && got.conv_choices[1].pad_w == 0 &&
+              !got.conv_choices[1].bias);
 
     /* The section sits just before the values; find it from the end. */
     int64_t values = tg_params_numel(tg_model_params(m)) +
