@@ -24,6 +24,28 @@ void tg_dist_backward_hook(tg_dist *d, int record);
 /* This rank's share of the current global batch (local / global), 1 for a world of 1. */
 double tg_dist_share(const tg_dist *d);
 
+#ifdef TG_HAVE_MPI
+/* core/dist_shm.c: the all-reduce of ranks that share one host (its header comment has the
+ * scheme). All calls but progress/finish are collective. */
+#define DIST_SHM_MAX_WORLD 64
+typedef struct dist_shm dist_shm;
+/* NULL (no error set) when the ranks of *comm (an MPI_Comm) are not all on this host or the
+ * shared window cannot be made: the caller keeps using MPI. nfloats: the gradient store's
+ * length; nbuckets: how many buckets it is cut into. */
+dist_shm *dist_shm_new(void *comm, int rank, int world, int64_t nfloats, int nbuckets);
+void dist_shm_free(dist_shm *s);
+/* This rank's segment: nfloats floats, 64-byte aligned, zeroed, for the gradient store. */
+float *dist_shm_grads(dist_shm *s);
+/* Bucket b of this rank is final for this round; share weights its gradients. */
+void dist_shm_publish(dist_shm *s, int b, double share);
+/* Reduces this rank's chunk of every bucket all ranks have published; returns how many
+ * buckets this rank has not reduced yet. begin/end: the buckets' ranges (floats). */
+int dist_shm_progress(dist_shm *s, const int64_t *begin, const int64_t *end);
+/* Reduces what is left and waits until every rank reduced every bucket (every bucket must
+ * be published), then starts the next round. */
+tg_status dist_shm_finish(dist_shm *s, const int64_t *begin, const int64_t *end);
+#endif
+
 #ifdef TG_HAVE_NCCL
 /* cuda/dist.cu: NCCL on the library's stream. `comm` is an ncclComm_t. */
 size_t tg_nccl_id_bytes(void);

@@ -1112,8 +1112,10 @@ typedef struct tg_dist_opts {
     size_t bucket_bytes;  /* gradient bytes per all-reduce, cut at parameter boundaries */
     bool overlap;         /* start a bucket as soon as backward has finished it */
     bool sync_batchnorm;  /* batch statistics over all ranks' examples */
+    bool shared_memory;   /* ranks all on one host: gradient stores in one shared mapping,
+                           * reduced in place (core/dist_shm.c); false: always MPI */
 } tg_dist_opts;
-/* bucket_bytes 512 KiB, overlap on, sync batchnorm on. */
+/* bucket_bytes 512 KiB, overlap on, sync batchnorm on, shared memory on. */
 tg_dist_opts tg_dist_opts_default(void);
 
 /* Prepares gradient synchronisation of ps for backward passes on ctx (d NULL: a world of
@@ -1136,7 +1138,9 @@ typedef struct tg_dist_stats {
     double bytes;           /* gradient bytes all-reduced */
     int64_t early_buckets;  /* buckets started from inside tg_backward (overlapped) */
     double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication */
-    double launch_seconds;  /* time spent starting buckets and polling during backward */
+    double launch_seconds;  /* time spent starting buckets and polling during backward
+                             * (with shared memory: also the reductions run there) */
+    bool shared_memory;     /* the buckets go through the shared-memory path */
 } tg_dist_stats;
 tg_dist_stats tg_dist_get_stats(const tg_dist *d);
 void tg_dist_reset_stats(tg_dist *d);
