@@ -197,6 +197,10 @@ int tg_threads(void);
 /* Applies the process-wide tg_set_num_threads count to the calling thread's OpenMP
  * setting (a cheap check when it already matches). Library entry points call it. */
 void tg_threads_apply(void);
+/* Adaptive mode: resizes the thread team to the cores other processes left (tg_step_end). */
+void tg_threads_adapt(void);
+/* Its rule: the cores left when others (in cores, measured) are taken, rounded, in [1, limit]. */
+int tg_threads_for_load(int cores, double others, int limit);
 
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */

@@ -61,7 +61,8 @@ static void usage(FILE *f) {
         "                            forum's FLOP comparison), Winograd F(4x4, 3x3) (CPU),\n"
         "                            or auto: per layer shape the faster of the two\n"
         "  --steps N, --warmup N     timed and untimed steps (default 5 and 1)\n"
-        "  --threads N               CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --threads N|auto          CPU threads, also OpenBLAS's (default auto: all cores,\n"
+        "                            fewer while other processes hold them)\n"
         "  --seed N                  parameters, input and targets (default 0)\n"
         "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
         "  --json                    one JSON object per result on stdout; the human\n"
@@ -284,7 +285,7 @@ int cmd_forum(int argc, char **argv) {
         {"--layers", OPT_INT, &a.layers, 2, 10000, NULL},
         {"--steps", OPT_INT, &a.steps, 1, 1 << 20, NULL},
         {"--warmup", OPT_INT, &a.warmup, 0, 1 << 20, NULL},
-        {"--threads", OPT_INT, &a.threads, 1, 4096, NULL},
+        {"--threads", OPT_THREADS, &a.threads, 0, 0, NULL},
         {"--seed", OPT_UINT64, &a.seed, 0, 0, NULL},
         {"--relu", OPT_FLAG, &a.relu, 0, 0, NULL},
         {"--bn", OPT_FLAG, &a.bn, 0, 0, NULL},
@@ -303,7 +304,7 @@ int cmd_forum(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (a.threads) tg_set_num_threads(a.threads);
+    tool_set_threads(a.threads, true);
     tg_device dev = strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     if (a.dist && dist_refused("tapegrad forum")) return 2;
     /* Before anything touches the GPU: init picks this rank's device. */
