@@ -24,6 +24,11 @@
 #                                load, it rebuilds them there (16 cores) from the working
 #                                tree with nvcc + gcc and the carried headers.
 #
+# Not in the run list: tests/test_dist_cuda (CUDA data parallel, NCCL). It needs a build
+# with MPI and NCCL (NCCL's 218 MB does not fit the pack) and, for its 2-rank half, one
+# GPU per rank (NCCL refuses two ranks on one GPU); on this one-GPU machine it could run
+# only its one-rank half. Run it where NCCL is installed: meson test --suite cuda.
+#
 # Device tool call (see bench/RESULTS.md, "The first GPU run"):
 #   run(command="bash bench/gpu_check.sh run", carry=["gpu_pack"], timeout_s=590)
 # Without a GPU, `run` exits 2 at once with one line saying so.
