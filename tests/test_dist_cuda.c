@@ -19,8 +19,8 @@
  *     (momentum) on N ranks with synchronised batchnorm against one CUDA process with the
  *     whole global batch (each rank computes that reference itself, with the ordinary
  *     CUDA batchnorm): first loss to 1e-5 relative, every parameter and running statistic
- *     after the steps to 2e-4 of its tensor's largest value. Batches 6 (3 + 3) and 7
- *     (3 + 4: the shares weight the gradients and the batchnorm sums).
+ *     after the steps to 2e-4 of its tensor's largest value (+ 1e-6). Batches 6 (3 + 3)
+ *     and 7 (3 + 4: the shares weight the gradients and the batchnorm sums).
  *   - buckets: many small ones started from inside the backward walk on NCCL's stream
  *     (overlap), and the same with every bucket started by tg_dist_sync_grads.
  *   - parameters, buffers and optimizer state bit-identical across ranks after every step
@@ -179,7 +179,9 @@ static void check_equivalence(setup su) {
         ck_assert_int_eq(tg_tensor_to_host(u, want, false), TG_OK);
         double scale = 0;
         for (int64_t j = 0; j < u->numel; j++) scale = fmax(scale, fabs(want[j]));
-        tg_expect_close_f(t->name, got, want, t->numel, TOL_PARAM * scale + 1e-30, TOL_PARAM);
+        /* The floor: a conv bias before batchnorm has a true gradient of 0, and both runs
+         * move it by lr times rounding noise (about 1e-9). */
+        tg_expect_close_f(t->name, got, want, t->numel, TOL_PARAM * scale + 1e-6, TOL_PARAM);
         free(got);
         free(want);
     }
