@@ -15,11 +15,14 @@
  * of a backward pass the tape tells us, for every bucket, the smallest record index that
  * touches one of its parameters: the tape is replayed in reverse, so once the walk has
  * run that record the bucket's gradients are final (backward only ever adds into them).
- * The hook in tg_backward (autograd/tape.c) then starts the bucket's all-reduce
- * (MPI_Iallreduce, or ncclAllReduce on the library's stream) while the walk goes on, and
- * polls the running ones (MPI_Testall) after every op, because Open MPI's non-blocking
- * collectives advance only inside MPI calls. tg_dist_sync_grads waits for the rest; the
- * time it blocks is the communication the backward pass did not hide.
+ * The hook in tg_backward (autograd/tape.c) then starts the bucket's all-reduce while
+ * the walk goes on: on CPUs of one host through the shared gradient stores of
+ * core/dist_shm.c (publish the bucket, reduce this rank's chunk of every bucket all ranks
+ * have published, after every op); across hosts with MPI_Iallreduce, polled (MPI_Test)
+ * after every op because Open MPI's non-blocking collectives advance only inside MPI
+ * calls; on CUDA with ncclAllReduce on NCCL's own stream (cuda/dist.cu). tg_dist_sync_grads waits for
+ * the rest; the time it blocks is the communication the backward pass did not hide (on
+ * CUDA the wait is on the device, not the host: wait_seconds is host time only there).
  *
  * Every rank records the same tape, so buckets start in the same order everywhere, as MPI
  * requires of collectives.
@@ -455,6 +458,15 @@ void tg_dist_backward_hook(tg_dist *d, int record) {
         }
 #endif
     }
+#ifdef TG_HAVE_NCCL
+    /* CUDA: the library stream waits, on the device, for the buckets started during the
+     * walk, so nothing queued after backward (the optimizer, or the next step's zero_grad
+     * when tg_dist_sync_grads is skipped) can touch a bucket under reduction. It costs
+     * nothing: the comm stream runs its collectives in order, so the buckets
+     * tg_dist_sync_grads starts could not begin earlier anyway. */
+    if (d->nccl && record == TG_DIST_BACKWARD_END && !d->pending)
+        d->pending = tg_nccl_wait(d->nccl);
+#endif
     d->stats.launch_seconds += tg_now() - t0;
 }
 
@@ -484,6 +496,14 @@ tg_status tg_dist_sync_grads(tg_dist *d) {
         }
     }
 #endif
+#ifdef TG_HAVE_NCCL
+    /* The optimizer's kernels, queued next on the library stream, wait for the reduced
+     * gradients on the device: the host does not block here (wait_seconds is host time). */
+    if (d->nccl) {
+        tg_status w = tg_nccl_wait(d->nccl);
+        if (st == TG_OK) st = w;
+    }
+#endif
     for (int b = 0; b < d->nbuckets; b++) d->buckets[b].started = false;
     d->pending = TG_OK;
     d->stats.wait_seconds += tg_now() - t0;
@@ -498,3 +518,5 @@ tg_dist_stats tg_dist_get_stats(const tg_dist *d) {
 void tg_dist_reset_stats(tg_dist *d) {
     if (d) d->stats = (tg_dist_stats){.buckets = d->nbuckets, .shared_memory = dist_uses_shm(d)};
 }
+
+void *tg_dist_nccl(const tg_dist *d) { return d ? d->nccl : NULL; }

@@ -1,7 +1,8 @@
 /*
  * core/dist.h — internals of data-parallel training shared by core/dist.c, the tape
  * (autograd/tape.c starts gradient buckets from its backward walk), sync batchnorm
- * (ops/batchnorm_sync.c) and the NCCL glue (cuda/dist.cu). Not installed.
+ * (ops/batchnorm_sync.c, cuda/batchnorm_sync.cu) and the NCCL glue (cuda/dist.cu). Not
+ * installed.
  */
 #ifndef TG_DIST_H
 #define TG_DIST_H
@@ -46,16 +47,31 @@ int dist_shm_progress(dist_shm *s, const int64_t *begin, const int64_t *end);
 tg_status dist_shm_finish(dist_shm *s, const int64_t *begin, const int64_t *end);
 #endif
 
+/* The NCCL communicator of a CUDA job of more than one rank (cuda/dist.cu's opaque
+ * handle, what the tg_nccl_* functions take); NULL otherwise. */
+void *tg_dist_nccl(const tg_dist *d);
+
 #ifdef TG_HAVE_NCCL
-/* cuda/dist.cu: NCCL on the library's stream. `comm` is an ncclComm_t. */
+/* cuda/dist.cu: NCCL on its own stream, met by the library's stream at events (the file
+ * explains the fences). `comm` is the handle tg_nccl_init makes. */
 size_t tg_nccl_id_bytes(void);
 tg_status tg_nccl_get_id(void *id);  /* rank 0 makes it; MPI broadcasts it */
 tg_status tg_nccl_select_device(int local_rank, int *device);
+/* The communicator, its stream (non-blocking, highest priority) and its fence events. */
 tg_status tg_nccl_init(void **comm, int world, int rank, const void *id);
-void tg_nccl_free(void *comm);
-/* buf (n floats, device) *= scale (skipped when 1), then summed over ranks in place. */
+void tg_nccl_free(void *comm);       /* waits for its stream first; accepts NULL */
+/* Starts a gradient bucket: buf (n floats, device) *= scale (skipped when 1), then summed
+ * over ranks in place, on the comm stream after the library stream's work so far.
+ * Returns without waiting; the library stream does not see the result until
+ * tg_nccl_wait. */
 tg_status tg_nccl_allreduce(void *comm, float *buf, int64_t n, float scale);
-tg_status tg_nccl_broadcast(void *comm, float *buf, int64_t n);
+/* The library stream waits (on the device, not the host) for every collective started
+ * so far; then reports any error NCCL hit asynchronously. */
+tg_status tg_nccl_wait(void *comm);
+/* Blocking in stream order: buf (n doubles, device) summed over ranks; kernels queued
+ * next on the library stream see the sums (synchronised batchnorm). */
+tg_status tg_nccl_allreduce_f64(void *comm, double *buf, int64_t n);
+tg_status tg_nccl_broadcast(void *comm, float *buf, int64_t n); /* rank 0's, in stream order */
 #endif
 
 #ifdef __cplusplus

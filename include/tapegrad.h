@@ -1076,7 +1076,8 @@ tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
  * Data-parallel training (core/dist.c; DESIGN §12). Every rank holds the whole model and
  * takes its share of every global batch; gradients are all-reduced so every rank applies
  * the same update. `mpirun` launches and MPI bootstraps; CPU gradients go through MPI,
- * CUDA gradients through NCCL on the library's stream (device buffers, no host copies).
+ * CUDA gradients through NCCL on its own stream, overlapping the backward kernels (device
+ * buffers, no host copies, no host waits).
  * A process not launched by mpirun, or a build without MPI (-Dmpi=disabled), has a world
  * of 1 and every call below is a cheap no-op: single-process training is unchanged.
  *
@@ -1140,7 +1141,9 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
 /* This step's share: `local` of the `global` examples (weights the all-reduce). */
 tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global);
 /* Starts the buckets not started yet and waits for all of them: afterwards every rank
- * holds the gradient of the global batch's mean loss. Call after tg_backward. */
+ * holds the gradient of the global batch's mean loss. Call after every tg_backward, before
+ * the optimizer step. On CUDA the wait is on the device (kernels queued afterwards see the
+ * reduced gradients); the host does not block. */
 tg_status tg_dist_sync_grads(tg_dist *d);
 
 /* What the gradient synchronisation did so far (rank-local figures). */
@@ -1149,7 +1152,8 @@ typedef struct tg_dist_stats {
     int64_t steps;          /* tg_dist_sync_grads calls */
     double bytes;           /* gradient bytes all-reduced */
     int64_t early_buckets;  /* buckets started from inside tg_backward (overlapped) */
-    double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication */
+    double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication
+                             * (CUDA: host time to queue the wait; it happens on the GPU) */
     double launch_seconds;  /* time spent starting buckets and polling during backward
                              * (with shared memory: also the reductions run there) */
     bool shared_memory;     /* the buckets go through the shared-memory path */

@@ -450,12 +450,16 @@ int cmd_forum(int argc, char **argv) {
     for (int i = 0; i < nruns && d; i++) {
         const tg_dist_stats *ds = &runs[i].res.dist;
         int64_t n = ds->steps ? ds->steps : 1;
+        /* On CUDA the wait happens on the GPU: the host figures are only queueing time. */
+        bool gpu = !strcmp(a.device, "cuda");
         fprintf(out, "data parallel (%s): %d ranks, global batch %d (%d on rank 0); per step "
                 "%.2f MB of gradients all-reduced in %d buckets (%.1f started during "
-                "backward); exposed wait %.4f s, polling %.4f s per step (rank 0)\n",
+                "backward); %s %.4f s, %s %.4f s per step (rank 0)\n",
                 runs[i].label, tg_dist_world(d), a.batch, a.batch / tg_dist_world(d),
                 ds->bytes / n * 1e-6, ds->buckets, (double)ds->early_buckets / n,
-                ds->wait_seconds / n, ds->launch_seconds / n);
+                gpu ? "host time queueing the wait (the GPU waits)" : "exposed wait",
+                ds->wait_seconds / n, gpu ? "queueing buckets" : "polling",
+                ds->launch_seconds / n);
     }
     if (a.json)
         for (int i = 0; i < nruns; i++) print_json(&a, &runs[i], &pk);
