@@ -7,8 +7,9 @@
     efficiency = compute(b) / step(N)
 
 G is the gradient bytes (4 x trainable parameters); hidden is the share of the backward
-pass that can cover communication (0 on CUDA today: NCCL runs on the library's one stream,
-after the backward kernels; the CPU overlap measured by bench/dist_bench.c otherwise).
+pass that can cover communication (on the CPU as measured by bench/dist_bench.c; on CUDA,
+where NCCL runs on its own stream next to the backward kernels, not measured yet: the
+table gives both ends).
 Usage: bench/scaling.py [--check PARAMS BUCKETS COMPUTE_S BACKWARD_S BUSBW_GBPS LATENCY_S
 HIDDEN]
 prints the projections, or the 2-rank prediction for one measured model on this host.

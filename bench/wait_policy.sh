@@ -82,4 +82,14 @@ for s in $settings; do
         printf "%-10s %-10s %10.3f %10.3f %7.1fx %11.2fx\n", (p == "-" ? "(unset)" : p),
                (s == "-" ? "(unset)" : s), i, l, l / i, i / b }'
 done
+# The program's defaults (passive, 10000) with the adaptive thread count (--threads auto).
+extra="$extra --threads auto"
+idle=$(measure passive 10000)
+start_load
+sleep 0.5
+loaded=$(measure passive 10000)
+stop_load
+awk -v i="$idle" -v l="$loaded" -v b="$base" 'BEGIN {
+    printf "%-21s %10.3f %10.3f %7.1fx %11.2fx  (--threads auto)\n", "passive 10000 auto", i, l,
+           l / i, i / b }'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -219,6 +219,7 @@ void tg_step_end(tg_ctx *ctx) {
     ctx->next_id = 0;
     ctx->nfree_grads = 0;
     ctx->generation++;
+    tg_threads_adapt(); /* adaptive thread count: at most every 0.25 s (core/threads.c) */
 }
 
 size_t tg_ctx_arena_used(const tg_ctx *ctx) { return ctx ? ctx->arena.used : 0; }

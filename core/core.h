@@ -185,6 +185,12 @@ int64_t tg_params_flat_numel(const tg_params *ps);
 /* Names the model owning the store in its messages ("model 'mlp-784-128-10':
  * tg_params_add('fc1.weight', ...) needs ..."). */
 void tg_params_set_label(tg_params *ps, const char *label);
+/* Moves the CPU gradient store into caller-owned memory buf (tg_params_flat_numel floats,
+ * 64-byte aligned), copying the gradients; the store stops owning it, refuses to add
+ * trainable parameters, and calls on_free(arg) from tg_params_free instead of freeing it.
+ * buf NULL moves the gradients back into memory of the store's own. (core/dist.c: ranks
+ * on one host share their gradient stores.) */
+tg_status tg_params_place_grads(tg_params *ps, float *buf, void (*on_free)(void *), void *arg);
 /* The flat non-trainable buffer area (tg_params_buffer_numel floats). */
 float *tg_params_buffers(tg_params *ps);
 
@@ -196,6 +202,10 @@ int tg_threads(void);
 /* Applies the process-wide tg_set_num_threads count to the calling thread's OpenMP
  * setting (a cheap check when it already matches). Library entry points call it. */
 void tg_threads_apply(void);
+/* Adaptive mode: resizes the thread team to the cores other processes left (tg_step_end). */
+void tg_threads_adapt(void);
+/* Its rule: the cores left when others (in cores, measured) are taken, rounded, in [1, limit]. */
+int tg_threads_for_load(int cores, double others, int limit);
 
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */

@@ -15,11 +15,14 @@
  * of a backward pass the tape tells us, for every bucket, the smallest record index that
  * touches one of its parameters: the tape is replayed in reverse, so once the walk has
  * run that record the bucket's gradients are final (backward only ever adds into them).
- * The hook in tg_backward (autograd/tape.c) then starts the bucket's all-reduce
- * (MPI_Iallreduce, or ncclAllReduce on the library's stream) while the walk goes on, and
- * polls the running ones (MPI_Testall) after every op, because Open MPI's non-blocking
- * collectives advance only inside MPI calls. tg_dist_sync_grads waits for the rest; the
- * time it blocks is the communication the backward pass did not hide.
+ * The hook in tg_backward (autograd/tape.c) then starts the bucket's all-reduce while
+ * the walk goes on: on CPUs of one host through the shared gradient stores of
+ * core/dist_shm.c (publish the bucket, reduce this rank's chunk of every bucket all ranks
+ * have published, after every op); across hosts with MPI_Iallreduce, polled (MPI_Test)
+ * after every op because Open MPI's non-blocking collectives advance only inside MPI
+ * calls; on CUDA with ncclAllReduce on NCCL's own stream (cuda/dist.cu). tg_dist_sync_grads waits for
+ * the rest; the time it blocks is the communication the backward pass did not hide (on
+ * CUDA the wait is on the device, not the host: wait_seconds is host time only there).
  *
  * Every rank records the same tape, so buckets start in the same order everywhere, as MPI
  * requires of collectives.
@@ -63,6 +66,10 @@ struct tg_dist {
     tg_dist_opts opts;
     dist_bucket *buckets;
     int nbuckets;
+#ifdef TG_HAVE_MPI
+    dist_shm *shm;         /* ranks on one host: shared gradient stores (core/dist_shm.c) */
+    int64_t *bbegin, *bend; /* the buckets' ranges, for dist_shm */
+#endif
     double share;          /* this step's local / global examples */
     tg_status pending;     /* first error hit inside the backward hook */
     tg_dist_stats stats;
@@ -157,6 +164,53 @@ tg_dist *tg_dist_init(tg_device device) {
     return d;
 }
 
+#ifdef TG_HAVE_MPI
+/* tg_params_free of a store whose gradients live in the shared window. */
+static void store_gone(void *arg) {
+    tg_dist *d = arg;
+    d->ps = NULL;
+}
+
+/* Moves the store's gradients back into its own memory and frees the window (collective). */
+static void shm_detach(tg_dist *d) {
+    if (!d->shm) return;
+    if (d->ps) tg_params_place_grads(d->ps, NULL, NULL, NULL);
+    dist_shm_free(d->shm);
+    d->shm = NULL;
+    free(d->bbegin);
+    d->bbegin = d->bend = NULL;
+}
+
+/* Collective: puts ps's gradient store into a shared window when every rank is on this
+ * host. Without one (other hosts, no memory) the buckets go through MPI. */
+static tg_status shm_attach(tg_dist *d, tg_params *ps) {
+    if (d->device != TG_DEVICE_CPU || !d->opts.shared_memory || !d->nbuckets ||
+        d->world > DIST_SHM_MAX_WORLD)
+        return TG_OK;
+    d->bbegin = malloc(2 * (size_t)d->nbuckets * sizeof *d->bbegin);
+    if (d->bbegin) {
+        d->bend = d->bbegin + d->nbuckets;
+        for (int b = 0; b < d->nbuckets; b++) {
+            d->bbegin[b] = d->buckets[b].begin;
+            d->bend[b] = d->buckets[b].end;
+        }
+    }
+    int ok = d->bbegin != NULL, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (all_ok)
+        d->shm = dist_shm_new(&d->comm, d->rank, d->world, tg_params_flat_numel(ps),
+                              d->nbuckets);
+    if (!d->shm) {
+        free(d->bbegin);
+        d->bbegin = d->bend = NULL;
+        return TG_OK;
+    }
+    tg_status st = tg_params_place_grads(ps, dist_shm_grads(d->shm), store_gone, d);
+    if (st != TG_OK) shm_detach(d);
+    return st;
+}
+#endif
+
 void tg_dist_free(tg_dist *d) {
     if (!d) return;
 #ifdef TG_HAVE_NCCL
@@ -164,6 +218,7 @@ void tg_dist_free(tg_dist *d) {
 #endif
     free(d->buckets);
 #ifdef TG_HAVE_MPI
+    shm_detach(d);
     if (d->world > 1 || d->mpi_initialized) {
         MPI_Comm_free(&d->comm);
         if (d->mpi_initialized) MPI_Finalize();
@@ -178,7 +233,8 @@ int tg_dist_local_rank(const tg_dist *d) { return d ? d->local_rank : 0; }
 double tg_dist_share(const tg_dist *d) { return d ? d->share : 1.0; }
 
 tg_dist_opts tg_dist_opts_default(void) {
-    return (tg_dist_opts){.bucket_bytes = 512 * 1024, .overlap = true, .sync_batchnorm = true};
+    return (tg_dist_opts){.bucket_bytes = 512 * 1024, .overlap = true, .sync_batchnorm = true,
+                          .shared_memory = true};
 }
 
 tg_status tg_dist_barrier(tg_dist *d) {
@@ -257,6 +313,9 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
         return tg_fail(TG_ERR_ARG, "tg_dist_attach: bucket_bytes is %zu; it must be >= 4",
                        opts.bucket_bytes);
     if (d->world == 1) return TG_OK;
+#ifdef TG_HAVE_MPI
+    shm_detach(d); /* a second attach starts over */
+#endif
     /* Buckets from the end of the store: parameter i's range is [offset_i, offset_{i+1})
      * (its view plus alignment padding, which stays zero). */
     int count = tg_params_count(ps), nparams = 0;
@@ -287,6 +346,11 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
     d->ps = ps;
     d->opts = opts;
     d->stats.buckets = d->nbuckets;
+#ifdef TG_HAVE_MPI
+    tg_status st = shm_attach(d, ps);
+    if (st != TG_OK) return st;
+    d->stats.shared_memory = d->shm != NULL;
+#endif
     ctx->dist = d;
     ctx->sync_bn = opts.sync_batchnorm ? d : NULL;
     return TG_OK;
@@ -301,12 +365,27 @@ tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global) {
     return TG_OK;
 }
 
+static bool dist_uses_shm(const tg_dist *d) {
+#ifdef TG_HAVE_MPI
+    return d->shm != NULL;
+#else
+    (void)d;
+    return false;
+#endif
+}
+
 /* Starts bucket b: scale by this rank's share, then a non-blocking sum over ranks. */
 static tg_status bucket_start(tg_dist *d, dist_bucket *b) {
     b->started = true;
     float *p = tg_params_grad(d->ps) + b->begin;
     int64_t n = b->end - b->begin;
     d->stats.bytes += (double)n * sizeof(float);
+#ifdef TG_HAVE_MPI
+    if (d->shm) { /* the share weights the sum itself: no scaling pass */
+        dist_shm_publish(d->shm, (int)(b - d->buckets), d->share);
+        return TG_OK;
+    }
+#endif
 #ifdef TG_HAVE_NCCL
     if (d->nccl) return tg_nccl_allreduce(d->nccl, p, n, (float)d->share);
 #endif
@@ -366,8 +445,11 @@ void tg_dist_backward_hook(tg_dist *d, int record) {
             }
         }
 #ifdef TG_HAVE_MPI
-        /* Let the running all-reduces advance (Open MPI progresses them only in calls). */
-        if (!d->nccl) {
+        /* Reduce this rank's chunk of every bucket all ranks have finished, or let the
+         * running all-reduces advance (Open MPI progresses them only inside calls). */
+        if (d->shm) {
+            dist_shm_progress(d->shm, d->bbegin, d->bend);
+        } else if (!d->nccl) {
             for (int b = 0; b < d->nbuckets; b++) {
                 int done;
                 if (d->buckets[b].started && d->buckets[b].req != MPI_REQUEST_NULL)
@@ -376,23 +458,50 @@ void tg_dist_backward_hook(tg_dist *d, int record) {
         }
 #endif
     }
+#ifdef TG_HAVE_NCCL
+    /* CUDA: the library stream waits, on the device, for the buckets started during the
+     * walk, so nothing queued after backward (the optimizer, or the next step's zero_grad
+     * when tg_dist_sync_grads is skipped) can touch a bucket under reduction. It costs
+     * nothing: the comm stream runs its collectives in order, so the buckets
+     * tg_dist_sync_grads starts could not begin earlier anyway. */
+    if (d->nccl && record == TG_DIST_BACKWARD_END && !d->pending)
+        d->pending = tg_nccl_wait(d->nccl);
+#endif
     d->stats.launch_seconds += tg_now() - t0;
 }
 
 tg_status tg_dist_sync_grads(tg_dist *d) {
     if (!d || d->world == 1 || !d->nbuckets) return TG_OK;
-    if (!d->ps) return tg_fail(TG_ERR_STATE, "tg_dist_sync_grads: call tg_dist_attach first");
+    if (!d->ps)
+        return tg_fail(TG_ERR_STATE, "tg_dist_sync_grads: no parameter store attached (call "
+                       "tg_dist_attach first; a freed store detaches itself)");
     double t0 = tg_now();
     tg_status st = d->pending;
-    for (int b = 0; b < d->nbuckets && st == TG_OK; b++)
-        if (!d->buckets[b].started) st = bucket_start(d, &d->buckets[b]);
+    for (int b = 0; b < d->nbuckets; b++) {
+        if (d->buckets[b].started || (st != TG_OK && !dist_uses_shm(d))) continue;
+        tg_status sb = bucket_start(d, &d->buckets[b]);
+        if (st == TG_OK) st = sb;
+    }
 #ifdef TG_HAVE_MPI
-    if (!d->nccl) {
+    if (d->shm) {
+        /* Every bucket is published (bucket_start cannot fail here): finish the round
+         * even after an earlier error, so the other ranks are not left waiting. */
+        tg_status fin = dist_shm_finish(d->shm, d->bbegin, d->bend);
+        if (st == TG_OK) st = fin;
+    } else if (!d->nccl) {
         for (int b = 0; b < d->nbuckets; b++) {
             if (!d->buckets[b].started) continue;
             int rc = MPI_Wait(&d->buckets[b].req, MPI_STATUS_IGNORE);
             if (rc != MPI_SUCCESS && st == TG_OK) st = mpi_fail(rc, "tg_dist: MPI_Wait");
         }
+    }
+#endif
+#ifdef TG_HAVE_NCCL
+    /* The optimizer's kernels, queued next on the library stream, wait for the reduced
+     * gradients on the device: the host does not block here (wait_seconds is host time). */
+    if (d->nccl) {
+        tg_status w = tg_nccl_wait(d->nccl);
+        if (st == TG_OK) st = w;
     }
 #endif
     for (int b = 0; b < d->nbuckets; b++) d->buckets[b].started = false;
@@ -407,5 +516,7 @@ tg_dist_stats tg_dist_get_stats(const tg_dist *d) {
 }
 
 void tg_dist_reset_stats(tg_dist *d) {
-    if (d) d->stats = (tg_dist_stats){.buckets = d->nbuckets};
+    if (d) d->stats = (tg_dist_stats){.buckets = d->nbuckets, .shared_memory = dist_uses_shm(d)};
 }
+
+void *tg_dist_nccl(const tg_dist *d) { return d ? d->nccl : NULL; }

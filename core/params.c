@@ -19,6 +19,12 @@ struct tg_params {
     int64_t numel, numel_cap;            /* trainable */
     int64_t buffer_numel, buffer_cap;
     int state_slots;
+    /* tg_params_place_grads: grads lives in memory the store does not own (the shared
+     * gradient segment of data-parallel training); on_free tells its owner the store is
+     * going away. */
+    bool grads_external;
+    void (*grads_on_free)(void *);
+    void *grads_arg;
     char label[64]; /* the owning model's name, for messages (tg_params_set_label) */
 };
 
@@ -47,7 +53,11 @@ void tg_params_free(tg_params *ps) {
     free(ps->tensors);
     free(ps->offsets);
     tg_device_free(ps->device, ps->values);
-    tg_device_free(ps->device, ps->grads);
+    if (ps->grads_external) {
+        if (ps->grads_on_free) ps->grads_on_free(ps->grads_arg);
+    } else {
+        tg_device_free(ps->device, ps->grads);
+    }
     tg_device_free(ps->device, ps->buffers);
     tg_device_free(ps->device, ps->state);
     free(ps);
@@ -104,6 +114,11 @@ static tg_tensor *params_add(tg_params *ps, const char *name, tg_shape shape, bo
     }
     if (tg_params_find(ps, name)) {
         tg_fail(TG_ERR_ARG, "%s: a parameter named '%s' already exists", fn, name);
+        return NULL;
+    }
+    if (trainable && ps->grads_external) {
+        tg_fail(TG_ERR_STATE, "%s('%s'): the gradient store is shared with the other ranks "
+                "(tg_dist_attach); add every parameter before attaching", fn, name);
         return NULL;
     }
     if (ps->state) {
@@ -239,6 +254,30 @@ float *tg_params_buffers(tg_params *ps) { return ps ? ps->buffers : NULL; }
 tg_status tg_params_zero_grad(tg_params *ps) {
     if (!ps || !ps->grads) return TG_OK;
     return tg_device_zero(ps->device, ps->grads, (size_t)ps->numel * sizeof(float));
+}
+
+tg_status tg_params_place_grads(tg_params *ps, float *buf, void (*on_free)(void *),
+                                void *arg) {
+    if (!ps) return tg_fail(TG_ERR_ARG, "tg_params_place_grads: store is NULL");
+    if (ps->device != TG_DEVICE_CPU)
+        return tg_fail(TG_ERR_UNSUPPORTED, "tg_params_place_grads: CPU stores only");
+    size_t bytes = (size_t)ps->numel * sizeof(float);
+    float *dst = buf;
+    if (!dst) { /* back into memory of the store's own */
+        if (!ps->grads_external) return TG_OK;
+        dst = tg_device_alloc(ps->device, (size_t)(ps->numel_cap ? ps->numel_cap : 1) *
+                                              sizeof(float));
+        if (!dst) return tg_error();
+        memset(dst, 0, (size_t)ps->numel_cap * sizeof(float));
+    }
+    if (bytes && ps->grads != dst) memcpy(dst, ps->grads, bytes);
+    if (!ps->grads_external) tg_device_free(ps->device, ps->grads);
+    ps->grads = dst;
+    ps->grads_external = buf != NULL;
+    ps->grads_on_free = buf ? on_free : NULL;
+    ps->grads_arg = buf ? arg : NULL;
+    repoint(ps);
+    return TG_OK;
 }
 
 float *tg_params_state(tg_params *ps, int slots) {

@@ -4,6 +4,8 @@
  */
 #include "core.h"
 
+#include <stdio.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,8 +28,12 @@ static int core_count(void) {
     return n > 0 ? (int)n : 1;
 }
 
-void tg_set_num_threads(int n) {
-    if (n <= 0) n = core_count();
+/* Adaptive mode (tg_set_threads_adaptive): thread_limit is the count asked for,
+ * thread_count what ops run with now. */
+static _Atomic int thread_limit = 0;
+static _Atomic bool adaptive = false;
+
+static void use_threads(int n) {
     thread_count = n;
 #ifdef _OPENMP
     omp_set_num_threads(n);
@@ -35,6 +41,12 @@ void tg_set_num_threads(int n) {
 #ifdef TG_HAVE_OPENBLAS_THREADS
     openblas_set_num_threads(n);
 #endif
+}
+
+void tg_set_num_threads(int n) {
+    if (n <= 0) n = core_count();
+    thread_limit = n;
+    use_threads(n);
 }
 
 int tg_get_num_threads(void) { return thread_count > 0 ? thread_count : core_count(); }
@@ -47,6 +59,87 @@ void tg_threads_apply(void) {
 }
 
 int tg_threads(void) { return tg_get_num_threads(); }
+
+/* ------------------------------------------------------------ adapting to a busy machine
+ *
+ * OpenMP's barriers need every thread of a team running: when other processes hold the
+ * cores, a team of T threads waits at every barrier for its slowest member to get a time
+ * slice, and a step of many short parallel regions slows down far more than the share of
+ * CPU lost (measured on the 2-core VM with two busy loops: 2 threads 2.6x the idle epoch,
+ * 1 thread faster than 2). So, when adaptive, every step end at most every
+ * ADAPT_INTERVAL_S seconds compares the CPU time the whole machine used (/proc/stat)
+ * with this process's own (getrusage) over the interval: what is left is what other
+ * processes used, in cores. The team is sized to the cores left for us, rounded, between
+ * 1 and the count asked for. Our own spinning threads are our time, not theirs; the other
+ * ranks of an MPI job are other processes (2 ranks x 2 threads on 2 cores settle at 1
+ * thread each). */
+#define ADAPT_INTERVAL_S 0.25
+
+static struct {
+    bool ok;
+    double wall, self;
+    unsigned long long busy;
+    int changes;
+} probe;
+
+int tg_threads_for_load(int cores, double others, int limit) {
+    double left = (double)cores - (others > 0 ? others : 0);
+    int want = (int)(left + 0.5);
+    return want < 1 ? 1 : want > limit ? limit : want;
+}
+
+static bool machine_busy_ticks(unsigned long long *busy) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return false;
+    unsigned long long v[7] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6]);
+    fclose(f);
+    *busy = v[0] + v[1] + v[2] + v[5] + v[6]; /* user nice system irq softirq */
+    return n == 7;
+}
+
+static double self_cpu(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0;
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static void probe_start(void) {
+    probe.ok = machine_busy_ticks(&probe.busy);
+    probe.wall = tg_now();
+    probe.self = self_cpu();
+}
+
+void tg_set_threads_adaptive(bool on) {
+    adaptive = on;
+    if (thread_limit <= 0) thread_limit = tg_get_num_threads();
+    if (on) probe_start();
+    else use_threads(thread_limit); /* back to the count asked for */
+}
+
+bool tg_threads_adaptive(void) { return adaptive; }
+int tg_threads_adaptations(void) { return probe.changes; }
+
+void tg_threads_adapt(void) {
+    if (!adaptive) return;
+    double now = tg_now(), wall = now - probe.wall;
+    if (wall < ADAPT_INTERVAL_S) return;
+    unsigned long long busy;
+    long ticks = sysconf(_SC_CLK_TCK);
+    bool ok = probe.ok && machine_busy_ticks(&busy) && ticks > 0;
+    double others = ok ? ((double)(busy - probe.busy) / (double)ticks - (self_cpu() - probe.self))
+                       / wall : 0;
+    probe_start();
+    if (!ok) return;
+    int want = tg_threads_for_load(core_count(), others,
+                                   thread_limit > 0 ? thread_limit : core_count());
+    if (want != tg_get_num_threads()) {
+        use_threads(want);
+        probe.changes++;
+    }
+}
 
 double tg_now(void) {
     struct timespec ts;

@@ -200,6 +200,24 @@ tg_status batchnorm_backward_cuda(float *dx, float *dweight, float *dbias, const
                                   const float *weight, int64_t N, int64_t C, int64_t HW,
                                   bool training);
 
+#ifdef TG_HAVE_NCCL
+/* ---------------------------------------------------------------- batchnorm_sync.cu */
+
+/* Synchronised batchnorm (a CUDA job of more than one rank): batchnorm_stats_cuda in
+ * training and batchnorm_backward_cuda in training with the sums over every rank, as
+ * ops/batchnorm_sync.c. nccl: tg_dist_nccl(d); share: tg_dist_share(d); work: device
+ * memory of batchnorm_sync_work_bytes_cuda(N, C, HW) bytes (8-byte aligned), overwritten.
+ * Collective: every rank must call with the same C, in the same order. */
+size_t batchnorm_sync_work_bytes_cuda(int64_t N, int64_t C, int64_t HW);
+tg_status batchnorm_sync_stats_cuda(void *nccl, float *mean, float *rstd, float *running_mean,
+                                    float *running_var, const float *x, int64_t N, int64_t C,
+                                    int64_t HW, float momentum, float eps, void *work);
+tg_status batchnorm_sync_backward_cuda(void *nccl, float *dx, float *dweight, float *dbias,
+                                       const float *dy, const float *x, const float *mean,
+                                       const float *rstd, const float *weight, int64_t N,
+                                       int64_t C, int64_t HW, double share, void *work);
+#endif
+
 /* ---------------------------------------------------------------- pool.cu */
 
 /* y (planes) = mean of x (planes, HW). */

@@ -129,6 +129,18 @@ tg_status tg_cuda_check(void);
  * cores. */
 void tg_set_num_threads(int n);
 int tg_get_num_threads(void);
+/* Adaptive thread count (off by default in the library; the `tapegrad` program turns it on
+ * unless --threads is given). While on, tg_step_end measures, at most every 0.25 s, how
+ * many cores OTHER processes used since the last look (/proc/stat minus this process's own
+ * CPU time) and runs the following ops with the cores left, rounded, between 1 and the
+ * count set by tg_set_num_threads (all cores by default): OpenMP teams whose threads wait
+ * for time slices at every barrier are what makes a busy machine 10-30x slower instead of
+ * 2x. tg_get_num_threads returns the count in use now; turning it off restores the count
+ * set. Timings taken while the count changed are flagged by the `tapegrad` tools. */
+void tg_set_threads_adaptive(bool on);
+bool tg_threads_adaptive(void);
+/* How many times adaptive mode changed the thread count so far (process-wide). */
+int tg_threads_adaptations(void);
 
 /* ---------------------------------------------------------------- shapes, tensors */
 
@@ -1096,7 +1108,8 @@ tg_status tg_checkpoint_model_name(const char *path, char *name, size_t size);
  * Data-parallel training (core/dist.c; DESIGN §12). Every rank holds the whole model and
  * takes its share of every global batch; gradients are all-reduced so every rank applies
  * the same update. `mpirun` launches and MPI bootstraps; CPU gradients go through MPI,
- * CUDA gradients through NCCL on the library's stream (device buffers, no host copies).
+ * CUDA gradients through NCCL on its own stream, overlapping the backward kernels (device
+ * buffers, no host copies, no host waits).
  * A process not launched by mpirun, or a build without MPI (-Dmpi=disabled), has a world
  * of 1 and every call below is a cheap no-op: single-process training is unchanged.
  *
@@ -1144,8 +1157,10 @@ typedef struct tg_dist_opts {
     size_t bucket_bytes;  /* gradient bytes per all-reduce, cut at parameter boundaries */
     bool overlap;         /* start a bucket as soon as backward has finished it */
     bool sync_batchnorm;  /* batch statistics over all ranks' examples */
+    bool shared_memory;   /* ranks all on one host: gradient stores in one shared mapping,
+                           * reduced in place (core/dist_shm.c); false: always MPI */
 } tg_dist_opts;
-/* bucket_bytes 512 KiB, overlap on, sync batchnorm on. */
+/* bucket_bytes 512 KiB, overlap on, sync batchnorm on, shared memory on. */
 tg_dist_opts tg_dist_opts_default(void);
 
 /* Prepares gradient synchronisation of ps for backward passes on ctx (d NULL: a world of
@@ -1158,7 +1173,9 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
 /* This step's share: `local` of the `global` examples (weights the all-reduce). */
 tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global);
 /* Starts the buckets not started yet and waits for all of them: afterwards every rank
- * holds the gradient of the global batch's mean loss. Call after tg_backward. */
+ * holds the gradient of the global batch's mean loss. Call after every tg_backward, before
+ * the optimizer step. On CUDA the wait is on the device (kernels queued afterwards see the
+ * reduced gradients); the host does not block. */
 tg_status tg_dist_sync_grads(tg_dist *d);
 
 /* What the gradient synchronisation did so far (rank-local figures). */
@@ -1167,8 +1184,11 @@ typedef struct tg_dist_stats {
     int64_t steps;          /* tg_dist_sync_grads calls */
     double bytes;           /* gradient bytes all-reduced */
     int64_t early_buckets;  /* buckets started from inside tg_backward (overlapped) */
-    double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication */
-    double launch_seconds;  /* time spent starting buckets and polling during backward */
+    double wait_seconds;    /* time blocked in tg_dist_sync_grads: exposed communication
+                             * (CUDA: host time to queue the wait; it happens on the GPU) */
+    double launch_seconds;  /* time spent starting buckets and polling during backward
+                             * (with shared memory: also the reductions run there) */
+    bool shared_memory;     /* the buckets go through the shared-memory path */
 } tg_dist_stats;
 tg_dist_stats tg_dist_get_stats(const tg_dist *d);
 void tg_dist_reset_stats(tg_dist *d);

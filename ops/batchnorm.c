@@ -42,6 +42,7 @@
 #include "batchnorm.h"
 
 #include "../autograd/tape.h"
+#include "../core/dist.h"
 #include "../cuda/tg_cuda.h"
 
 #include <math.h>
@@ -203,15 +204,25 @@ static tg_status cuda_batchnorm_forward(tg_ctx *ctx, tg_record *rec) {
     tg_tensor *mean = tg_record_save(ctx, rec, 0, tg_shape1(p->C));
     tg_tensor *rstd = tg_record_save(ctx, rec, 1, tg_shape1(p->C));
     if (!mean || !rstd) return tg_error();
-    if (p->sync)
-        return tg_fail(TG_ERR_UNSUPPORTED, "batchnorm2d: synchronised batchnorm has no CUDA "
-                       "kernels; hint: turn it off (tg_dist_opts.sync_batchnorm = false; "
-                       "tapegrad forum --no-sync-bn) to normalise with each rank's own "
-                       "statistics");
-    tg_status st = batchnorm_stats_cuda(
-        mean->data, rstd->data, p->running_mean ? p->running_mean->data : NULL,
-        p->running_var ? p->running_var->data : NULL, x->data, p->N, p->C, p->HW, p->training,
-        p->momentum, p->eps);
+    float *rm = p->running_mean ? p->running_mean->data : NULL;
+    float *rv = p->running_var ? p->running_var->data : NULL;
+    tg_status st;
+    if (p->sync) {
+#ifdef TG_HAVE_NCCL
+        /* Statistics over every rank (cuda/batchnorm_sync.cu): NCCL on device doubles. */
+        void *work = tg_ctx_scratch(ctx, batchnorm_sync_work_bytes_cuda(p->N, p->C, p->HW));
+        if (!work) return tg_error();
+        st = batchnorm_sync_stats_cuda(tg_dist_nccl(p->sync), mean->data, rstd->data, rm, rv,
+                                       x->data, p->N, p->C, p->HW, p->momentum, p->eps, work);
+#else
+        /* A CUDA job of several ranks needs NCCL (tg_dist_init): not reached. */
+        st = tg_fail(TG_ERR_UNSUPPORTED, "batchnorm2d: synchronised batchnorm on CUDA needs "
+                     "NCCL (build with CUDA and MPI)");
+#endif
+    } else {
+        st = batchnorm_stats_cuda(mean->data, rstd->data, rm, rv, x->data, p->N, p->C, p->HW,
+                                  p->training, p->momentum, p->eps);
+    }
     if (st) return st;
     return batchnorm_forward_cuda(rec->out->data, x->data, mean->data, rstd->data,
                                   weight ? weight->data : NULL, bias ? bias->data : NULL, p->N,
@@ -220,9 +231,20 @@ static tg_status cuda_batchnorm_forward(tg_ctx *ctx, tg_record *rec) {
 
 static tg_status cuda_batchnorm_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
                                          const float *dout) {
-    (void)ctx;
     const batchnorm_params *p = TG_PARAMS(rec, batchnorm_params);
     tg_tensor *weight = rec->inputs[1];
+#ifdef TG_HAVE_NCCL
+    if (p->sync) {
+        void *work = tg_ctx_scratch(ctx, batchnorm_sync_work_bytes_cuda(p->N, p->C, p->HW));
+        if (!work) return tg_error();
+        return batchnorm_sync_backward_cuda(
+            tg_dist_nccl(p->sync), dinputs[0], dinputs[1], dinputs[2], dout,
+            rec->inputs[0]->data, rec->saved[0]->data, rec->saved[1]->data,
+            weight ? weight->data : NULL, p->N, p->C, p->HW, tg_dist_share(p->sync), work);
+    }
+#else
+    (void)ctx;
+#endif
     return batchnorm_backward_cuda(dinputs[0], dinputs[1], dinputs[2], dout,
                                    rec->inputs[0]->data, rec->saved[0]->data,
                                    rec->saved[1]->data, weight ? weight->data : NULL, p->N,

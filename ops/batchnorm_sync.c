@@ -18,6 +18,8 @@
  * rstd S2 / n). Rank r writes dx_j / s_r — the gradient of its own L_r — because every
  * other gradient on the rank is of L_r too; the weighted gradient all-reduce multiplies
  * everything by s_r again. dweight and dbias are local sums, like any parameter gradient.
+ *
+ * The CUDA version (cuda/batchnorm_sync.cu) does the same on the device with NCCL.
  */
 #include "batchnorm.h"
 

@@ -41,13 +41,15 @@ echo "pkg-config --static --libs tapegrad: $(pkg-config --static --libs tapegrad
 "$cc" "$here/install/prog.c" -o "$tmp/prog_static" $(pc --cflags) \
     $(pc --static --libs | sed 's/-ltapegrad/-l:libtapegrad.a/') -lm
 
-readelf -d "$tmp/prog_shared" | grep -q 'NEEDED.*libtapegrad\.so' ||
+# grep without -q reads to the end: with pipefail, grep -q quitting at the first match can
+# kill the writer with SIGPIPE and fail the pipeline (seen under load with ldd).
+readelf -d "$tmp/prog_shared" | grep 'NEEDED.*libtapegrad\.so' >/dev/null ||
     { echo "install_check: prog_shared does not load libtapegrad.so" >&2; exit 1; }
-if readelf -d "$tmp/prog_static" | grep -q 'NEEDED.*libtapegrad'; then
+if readelf -d "$tmp/prog_static" | grep 'NEEDED.*libtapegrad' >/dev/null; then
     echo "install_check: prog_static still loads libtapegrad.so" >&2
     exit 1
 fi
-ldd "$tmp/prog_shared" | grep -q "$libdir/libtapegrad.so" ||
+ldd "$tmp/prog_shared" | grep "$libdir/libtapegrad.so" >/dev/null ||
     { echo "install_check: prog_shared does not resolve libtapegrad.so from $libdir" >&2; exit 1; }
 echo "shared:"; "$tmp/prog_shared"
 echo "static:"; "$tmp/prog_static"

@@ -46,6 +46,7 @@ typedef struct setup {
     int batch, steps;
     size_t bucket_bytes; /* 0: the default (one bucket for these small models) */
     bool no_overlap;
+    bool mpi_only; /* opts.shared_memory off: buckets through MPI_Iallreduce */
 } setup;
 
 enum { SIZE = 6, CNN_HW = 8 };
@@ -78,7 +79,11 @@ static void train(const setup *su, tg_model *m, tg_optim *opt, tg_dist *d, doubl
     tg_dist_opts opts = tg_dist_opts_default();
     if (su->bucket_bytes) opts.bucket_bytes = su->bucket_bytes;
     opts.overlap = !su->no_overlap;
+    opts.shared_memory = !su->mpi_only;
     ck_assert_int_eq(tg_dist_attach(d, ctx, ps, opts), TG_OK);
+    /* All ranks of these tests share one host: the shared-memory path unless told not to. */
+    if (d && tg_dist_world(d) > 1)
+        ck_assert_int_eq(tg_dist_get_stats(d).shared_memory, !su->mpi_only);
     if (d && tg_dist_world(d) > 1 && su->bucket_bytes)
         ck_assert_int_gt(tg_dist_get_stats(d).buckets, 3); /* really several buckets */
     tg_dist_reset_stats(d);
@@ -215,6 +220,45 @@ START_TEST(test_buckets_no_overlap) {
 }
 END_TEST
 
+/* The same through Open MPI's all-reduce (what ranks on several hosts use). */
+START_TEST(test_mpi_path) {
+    check_equivalence((setup){.batch = 7, .steps = 2, .mpi_only = true});
+    check_equivalence((setup){.bn = true, .adam = true, .batch = 6, .steps = 2,
+                              .bucket_bytes = 64, .mpi_only = true});
+}
+END_TEST
+
+/* The gradient store moves into the shared window at attach and back at a second attach;
+ * training goes on across both, and an attached store refuses new trainable parameters. */
+START_TEST(test_reattach) {
+    setup su = {.batch = 6, .steps = 2, .bucket_bytes = 64};
+    double ref_losses[2], losses[2];
+    tg_model *ref = make_model(false), *m = make_model(false);
+    tg_optim *ref_opt = make_optim(ref, false), *opt = make_optim(m, false);
+    ck_assert(ref && m && ref_opt && opt);
+    train(&su, ref, ref_opt, NULL, ref_losses, false);
+    train(&su, ref, ref_opt, NULL, ref_losses, false);
+    tg_params *ps = tg_model_params(m);
+    float *before = tg_params_grad(ps);
+    train(&su, m, opt, g_dist, losses, true); /* attach 1 */
+    if (world_() > 1) {
+        ck_assert_ptr_ne(tg_params_grad(ps), before); /* now in the shared window */
+        ck_assert_ptr_null(tg_params_add(ps, "late.weight", tg_shape1(4)));
+        tg_expect_error("add to an attached store", TG_ERR_STATE, "tg_dist_attach", NULL);
+    }
+    train(&su, m, opt, g_dist, losses, true); /* attach 2: out and into a new window */
+    tg_params *rps = tg_model_params(ref);
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        tg_tensor *t = tg_params_at(ps, i), *u = tg_params_at(rps, i);
+        tg_expect_close_f(t->name, t->data, u->data, t->numel, 2e-6, 1e-4);
+    }
+    tg_optim_free(opt);
+    tg_optim_free(ref_opt);
+    tg_model_free(m);
+    tg_model_free(ref);
+}
+END_TEST
+
 START_TEST(test_loader_shard) {
     enum { N_EX = 23, BATCH = 7 };
     float xs[N_EX];
@@ -329,6 +373,8 @@ static Suite *dist_suite(void) {
     tcase_add_test(tc, test_uneven_plain);
     tcase_add_test(tc, test_buckets_overlap);
     tcase_add_test(tc, test_buckets_no_overlap);
+    tcase_add_test(tc, test_mpi_path);
+    tcase_add_test(tc, test_reattach);
     tcase_add_test(tc, test_loader_shard);
     tcase_add_test(tc, test_checkpoint_world);
     suite_add_tcase(s, tc);

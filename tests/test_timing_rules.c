@@ -2,14 +2,19 @@
  * tests/test_timing_rules.c — the rules the timing commands judge rates by
  * (tools/ceilings.c, tools/busy.c): a rate above the ceiling measured in the same run is
  * flagged, never fatal; a rate above the CPU's arithmetic limit is refused; of two
- * measurements of the ceilings the higher is kept; contention reports add up by time.
+ * measurements of the ceilings the higher is kept; contention reports add up by time;
+ * adaptive threads shrink when other processes hold the cores.
  */
+#include "../core/core.h"
 #include "../tools/busy.h"
 #include "../tools/profile.h"
 
 #include <check.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static bench_result make_result(prof_row *rows, int n, double step_s, double flops) {
     bench_result r;
@@ -108,6 +113,45 @@ START_TEST(busy_reports_add_by_time) {
 }
 END_TEST
 
+/* Adaptive threads (core/threads.c): the rule, then a live run with one busy child
+ * process per core, which must shrink the team to one thread. */
+START_TEST(threads_follow_the_load) {
+    ck_assert_int_eq(tg_threads_for_load(2, 0.0, 2), 2);
+    ck_assert_int_eq(tg_threads_for_load(2, 0.4, 2), 2);
+    ck_assert_int_eq(tg_threads_for_load(2, 0.7, 2), 1);
+    ck_assert_int_eq(tg_threads_for_load(2, 1.9, 2), 1);  /* never below one */
+    ck_assert_int_eq(tg_threads_for_load(16, 2.0, 8), 8); /* never above the limit */
+    ck_assert_int_eq(tg_threads_for_load(16, 10.2, 16), 6);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 2 || cores > 64) return; /* nothing to shrink / too many children */
+    tg_set_num_threads(0);
+    pid_t kids[64];
+    for (long i = 0; i < cores; i++) {
+        kids[i] = fork();
+        ck_assert_int_ge(kids[i], 0);
+        if (kids[i] == 0)
+            for (;;) __asm__ volatile("");
+    }
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_set_threads_adaptive(true);
+    ck_assert(tg_threads_adaptive());
+    double t0 = tg_now();
+    while (tg_now() - t0 < 1.0 && tg_get_num_threads() > 1) {
+        usleep(20000); /* a step that mostly waits: the children hold the cores */
+        tg_step_end(ctx);
+    }
+    int during = tg_get_num_threads();
+    for (long i = 0; i < cores; i++) kill(kids[i], SIGKILL);
+    for (long i = 0; i < cores; i++) waitpid(kids[i], NULL, 0);
+    ck_assert_msg(during == 1, "%ld busy processes on %ld cores left %d threads", cores,
+                  cores, during);
+    ck_assert_int_ge(tg_threads_adaptations(), 1);
+    tg_set_threads_adaptive(false); /* back to the count set */
+    ck_assert_int_eq(tg_get_num_threads(), (int)cores);
+    tg_ctx_free(ctx);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("timing_rules");
     TCase *tc = tcase_create("timing_rules");
@@ -115,6 +159,7 @@ int main(void) {
     tcase_add_test(tc, merge_keeps_the_higher_ceiling);
     tcase_add_test(tc, fma_peak_is_known_and_sane);
     tcase_add_test(tc, busy_reports_add_by_time);
+    tcase_add_test(tc, threads_follow_the_load);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,6 +3,8 @@
  */
 #include "busy.h"
 
+#include <tapegrad.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,12 @@ void busy_print(const busy_report *r, FILE *f) {
     char steal[64] = "";
     if (r->steal_share > BUSY_STEAL_SHARE)
         snprintf(steal, sizeof steal, " and the hypervisor stole %.0f%%", 100 * r->steal_share);
+    char adapted[96] = "";
+    if (tg_threads_adaptive() && tg_threads_adaptations() > 0)
+        snprintf(adapted, sizeof adapted, " (the thread count followed the load: %d "
+                 "change%s, %d now)", tg_threads_adaptations(),
+                 tg_threads_adaptations() == 1 ? "" : "s", tg_get_num_threads());
     fprintf(f, "machine busy: other processes used %.0f%% of the %d cores during %s%s; "
-            "figures are not reliable\n", 100 * r->others_share, r->cores,
-            r->what ? r->what : "the timed steps", steal);
+            "figures are not reliable%s\n", 100 * r->others_share, r->cores,
+            r->what ? r->what : "the timed steps", steal, adapted);
 }

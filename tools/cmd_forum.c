@@ -61,7 +61,8 @@ static void usage(FILE *f) {
         "                            forum's FLOP comparison), Winograd F(4x4, 3x3) (CPU),\n"
         "                            or auto: per layer shape the faster of the two\n"
         "  --steps N, --warmup N     timed and untimed steps (default 5 and 1)\n"
-        "  --threads N               CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --threads N|auto          CPU threads, also OpenBLAS's (default auto: all cores,\n"
+        "                            fewer while other processes hold them)\n"
         "  --seed N                  parameters, input and targets (default 0)\n"
         "  --profile                 per-op table: time, FLOPs, bytes, bound, share of peak\n"
         "  --json                    one JSON object per result on stdout; the human\n"
@@ -284,7 +285,7 @@ int cmd_forum(int argc, char **argv) {
         {"--layers", OPT_INT, &a.layers, 2, 10000, NULL},
         {"--steps", OPT_INT, &a.steps, 1, 1 << 20, NULL},
         {"--warmup", OPT_INT, &a.warmup, 0, 1 << 20, NULL},
-        {"--threads", OPT_INT, &a.threads, 1, 4096, NULL},
+        {"--threads", OPT_THREADS, &a.threads, 0, 0, NULL},
         {"--seed", OPT_UINT64, &a.seed, 0, 0, NULL},
         {"--relu", OPT_FLAG, &a.relu, 0, 0, NULL},
         {"--bn", OPT_FLAG, &a.bn, 0, 0, NULL},
@@ -303,7 +304,7 @@ int cmd_forum(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (a.threads) tg_set_num_threads(a.threads);
+    tool_set_threads(a.threads, true);
     tg_device dev = strcmp(a.device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     if (a.dist && dist_refused("tapegrad forum")) return 2;
     /* Before anything touches the GPU: init picks this rank's device. */
@@ -449,12 +450,16 @@ int cmd_forum(int argc, char **argv) {
     for (int i = 0; i < nruns && d; i++) {
         const tg_dist_stats *ds = &runs[i].res.dist;
         int64_t n = ds->steps ? ds->steps : 1;
+        /* On CUDA the wait happens on the GPU: the host figures are only queueing time. */
+        bool gpu = !strcmp(a.device, "cuda");
         fprintf(out, "data parallel (%s): %d ranks, global batch %d (%d on rank 0); per step "
                 "%.2f MB of gradients all-reduced in %d buckets (%.1f started during "
-                "backward); exposed wait %.4f s, polling %.4f s per step (rank 0)\n",
+                "backward); %s %.4f s, %s %.4f s per step (rank 0)\n",
                 runs[i].label, tg_dist_world(d), a.batch, a.batch / tg_dist_world(d),
                 ds->bytes / n * 1e-6, ds->buckets, (double)ds->early_buckets / n,
-                ds->wait_seconds / n, ds->launch_seconds / n);
+                gpu ? "host time queueing the wait (the GPU waits)" : "exposed wait",
+                ds->wait_seconds / n, gpu ? "queueing buckets" : "polling",
+                ds->launch_seconds / n);
     }
     if (a.json)
         for (int i = 0; i < nruns; i++) print_json(&a, &runs[i], &pk);

@@ -33,7 +33,8 @@ static void usage(FILE *f) {
         "                    SGEMM, Winograd F(4x4, 3x3) (CPU), or auto (default): per\n"
         "                    layer shape the faster of the two, timed on first use\n"
         "  --steps N, --warmup N   timed and untimed passes (default 10 and 2)\n"
-        "  --threads N       CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --threads N|auto  CPU threads, also OpenBLAS's (default auto: all cores,\n"
+        "                    fewer while other processes hold them)\n"
         "  --seed N          parameters and input (default 0)\n"
         "  --profile         per-op table\n"
         "  --json            one JSON object on stdout; the human output goes to stderr\n"
@@ -54,7 +55,7 @@ int cmd_mobilenet(int argc, char **argv) {
         {"--conv", OPT_CHOICE, &conv, 0, 0, conv_algo_choices},
         {"--steps", OPT_INT, &steps, 1, 1 << 20, NULL},
         {"--warmup", OPT_INT, &warmup, 0, 1 << 20, NULL},
-        {"--threads", OPT_INT, &threads, 1, 4096, NULL},
+        {"--threads", OPT_THREADS, &threads, 0, 0, NULL},
         {"--seed", OPT_UINT64, &seed, 0, 0, NULL},
         {"--train", OPT_FLAG, &train, 0, 0, NULL},
         {"--profile", OPT_FLAG, &profile, 0, 0, NULL},
@@ -85,7 +86,7 @@ int cmd_mobilenet(int argc, char **argv) {
         }
         groups = (int)g;
     }
-    if (threads) tg_set_num_threads(threads);
+    tool_set_threads(threads, true);
     tg_device dev = strcmp(device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
         fprintf(stderr, "tapegrad mobilenet: %s\n", tg_error_message());

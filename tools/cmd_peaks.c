@@ -47,7 +47,7 @@ int cmd_peaks(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (threads) tg_set_num_threads(threads);
+    tool_set_threads(threads, false);
     tg_device dev = strcmp(device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
     if (dev == TG_DEVICE_CUDA && tg_cuda_check() != TG_OK) {
         fprintf(stderr, "tapegrad peaks: %s\n", tg_error_message());

@@ -57,7 +57,9 @@ static void usage(FILE *f) {
         "                         constant; the floor keeps long runs from underflowing)\n"
         "  --seed N               initialisation and shuffling (default 1)\n"
         "  --device cpu|cuda      (default cpu)\n"
-        "  --threads N            CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --threads N|auto       CPU threads, also OpenBLAS's (default: all cores; auto:\n"
+        "                         fewer while other processes hold cores; the trained bits\n"
+        "                         then vary with the load)\n"
         "  --conv gemm|winograd|auto  3x3 convs: im2col + SGEMM, Winograd F(4x4, 3x3), or\n"
         "                         per layer shape the faster of the two, timed on first use\n"
         "                         (default: auto). Checkpoints keep auto's choices and\n"
@@ -135,6 +137,8 @@ static int parse_args(int argc, char **argv, train_args *a) {
             a->epochs = (int)n;
         else if (!strcmp(o, "--batch") && parse_int(v, &n) && n >= 1 && n <= 65536)
             a->batch = (int)n;
+        else if (!strcmp(o, "--threads") && !strcmp(v, "auto"))
+            a->threads = -1;
         else if (!strcmp(o, "--threads") && parse_int(v, &n) && n >= 1 && n <= 1024)
             a->threads = (int)n;
         else if (!strcmp(o, "--seed") && parse_int(v, &n) && n >= 0) a->seed = (uint64_t)n;
@@ -256,7 +260,7 @@ static FILE *open_log(const char *path, bool resumed) {
 
 static int train(const train_args *arg, tg_dist *d) {
     tg_device dev = strcmp(arg->device, "cuda") ? TG_DEVICE_CPU : TG_DEVICE_CUDA;
-    if (arg->threads) tg_set_num_threads(arg->threads);
+    tool_set_threads(arg->threads, false);
     int rank = tg_dist_rank(d), world = tg_dist_world(d);
     /* Only rank 0 talks and writes files; the others run the same loop silently. */
     train_args quiet_rank = *arg;

@@ -54,7 +54,8 @@ static void usage(FILE *f) {
         "                      continues exactly where it stopped\n"
         "  --samples N         words sampled at the end (default 20)\n"
         "  --seed N            initialisation, data order and dropout (default 1)\n"
-        "  --threads N         CPU threads, also OpenBLAS's (default: all cores)\n"
+        "  --threads N|auto    CPU threads, also OpenBLAS's (default: all cores; auto: fewer\n"
+        "                      while other processes hold cores, bits vary with the load)\n"
         "  --checkpoint PATH   save model, optimizer and position at every evaluation\n"
         "  --resume PATH       continue from a checkpoint (same model options)\n"
         "  --step-log FILE     CSV: step, loss, lr, milliseconds (every step)\n"
@@ -89,7 +90,7 @@ static int parse(int argc, char **argv, words_args *a) {
         {"--stop-after", OPT_INT, &a->stop_after, 1, 100000000, NULL},
         {"--samples", OPT_INT, &a->samples, 0, 10000, NULL},
         {"--seed", OPT_UINT64, &a->seed, 0, 0, NULL},
-        {"--threads", OPT_INT, &a->threads, 1, 1024, NULL},
+        {"--threads", OPT_THREADS, &a->threads, 0, 0, NULL},
         {"--checkpoint", OPT_STR, &a->checkpoint, 0, 0, NULL},
         {"--resume", OPT_STR, &a->resume, 0, 0, NULL},
         {"--step-log", OPT_STR, &a->step_log, 0, 0, NULL},
@@ -127,7 +128,7 @@ static int parse(int argc, char **argv, words_args *a) {
 }
 
 static int run(const words_args *a) {
-    if (a->threads) tg_set_num_threads(a->threads);
+    tool_set_threads(a->threads, false);
     FILE *human = a->json ? stderr : stdout;
     double lr, dropout, wd;
     parse_float(a->lr_s, &lr);

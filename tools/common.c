@@ -89,6 +89,11 @@ static void list_choices(FILE *f, const char *const *choices) {
 
 const char *const conv_algo_choices[] = {"gemm", "winograd", "auto", NULL};
 
+void tool_set_threads(int n, bool adapt_by_default) {
+    if (n > 0) tg_set_num_threads(n);
+    tg_set_threads_adaptive(n < 0 || (n == 0 && adapt_by_default));
+}
+
 tg_conv_algo conv_algo_named(const char *name) {
     if (!strcmp(name, "auto")) return TG_CONV_ALGO_AUTO;
     return strcmp(name, "winograd") ? TG_CONV_ALGO_GEMM : TG_CONV_ALGO_WINOGRAD;
@@ -136,6 +141,18 @@ int parse_options(const char *cmd, int argc, char **argv, const tool_opt *opts, 
             if (!parse_int(value, &v) || v < o->min || v > o->max) {
                 fprintf(stderr, "tapegrad %s: %s must be an integer in [%lld, %lld], got '%s'\n",
                         cmd, name, (long long)o->min, (long long)o->max, value);
+                return 2;
+            }
+            *(int *)o->dst = (int)v;
+            break;
+        case OPT_THREADS:
+            if (!strcmp(value, "auto")) {
+                *(int *)o->dst = -1;
+                break;
+            }
+            if (!parse_int(value, &v) || v < 1 || v > 4096) {
+                fprintf(stderr, "tapegrad %s: %s must be 'auto' or a thread count in [1, 4096], "
+                        "got '%s'\n", cmd, name, value);
                 return 2;
             }
             *(int *)o->dst = (int)v;

@@ -33,6 +33,7 @@ void peak_rss_reset(void);
 typedef enum tool_opt_kind {
     OPT_FLAG,   /* bool *, no value */
     OPT_INT,    /* int *, a value in [min, max] */
+    OPT_THREADS, /* int *: "auto" (-1: adaptive, core/threads.c) or a count in [1, 4096] */
     OPT_UINT64, /* uint64_t * */
     OPT_CHOICE, /* const char **, one of choices (a NULL-terminated list) */
     OPT_STR,    /* const char **, any value (the subcommand checks it) */
@@ -49,6 +50,10 @@ typedef struct tool_opt {
 /* --conv gemm|winograd|auto: the choices and the algorithm a choice names. */
 extern const char *const conv_algo_choices[];
 tg_conv_algo conv_algo_named(const char *name);
+/* --threads: N > 0 exactly N threads; -1 ("auto") all cores, adapted to the load
+ * (tg_set_threads_adaptive); 0 (not given) auto for timing commands (adapt_by_default),
+ * all cores fixed for training (bit-reproducible for a given count). */
+void tool_set_threads(int n, bool adapt_by_default);
 
 int parse_options(const char *cmd, int argc, char **argv, const tool_opt *opts, int nopts,
                   bool *help);

@@ -183,6 +183,8 @@ void bench_json_fields(json_writer *w, const bench_result *res, const peaks *pk,
         json_null(w, "busy_steal_share");
     }
     json_bool(w, "machine_busy", busy_is_material(&res->busy));
+    json_bool(w, "threads_adaptive", tg_threads_adaptive());
+    json_int(w, "thread_adaptations", tg_threads_adaptations()); /* process-wide so far */
     json_int(w, "arena_peak_bytes", (int64_t)res->arena_peak);
     json_int(w, "store_bytes", res->store_bytes);
     json_int(w, "peak_bytes", (int64_t)peak_bytes_of(res));

@@ -25,6 +25,15 @@
  * OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins (nothing is changed), and
  * TAPEGRAD_OMP_DEFAULTS=off (any value) keeps libgomp's built-in defaults. Without
  * /proc the program runs on with libgomp's defaults.
+ *
+ * THE THREAD COUNT. A short spin is not enough when other processes hold the cores: a
+ * team of two still waits at each barrier for its second thread's time slice (2.6x the
+ * idle time with one busy loop per core). `--threads auto` (the default of the timing
+ * commands forum and mobilenet) turns on adaptive mode (tg_set_threads_adaptive,
+ * core/threads.c): the team shrinks to the cores other processes leave free and grows back
+ * when they go. Training keeps all cores by default, because OpenBLAS's sums, and so the
+ * trained bits, depend on the thread count (checkpoint resume is byte-identical for a
+ * fixed count); `train --threads auto` trades that for speed on a shared machine.
  */
 #include "commands.h"
 
