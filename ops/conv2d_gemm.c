@@ -58,6 +58,9 @@
 
 #include <cblas.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* im2col tile budget. Wide tiles keep the GEMMs efficient (N = tile columns); measured on
  * the 2-core AVX-512 VM, dense 3x3 at C=256: 2 MiB tiles (227 columns) reached 65% of
@@ -114,15 +117,72 @@ static inline void valid_range(int64_t off, int64_t s, int64_t len, int64_t n_ou
     *hi = b;
 }
 
-/* ---------------------------------------------------------------- bias helpers */
+/* ---------------------------------------------------------------- threads */
 
-/* y[n, o, :, :] = b[o]. */
-static void fill_bias(float *out, const float *bias, int64_t N, int64_t C, int64_t plane) {
-#pragma omp parallel for schedule(static) if (N * C * plane > 65536)
-    for (int64_t p = 0; p < N * C; p++) {
-        float v = bias[p % C], *y = out + p * plane;
+/* Below this many multiply-adds an op runs on one thread: a parallel region costs a few
+ * microseconds, about what one core does in 64 K multiply-adds. */
+#define CONV2D_PARALLEL_MIN_MACS ((double)(1 << 16))
+
+#ifdef TG_HAVE_OPENBLAS_THREADS
+int openblas_get_parallel(void);
+#endif
+
+/* Whether OpenBLAS may be called from inside our OpenMP loops without fighting its own
+ * threads: its sequential and OpenMP builds may (the OpenMP build runs serially inside a
+ * parallel region), the pthreads build may not (as in ops/matmul.c). */
+static bool blas_nests(void) {
+#ifdef TG_HAVE_OPENBLAS_THREADS
+    return openblas_get_parallel() != 1;
+#else
+    return true;
+#endif
+}
+
+/* The team size for macs multiply-adds split into at most units pieces. With a BLAS that
+ * does not nest, one thread, and the GEMMs thread themselves. */
+static int team_for(double macs, int64_t units) {
+#ifdef _OPENMP
+    int64_t nt = macs < CONV2D_PARALLEL_MIN_MACS ? 1 : omp_get_max_threads();
+    if (omp_in_parallel() || !blas_nests()) nt = 1; /* no nesting */
+    if (nt > units) nt = units;
+    return nt < 1 ? 1 : (int)nt;
+#else
+    (void)macs;
+    (void)units;
+    return 1;
+#endif
+}
+
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Column chunks per (image, group) item in the forwards: whole items when they share out
+ * evenly (or there are so many that the imbalance is small), else nt pieces each. */
+static int64_t chunks_per_item(int64_t items, int64_t ncols, int nt) {
+    int64_t chunks = items % nt == 0 || items >= 4 * nt ? 1 : nt;
+    return chunks > ncols ? ncols : chunks;
+}
+
+/* y[o, a:b] = bias[o] for the Cog rows of one (image, group) block (ld ncols). */
+static void fill_bias_cols(float *y, const float *bias, int64_t Cog, int64_t ncols, int64_t a,
+                           int64_t b) {
+    for (int64_t o = 0; o < Cog; o++) {
+        float v = bias[o], *row = y + o * ncols;
 #pragma omp simd
-        for (int64_t i = 0; i < plane; i++) y[i] = v;
+        for (int64_t i = a; i < b; i++) row[i] = v;
     }
 }
 
@@ -143,19 +203,19 @@ void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_
 
 /* ---------------------------------------------------------------- im2col / col2im tiles */
 
-/* col (K x tc, K = Cg KH KW) written: output columns c0 .. c0+tc-1 (flattened oh OW + ow)
- * of the im2col matrix of x (Cg, H, W), the group's channels of one image. */
-static void im2col_tile(float *col, const float *x, int64_t Cg, const conv2d_geom *g,
-                        int64_t c0, int64_t tc) {
-    const int64_t KK = g->KH * g->KW, K = Cg * KK, H = g->H, W = g->W, OW = g->OW;
+/* col ((k1 - k0) x tc) written: rows k0 .. k1-1 (k = (c, kh, kw), K = Cg KH KW) and
+ * output columns c0 .. c0+tc-1 (flattened oh OW + ow) of the im2col matrix of x
+ * (Cg, H, W), the group's channels of one image. Serial: the callers split the work. */
+static void im2col_tile(float *col, const float *x, const conv2d_geom *g, int64_t k0,
+                        int64_t k1, int64_t c0, int64_t tc) {
+    const int64_t KK = g->KH * g->KW, H = g->H, W = g->W, OW = g->OW;
     const int64_t sw = g->stride_w;
-#pragma omp parallel for schedule(static) if (K * tc > 32768)
-    for (int64_t k = 0; k < K; k++) {
+    for (int64_t k = k0; k < k1; k++) {
         int64_t c = k / KK, kh = k % KK / g->KW, kw = k % g->KW;
         int64_t off = kw * g->dil_w - g->pad_w, lo, hi;
         valid_range(off, sw, W, OW, &lo, &hi);
         const float *xc = x + c * H * W;
-        float *row = col + k * tc;
+        float *row = col + (k - k0) * tc;
         int64_t j = 0, oh = c0 / OW, ow = c0 % OW;
         while (j < tc) {
             /* One output row's segment [ow, end): zeros, a strided copy, zeros. */
@@ -183,20 +243,20 @@ static void im2col_tile(float *col, const float *x, int64_t Cg, const conv2d_geo
     }
 }
 
-/* dx (Cg, H, W) accumulated: the scatter-add of dcol (K x tc), the transpose of
- * im2col_tile. Each thread owns whole input channels, so no two write one element. */
-static void col2im_tile(float *dx, const float *dcol, int64_t Cg, const conv2d_geom *g,
-                        int64_t c0, int64_t tc) {
+/* dx (Cg, H, W) accumulated for input channels ch0 .. ch1-1: the scatter-add of dcol
+ * ((ch1 - ch0) KH KW x tc, its rows those channels' rows of the im2col matrix), the
+ * transpose of im2col_tile. Serial: the callers give each thread whole channels. */
+static void col2im_tile(float *dx, const float *dcol, const conv2d_geom *g, int64_t ch0,
+                        int64_t ch1, int64_t c0, int64_t tc) {
     const int64_t KK = g->KH * g->KW, H = g->H, W = g->W, OW = g->OW;
     const int64_t sw = g->stride_w;
-#pragma omp parallel for schedule(static) if (Cg * KK * tc > 32768)
-    for (int64_t c = 0; c < Cg; c++) {
+    for (int64_t c = ch0; c < ch1; c++) {
         float *dxc = dx + c * H * W;
         for (int64_t kk = 0; kk < KK; kk++) {
             int64_t kh = kk / g->KW, kw = kk % g->KW;
             int64_t off = kw * g->dil_w - g->pad_w, lo, hi;
             valid_range(off, sw, W, OW, &lo, &hi);
-            const float *row = dcol + (c * KK + kk) * tc;
+            const float *row = dcol + ((c - ch0) * KK + kk) * tc;
             int64_t j = 0, oh = c0 / OW, ow = c0 % OW;
             while (j < tc) {
                 int64_t len = OW - ow < tc - j ? OW - ow : tc - j, end = ow + len;
@@ -222,27 +282,47 @@ static void col2im_tile(float *dx, const float *dcol, int64_t Cg, const conv2d_g
 
 /* ---------------------------------------------------------------- dense and grouped */
 
+/* THREADS. One parallel region per call, no barrier inside, every GEMM single-threaded
+ * (OpenBLAS runs serially inside a parallel region): with one image of MNIST's 14x14
+ * the GEMMs are too small for OpenBLAS to split well, and a fork per im2col tile and per
+ * GEMM cost more than the work. The forward gives each thread whole (image, group)
+ * items, or a slice of every item's output columns when the items do not share out
+ * evenly; each thread builds its own columns' im2col in its own part of the workspace
+ * (tile_cols / nt columns). The backward gives each thread a slice of the K rows of the
+ * im2col matrix, whole input channels when dx is wanted: its rows of col, its columns of
+ * dW, its rows of dcol and its channels of dx; it walks every image and tile in order.
+ * Either way each output element is computed by the same sequence of operations as with
+ * one thread (a column or row slice of a GEMM computes those elements exactly as the
+ * whole GEMM does), so results do not depend on the thread count
+ * (tests/test_conv2d.c checks 1, 2 and 3 threads bit for bit). */
+
 void conv2d_gemm_forward_cpu(float *out, const float *inp, const float *weight,
                              const float *bias, const conv2d_geom *g, float *workspace,
                              int64_t tile_cols) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G;
     const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW, HW = g->H * g->W;
-    float beta = 0.0f;
-    if (bias) {
-        fill_bias(out, bias, g->N, g->C_out, ncols);
-        beta = 1.0f; /* the GEMMs add onto the bias */
-    }
-    for (int64_t n = 0; n < g->N; n++) {
-        for (int64_t grp = 0; grp < G; grp++) {
+    const float beta = bias ? 1.0f : 0.0f; /* the GEMMs add onto the bias */
+    if (tile_cols > ncols) tile_cols = ncols; /* the workspace holds no more */
+    const int nt = team_for((double)g->N * g->C_out * K * ncols, tile_cols);
+    const int64_t chunks = chunks_per_item(g->N * G, ncols, nt);
+    const int64_t items = g->N * G * chunks, sub = tile_cols / nt;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = thread_id(), T = team_size();
+        float *col = workspace + t * K * sub; /* this thread's K x sub columns */
+        for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
+            const int64_t n = it / (G * chunks), grp = it / chunks % G, j = it % chunks;
+            const int64_t a = ncols * j / chunks, b = ncols * (j + 1) / chunks;
             const float *x = inp + (n * g->C_in + grp * Cg) * HW;
             float *y = out + (n * g->C_out + grp * Cog) * ncols;
-            for (int64_t c0 = 0; c0 < ncols; c0 += tile_cols) {
-                int64_t tc = ncols - c0 < tile_cols ? ncols - c0 : tile_cols;
-                im2col_tile(workspace, x, Cg, g, c0, tc);
+            if (bias) fill_bias_cols(y, bias + grp * Cog, Cog, ncols, a, b);
+            for (int64_t c0 = a; c0 < b; c0 += sub) {
+                int64_t tc = b - c0 < sub ? b - c0 : sub;
+                im2col_tile(col, x, g, 0, K, c0, tc);
                 /* y[:, c0 : c0+tc] (Cog x tc, ldc OH OW) = W[grp] (Cog x K) . col (K x tc) */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)tc,
-                            (int)K, 1.0f, weight + grp * Cog * K, (int)K, workspace, (int)tc,
-                            beta, y + c0, (int)ncols);
+                            (int)K, 1.0f, weight + grp * Cog * K, (int)K, col, (int)tc, beta,
+                            y + c0, (int)ncols);
             }
         }
     }
@@ -251,32 +331,44 @@ void conv2d_gemm_forward_cpu(float *out, const float *inp, const float *weight,
 void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, const conv2d_geom *g,
                               float *workspace, int64_t tile_cols) {
-    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G;
-    const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW, HW = g->H * g->W;
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, KK = g->KH * g->KW;
+    const int64_t K = Cg * KK, ncols = g->OH * g->OW, HW = g->H * g->W;
     if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, ncols);
     if (!dinp && !dweight) return;
-    for (int64_t n = 0; n < g->N; n++) {
-        for (int64_t grp = 0; grp < G; grp++) {
-            const float *x = inp + (n * g->C_in + grp * Cg) * HW;
-            const float *dy = dout + (n * g->C_out + grp * Cog) * ncols;
-            const float *w = weight + grp * Cog * K;
-            for (int64_t c0 = 0; c0 < ncols; c0 += tile_cols) {
-                int64_t tc = ncols - c0 < tile_cols ? ncols - c0 : tile_cols;
-                if (dweight) {
-                    /* dW[grp] (Cog x K) += dy tile (Cog x tc) . col^T (tc x K) */
-                    im2col_tile(workspace, x, Cg, g, c0, tc);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog, (int)K,
-                                (int)tc, 1.0f, dy + c0, (int)ncols, workspace, (int)tc, 1.0f,
-                                dweight + grp * Cog * K, (int)K);
-                }
-                if (dinp) {
-                    /* dcol (K x tc) = W[grp]^T (K x Cog) . dy tile (Cog x tc), reusing the
-                     * buffer, then scatter-added into dx. */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)tc,
-                                (int)Cog, 1.0f, w, (int)K, dy + c0, (int)ncols, 0.0f,
-                                workspace, (int)tc);
-                    col2im_tile(dinp + (n * g->C_in + grp * Cg) * HW, workspace, Cg, g, c0,
-                                tc);
+    if (tile_cols > ncols) tile_cols = ncols; /* the workspace holds no more */
+    /* Threads own whole input channels when dx is wanted (col2im of a channel's rows
+     * writes that channel only), single rows of col otherwise. */
+    const int64_t unit = dinp ? KK : 1, units = K / unit;
+    const int nt = team_for((double)g->N * g->C_out * K * ncols, units);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = thread_id(), T = team_size();
+        const int64_t k0 = units * t / T * unit, k1 = units * (t + 1) / T * unit;
+        const int64_t kt = k1 - k0;
+        float *col = workspace + k0 * tile_cols; /* rows k0 .. k1-1 of the tile */
+        for (int64_t n = 0; kt > 0 && n < g->N; n++) {
+            for (int64_t grp = 0; grp < G; grp++) {
+                const float *x = inp + (n * g->C_in + grp * Cg) * HW;
+                const float *dy = dout + (n * g->C_out + grp * Cog) * ncols;
+                const float *w = weight + grp * Cog * K;
+                for (int64_t c0 = 0; c0 < ncols; c0 += tile_cols) {
+                    int64_t tc = ncols - c0 < tile_cols ? ncols - c0 : tile_cols;
+                    if (dweight) {
+                        /* dW[grp][:, k0:k1] (Cog x kt) += dy tile (Cog x tc) . col^T */
+                        im2col_tile(col, x, g, k0, k1, c0, tc);
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog,
+                                    (int)kt, (int)tc, 1.0f, dy + c0, (int)ncols, col, (int)tc,
+                                    1.0f, dweight + grp * Cog * K + k0, (int)K);
+                    }
+                    if (dinp) {
+                        /* dcol rows k0:k1 (kt x tc) = W[grp][:, k0:k1]^T (kt x Cog) . dy
+                         * tile (Cog x tc), reusing the rows, then scatter-added into dx. */
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kt, (int)tc,
+                                    (int)Cog, 1.0f, w + k0, (int)K, dy + c0, (int)ncols, 0.0f,
+                                    col, (int)tc);
+                        col2im_tile(dinp + (n * g->C_in + grp * Cg) * HW, col, g, k0 / KK,
+                                    k1 / KK, c0, tc);
+                    }
                 }
             }
         }
@@ -285,21 +377,28 @@ void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const f
 
 /* ---------------------------------------------------------------- pointwise */
 
+/* Threads as in the dense path: the forward splits (image, group) items or their columns,
+ * the backward gives each thread input channels c0 .. c1-1 (its rows of dx, its columns
+ * of dW) over every image in order. */
+
 void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *weight,
                                   const float *bias, const conv2d_geom *g) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
-    float beta = 0.0f;
-    if (bias) {
-        fill_bias(out, bias, g->N, g->C_out, HW);
-        beta = 1.0f;
-    }
-    for (int64_t n = 0; n < g->N; n++) {
-        for (int64_t grp = 0; grp < G; grp++) {
-            /* y[n, grp] (Cog x HW) = W[grp] (Cog x Cg) . x[n, grp] (Cg x HW) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)HW, (int)Cg,
-                        1.0f, weight + grp * Cog * Cg, (int)Cg,
-                        inp + (n * g->C_in + grp * Cg) * HW, (int)HW, beta,
-                        out + (n * g->C_out + grp * Cog) * HW, (int)HW);
+    const float beta = bias ? 1.0f : 0.0f;
+    const int nt = team_for((double)g->N * g->C_out * Cg * HW, g->N * G * HW);
+    const int64_t chunks = chunks_per_item(g->N * G, HW, nt), items = g->N * G * chunks;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = thread_id(), T = team_size();
+        for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
+            const int64_t n = it / (G * chunks), grp = it / chunks % G, j = it % chunks;
+            const int64_t a = HW * j / chunks, b = HW * (j + 1) / chunks;
+            float *y = out + (n * g->C_out + grp * Cog) * HW;
+            if (bias) fill_bias_cols(y, bias + grp * Cog, Cog, HW, a, b);
+            /* y[n, grp][:, a:b] (Cog x (b-a)) = W[grp] (Cog x Cg) . x[n, grp][:, a:b] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)(b - a),
+                        (int)Cg, 1.0f, weight + grp * Cog * Cg, (int)Cg,
+                        inp + (n * g->C_in + grp * Cg) * HW + a, (int)HW, beta, y + a, (int)HW);
         }
     }
 }
@@ -309,21 +408,29 @@ void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const conv2d_geom *g) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
     if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, HW);
-    for (int64_t n = 0; n < g->N; n++) {
-        for (int64_t grp = 0; grp < G; grp++) {
-            const float *x = inp + (n * g->C_in + grp * Cg) * HW;
-            const float *dy = dout + (n * g->C_out + grp * Cog) * HW;
-            if (dinp) {
-                /* dx[n, grp] (Cg x HW) += W[grp]^T (Cg x Cog) . dy[n, grp] (Cog x HW) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Cg, (int)HW,
-                            (int)Cog, 1.0f, weight + grp * Cog * Cg, (int)Cg, dy, (int)HW,
-                            1.0f, dinp + (n * g->C_in + grp * Cg) * HW, (int)HW);
-            }
-            if (dweight) {
-                /* dW[grp] (Cog x Cg) += dy[n, grp] (Cog x HW) . x[n, grp]^T (HW x Cg) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog, (int)Cg,
-                            (int)HW, 1.0f, dy, (int)HW, x, (int)HW, 1.0f,
-                            dweight + grp * Cog * Cg, (int)Cg);
+    if (!dinp && !dweight) return;
+    const int nt = team_for((double)g->N * g->C_out * Cg * HW, Cg);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = thread_id(), T = team_size();
+        const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, ct = c1 - c0;
+        for (int64_t n = 0; ct > 0 && n < g->N; n++) {
+            for (int64_t grp = 0; grp < G; grp++) {
+                const float *x = inp + (n * g->C_in + grp * Cg + c0) * HW;
+                const float *dy = dout + (n * g->C_out + grp * Cog) * HW;
+                const float *w = weight + grp * Cog * Cg + c0;
+                if (dinp) {
+                    /* dx[n, grp][c0:c1] (ct x HW) += W[grp][:, c0:c1]^T (ct x Cog) . dy */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ct, (int)HW,
+                                (int)Cog, 1.0f, w, (int)Cg, dy, (int)HW, 1.0f,
+                                dinp + (n * g->C_in + grp * Cg + c0) * HW, (int)HW);
+                }
+                if (dweight) {
+                    /* dW[grp][:, c0:c1] (Cog x ct) += dy (Cog x HW) . x[n, grp][c0:c1]^T */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog, (int)ct,
+                                (int)HW, 1.0f, dy, (int)HW, x, (int)HW, 1.0f,
+                                dweight + grp * Cog * Cg + c0, (int)Cg);
+                }
             }
         }
     }

@@ -229,6 +229,77 @@ START_TEST(conv2d_tiles_match_reference) {
 }
 END_TEST
 
+/* The GEMM paths split their work between threads (ops/conv2d_gemm.c, THREADS): at 1, 2,
+ * 3 and 4 threads y, dx, dweight and dbias must be the same bits run to run and agree
+ * with one thread to rounding (OpenBLAS picks its kernels by shape, so another split can
+ * change the last bits, as docs/ARCHITECTURE.md allows), with tiles that straddle rows,
+ * image and channel counts that do not divide by the threads, and with dx skipped (then
+ * threads split single rows of the im2col matrix). */
+static void conv_run_threads(const cfg *c, int64_t tile, int threads, bool want_dx,
+                             float *res) {
+    conv2d_geom g = cfg_geom(c);
+    int64_t nx = g.N * g.C_in * g.H * g.W, nw = g.C_out * (g.C_in / g.groups) * g.KH * g.KW;
+    int64_t ny = g.N * g.C_out * g.OH * g.OW, nb = g.C_out;
+    tg_rng rng;
+    tg_rng_seed(&rng, 91);
+    float *in = malloc((size_t)(nx + nw + nb + ny) * sizeof(float));
+    tg_set_num_threads(threads);
+    size_t nws = conv2d_workspace_floats(&g, tile);
+    float *ws = malloc((nws ? nws : 1) * sizeof(float));
+    ck_assert(in && ws);
+    float *x = in, *w = x + nx, *b = w + nw, *dy = b + nb;
+    fill(&rng, in, nx + nw + nb + ny);
+    /* res: y, then dx, dw, db (accumulated onto ones, as gradients are) */
+    float *y = res, *dx = y + ny, *dw = dx + nx, *db = dw + nw;
+    for (int64_t i = 0; i < nx + nw + nb; i++) dx[i] = 1.0f;
+    conv2d_forward_cpu(y, x, w, b, &g, ws, tile);
+    conv2d_backward_cpu(want_dx ? dx : NULL, dw, db, dy, x, w, &g, ws, tile);
+    free(in);
+    free(ws);
+}
+
+START_TEST(conv2d_threads_deterministic) {
+    const struct {
+        const char *name;
+        cfg c;
+        int64_t tile;
+        bool dx;
+    } cases[] = {
+        {"dense N3 C5->8 17x19, 41-column tiles", {3, 5, 8, 17, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false}, 41, true},
+        {"dense N3 C5->8 17x19, no dx", {3, 5, 8, 17, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false}, 0, false},
+        {"dense N1 C1->16 28x28, no dx", {1, 1, 16, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false}, 0, false},
+        {"dense N8 C7->9 14x14", {8, 7, 9, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false}, 0, true},
+        {"grouped 3 N2 s2", {2, 6, 9, 23, 19, 3, 3, 2, 2, 1, 2, 1, 1, 3, true, false}, 13, true},
+        {"pointwise N3 12->10 20x21", {3, 12, 10, 20, 21, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, false}, 0, true},
+        {"pointwise N1 7->33 30x31", {1, 7, 33, 30, 31, 1, 1, 1, 1, 0, 0, 1, 1, 1, false, false}, 0, true},
+    };
+    int saved = tg_get_num_threads();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        conv2d_geom g = cfg_geom(&cases[i].c);
+        int64_t n = g.N * g.C_out * g.OH * g.OW + g.N * g.C_in * g.H * g.W +
+                    g.C_out * (g.C_in / g.groups) * g.KH * g.KW + g.C_out;
+        float *ref = malloc((size_t)n * sizeof(float)), *got = malloc((size_t)n * sizeof(float));
+        float *again = malloc((size_t)n * sizeof(float));
+        ck_assert(ref && got && again);
+        conv_run_threads(&cases[i].c, cases[i].tile, 1, cases[i].dx, ref);
+        for (int t = 1; t <= 4; t++) {
+            conv_run_threads(&cases[i].c, cases[i].tile, t, cases[i].dx, got);
+            conv_run_threads(&cases[i].c, cases[i].tile, t, cases[i].dx, again);
+            ck_assert_msg(memcmp(got, again, (size_t)n * sizeof(float)) == 0,
+                          "%s: two runs at %d threads differ", cases[i].name, t);
+            for (int64_t k = 0; k < n; k++)
+                ck_assert_msg(fabsf(got[k] - ref[k]) <= 1e-5f + 1e-5f * fabsf(ref[k]),
+                              "%s: element %lld is %.9g at 1 thread, %.9g at %d", cases[i].name,
+                              (long long)k, ref[k], got[k], t);
+        }
+        free(again);
+        free(ref);
+        free(got);
+    }
+    tg_set_num_threads(saved);
+}
+END_TEST
+
 /* The default tile keeps the column buffer within ~8 MiB and stays a multiple of 16. */
 START_TEST(conv2d_tile_policy) {
     cfg layer = {1, 256, 256, 256, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false};
@@ -654,6 +725,7 @@ Suite *conv2d_suite(void) {
     tcase_add_test(tc, conv2d_null_grads_skipped);
     tcase_add_test(tc, conv2d_tiles_match_reference);
     tcase_add_test(tc, conv2d_tile_policy);
+    tcase_add_test(tc, conv2d_threads_deterministic);
     tcase_add_test(tc, conv2d_gradcheck_grid);
     tcase_add_test(tc, conv2d_gradcheck_extra);
     tcase_add_test(tc, conv1d_gradcheck);
