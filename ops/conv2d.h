@@ -87,6 +87,9 @@ void conv2d_depthwise_backward_cpu(float *dinp, float *dweight, float *dbias,
 bool conv2d_winograd_supported(const conv2d_geom *g);
 size_t conv2d_winograd_workspace_floats(const conv2d_geom *g, bool backward,
                                          int64_t tile_block);
+/* Tiles per block the forward (and dW) pass of g uses for tile_block (0: the default);
+ * bench/winograd_bench.c times the 36 SGEMMs of those blocks alone. */
+int64_t conv2d_winograd_block_tiles(const conv2d_geom *g, int64_t tile_block);
 void conv2d_winograd_forward_cpu(float *out, const float *inp, const float *weight,
                                  const float *bias, const conv2d_geom *g, float *workspace,
                                  int64_t tile_block);

@@ -89,8 +89,8 @@ static void check_direct(const char *what, const wcase *c, int64_t tile_block, u
 }
 
 /* Planes smaller than one 6x6 input tile, sizes around multiples of 4, each padding,
- * channels 1, 15, 16, 17 and 33 (the transforms run 16 channels or tiles at once), and
- * batches whose tiles share a block. */
+ * channels 1, 15, 16, 17 and 33, batches whose tiles share a block, and tile rows longer
+ * than one 32-tile chunk of the transforms. */
 START_TEST(winograd_edges) {
     static const struct {
         const char *name;
@@ -113,6 +113,9 @@ START_TEST(winograd_edges) {
         {"batch 3 of 4x5", {3, 2, 3, 4, 5, 1, 1, true}},
         {"row of 1", {1, 2, 2, 1, 30, 1, 1, true}},
         {"column of 1", {1, 2, 2, 30, 1, 1, 1, true}},
+        /* tile rows longer than the transforms' 32-tile chunks, last tile partial */
+        {"wide: 38 tiles a row", {1, 3, 2, 5, 150, 1, 1, true}},
+        {"wide: pad 0 by 2, 36 tiles a row", {2, 2, 3, 6, 141, 0, 2, false}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_direct(cases[i].name, &cases[i].c, 0, 3000 + i);
@@ -124,12 +127,15 @@ END_TEST
 START_TEST(winograd_tile_blocks) {
     wcase a = {2, 5, 7, 19, 23, 1, 1, true}; /* 2 x 5 x 6 = 60 tiles */
     wcase b = {3, 18, 4, 13, 9, 2, 0, false};
+    wcase wide = {1, 3, 4, 6, 141, 1, 1, true}; /* 2 x 36 tiles: blocks cut rows and chunks */
     for (int64_t tb = 16; tb <= 48; tb += 16) {
         char name[64];
         snprintf(name, sizeof name, "60 tiles in blocks of %lld", (long long)tb);
         check_direct(name, &a, tb, 3100 + (uint64_t)tb);
         snprintf(name, sizeof name, "batch 3, blocks of %lld", (long long)tb);
         check_direct(name, &b, tb, 3200 + (uint64_t)tb);
+        snprintf(name, sizeof name, "rows of 36 tiles, blocks of %lld", (long long)tb);
+        check_direct(name, &wide, tb, 3250 + (uint64_t)tb);
     }
 }
 END_TEST
