@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <tapegrad.h>
 
 int bench_repeats = 15;
 
@@ -76,4 +79,12 @@ double bench_copy_gbps(double *best) {
     free(cj.dst);
     if (best) *best = top;
     return gbps;
+}
+
+void bench_blas_fix(char **argv) {
+    const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : tg_blas_core_better();
+    if (!core || getenv("TAPEGRAD_BLAS_FIXED")) return;
+    if (setenv("OPENBLAS_CORETYPE", core, 1) || setenv("TAPEGRAD_BLAS_FIXED", "1", 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* no /proc: go on with the kernels loaded */
 }

@@ -13,6 +13,10 @@ typedef void (*bench_fn)(void *user);
 extern int bench_repeats;
 
 double bench_now(void);
+/* First thing in main: when OpenBLAS chose kernels older than this CPU
+ * (tg_blas_core_better), re-executes the program once with OPENBLAS_CORETYPE set, as the
+ * `tapegrad` program does; a user's own OPENBLAS_CORETYPE wins. */
+void bench_blas_fix(char **argv);
 /* Median and best seconds of bench_repeats timed calls after one warm-up call. */
 void bench_time(bench_fn fn, void *user, double *median, double *best);
 /* n floats, 64-byte aligned, every page touched (set to value) before any timing; exits

@@ -112,6 +112,7 @@ static void bench_conv(int64_t C, int64_t HW, int KS, kernel k, double ceiling) 
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     bench_repeats = argc > 2 ? atoi(argv[2]) : 7;
     if (threads < 1 || bench_repeats < 1) {

@@ -94,6 +94,7 @@ static void bench_shape(int64_t C, int64_t H, int stride, bool all, double copy_
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     if (argc > 2) bench_repeats = atoi(argv[2]);
     if (threads < 1 || bench_repeats < 1) {

@@ -236,6 +236,7 @@ static void steps_for(const char *name, bool forum, int B, int steps) {
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     int steps = 5, threads = 0;
     bool only_cnn = false;
     for (int i = 1; i < argc; i++) {

@@ -90,6 +90,7 @@ static void report(const char *what, double bytes, bench_fn fn, ew_job *j, doubl
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     if (argc > 2) bench_repeats = atoi(argv[2]);
     int64_t n = (argc > 3 ? atoll(argv[3]) : 16) << 20;

@@ -177,6 +177,7 @@ static void report_mem(const char *label, const char *dir, mem_job *j, int which
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     bench_repeats = argc > 2 ? atoi(argv[2]) : 7;
     if (threads < 1 || bench_repeats < 1) {

@@ -105,6 +105,7 @@ static void bench_layernorm(int64_t rows, int64_t M, double copy) {
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     if (argc > 2) bench_repeats = atoi(argv[2]);
     if (bench_repeats < 1) bench_repeats = 1;

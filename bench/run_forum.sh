@@ -5,12 +5,15 @@
 #   bench/run_forum.sh [sizes...]          default: 32 64 128
 #   MOBILENET=0 bench/run_forum.sh 256     forum only, at 256
 #   WINOGRAD=0 ...                         without the tapegrad-only Winograd rows (the dense
-#                                          net, MobileNet groups 1, with --conv winograd)
+#                                          net, MobileNet groups 1, with --conv $CONV_ROW)
+#   CONV_ROW=auto ...                      those rows under --conv auto (the faster of GEMM
+#                                          and Winograd per layer shape; default winograd)
 # Run on a quiet machine: both tools use 2 threads and the cores must be otherwise idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/results.jsonl}
-tg=./build/tools/tapegrad
+tg=${TAPEGRAD:-./build/tools/tapegrad}
+conv_row=${CONV_ROW:-winograd}
 py="/usr/bin/python3 bench/forum_pytorch.py"
 sizes=${*:-32 64 128}
 steps_for() { case $1 in 32|64) echo "5 1" ;; 128) echo "3 1" ;; *) echo "2 1" ;; esac; }
@@ -24,8 +27,8 @@ for size in $sizes; do
     done
   done
   if [ "${WINOGRAD:-1}" = 1 ]; then
-    echo "== forum dense ${size}x${size} --conv winograd ($tg)" >&2
-    $tg forum --model dense --conv winograd --loss ce --optim sgd --size "$size" \
+    echo "== forum dense ${size}x${size} --conv $conv_row ($tg)" >&2
+    $tg forum --model dense --conv "$conv_row" --loss ce --optim sgd --size "$size" \
       --steps "$steps" --warmup "$warmup" --threads 2 --json >>"$out"
   fi
 done
@@ -39,8 +42,8 @@ if [ "${MOBILENET:-1}" = 1 ]; then
       done
     done
     if [ "${WINOGRAD:-1}" = 1 ]; then
-      echo "== mobilenet groups 1 batch $batch --conv winograd ($tg)" >&2
-      $tg mobilenet --groups 1 --conv winograd --batch "$batch" --steps 5 --warmup 1 \
+      echo "== mobilenet groups 1 batch $batch --conv $conv_row ($tg)" >&2
+      $tg mobilenet --groups 1 --conv "$conv_row" --batch "$batch" --steps 5 --warmup 1 \
         --threads 2 --json >>"$out"
     fi
   done

@@ -138,6 +138,7 @@ static void step(cfg *c, tg_model *m, bool sep, int s) {
 }
 
 int main(int argc, char **argv) {
+    bench_blas_fix(argv);
     bool sep = argc > 1 && !strcmp(argv[1], "sep");
     bool verbose = getenv("THREAD_BENCH_ALL") != NULL; /* every op, not only the kinds */
     int steps = argc > 2 ? atoi(argv[2]) : 7;

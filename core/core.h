@@ -204,6 +204,8 @@ int tg_threads(void);
 void tg_threads_apply(void);
 /* Adaptive mode: resizes the thread team to the cores other processes left (tg_step_end). */
 void tg_threads_adapt(void);
+/* Whether serial BLAS calls inside our OpenMP loops are safe (not OpenBLAS's pthreads build). */
+bool tg_blas_nests(void);
 /* Its rule: the cores left when others (in cores, measured) are taken, rounded, in [1, limit]. */
 int tg_threads_for_load(int cores, double others, int limit);
 

@@ -5,6 +5,7 @@
 #include "core.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,7 +16,20 @@
 
 #ifdef TG_HAVE_OPENBLAS_THREADS
 void openblas_set_num_threads(int num_threads);
+int openblas_get_parallel(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
+char *openblas_get_corename(void);
 #endif
+
+/* Whether OpenBLAS may be called from inside our OpenMP loops, one serial GEMM per thread,
+ * without fighting its own threads: its sequential and OpenMP builds may (the OpenMP build
+ * runs serially inside a parallel region), the pthreads build may not. */
+bool tg_blas_nests(void) {
+#ifdef TG_HAVE_OPENBLAS_THREADS
+    return openblas_get_parallel() != 1;
+#else
+    return true;
+#endif
+}
 
 /* 0: not set yet -> all cores. Process-wide: any thread may set it, every thread reads
  * it. omp_set_num_threads only changes the CALLING thread's OpenMP setting (its
@@ -59,6 +73,47 @@ void tg_threads_apply(void) {
 }
 
 int tg_threads(void) { return tg_get_num_threads(); }
+
+/* ------------------------------------------------------------ which BLAS kernels
+ *
+ * OpenBLAS built with DYNAMIC_ARCH (Debian's) picks its kernels from the CPU model when it
+ * is loaded. A CPU newer than the OpenBLAS release is not in its table and falls back to
+ * the oldest x86-64 kernels: on this project's VM (Intel family 6 model 207, AVX-512)
+ * OpenBLAS 0.3.21 chose "Prescott" (SSE3) and SGEMM ran at 30 GFLOP/s on 2 cores, against
+ * 165-200 with its SkylakeX kernels. The choice can only be overridden before the library
+ * loads, with OPENBLAS_CORETYPE; tg_blas_core_better says what to set. */
+static bool core_is(const char *name, const char *const *set) {
+    for (; *set; set++)
+        if (!strcmp(name, *set)) return true;
+    return false;
+}
+
+const char *tg_blas_core(void) {
+#ifdef TG_HAVE_OPENBLAS_THREADS
+    const char *c = openblas_get_corename();
+    return c ? c : "unknown";
+#else
+    return "not OpenBLAS";
+#endif
+}
+
+const char *tg_blas_core_better(void) {
+#if defined(TG_HAVE_OPENBLAS_THREADS) && (defined(__x86_64__) || defined(__i386__)) && \
+    defined(__GNUC__)
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
+                                       "SapphireRapids", NULL};
+    const char *core = tg_blas_core();
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && !core_is(core, avx512) && strcmp(core, "Zen"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        !core_is(core, avx2))
+        return "Haswell";
+#endif
+    return NULL;
+}
 
 /* ------------------------------------------------------------ adapting to a busy machine
  *

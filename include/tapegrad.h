@@ -141,6 +141,14 @@ void tg_set_threads_adaptive(bool on);
 bool tg_threads_adaptive(void);
 /* How many times adaptive mode changed the thread count so far (process-wide). */
 int tg_threads_adaptations(void);
+/* The BLAS kernels in use: OpenBLAS's core name ("SkylakeX", "Haswell", "Prescott", ...),
+ * or "not OpenBLAS". */
+const char *tg_blas_core(void);
+/* NULL when the BLAS kernels fit this CPU; otherwise the OPENBLAS_CORETYPE to set before
+ * the program starts (OpenBLAS chooses when it is loaded): a CPU newer than the OpenBLAS
+ * release falls back to its oldest x86-64 kernels ("Prescott"), 5-6x slower SGEMM on an
+ * AVX-512 CPU. The `tapegrad` program sets it itself (tools/tapegrad.c). */
+const char *tg_blas_core_better(void);
 
 /* ---------------------------------------------------------------- shapes, tensors */
 

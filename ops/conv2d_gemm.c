@@ -56,6 +56,8 @@
  */
 #include "conv2d.h"
 
+#include "../core/core.h"
+
 #include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -123,27 +125,13 @@ static inline void valid_range(int64_t off, int64_t s, int64_t len, int64_t n_ou
  * microseconds, about what one core does in 64 K multiply-adds. */
 #define CONV2D_PARALLEL_MIN_MACS ((double)(1 << 16))
 
-#ifdef TG_HAVE_OPENBLAS_THREADS
-int openblas_get_parallel(void);
-#endif
-
-/* Whether OpenBLAS may be called from inside our OpenMP loops without fighting its own
- * threads: its sequential and OpenMP builds may (the OpenMP build runs serially inside a
- * parallel region), the pthreads build may not (as in ops/matmul.c). */
-static bool blas_nests(void) {
-#ifdef TG_HAVE_OPENBLAS_THREADS
-    return openblas_get_parallel() != 1;
-#else
-    return true;
-#endif
-}
 
 /* The team size for macs multiply-adds split into at most units pieces. With a BLAS that
  * does not nest, one thread, and the GEMMs thread themselves. */
 static int team_for(double macs, int64_t units) {
 #ifdef _OPENMP
     int64_t nt = macs < CONV2D_PARALLEL_MIN_MACS ? 1 : omp_get_max_threads();
-    if (omp_in_parallel() || !blas_nests()) nt = 1; /* no nesting */
+    if (omp_in_parallel() || !tg_blas_nests()) nt = 1; /* no nesting */
     if (nt > units) nt = units;
     return nt < 1 ? 1 : (int)nt;
 #else

@@ -41,10 +41,6 @@
 #include <limits.h>
 #include <stdio.h>
 
-#ifdef TG_HAVE_OPENBLAS_THREADS
-int openblas_get_parallel(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
-#endif
-
 /* ---------------------------------------------------------------- plans */
 
 static bool a_full(const matmul_geom *g) { return g->A[0] == g->D[0] && g->A[1] == g->D[1]; }
@@ -121,15 +117,6 @@ gemm_batch matmul_plan_db(const matmul_geom *g) {
 
 /* ---------------------------------------------------------------- CPU execution */
 
-/* Whether OpenBLAS may be called from inside our OpenMP loops without fighting its own
- * threads: its sequential and OpenMP builds may, the pthreads build may not. */
-static bool blas_nests(void) {
-#ifdef TG_HAVE_OPENBLAS_THREADS
-    return openblas_get_parallel() != 1;
-#else
-    return true;
-#endif
-}
 
 /* Matrices per thread and size below which spreading matrices over threads beats
  * threading each SGEMM; measured with bench/linalg_bench.c (bench/RESULTS.md). */
@@ -167,7 +154,7 @@ void gemm_batch_cpu(const gemm_batch *g, const float *A, const float *B, float *
         }
     }
     if (mode == GEMM_BATCH_AUTO) mode = choose_mode(g, npar);
-    if (mode == GEMM_BATCH_PARALLEL && (npar < 2 || !blas_nests()))
+    if (mode == GEMM_BATCH_PARALLEL && (npar < 2 || !tg_blas_nests()))
         mode = GEMM_BATCH_THREADED_GEMM;
     if (mode == GEMM_BATCH_THREADED_GEMM) {
         for (int64_t i0 = 0; i0 < g->count[0]; i0++)

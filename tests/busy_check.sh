@@ -47,8 +47,15 @@ if [ "$load" -gt 5 ]; then
     exit 0
 fi
 out=$($run 2>&1) || { echo "busy_check: the idle run failed" >&2; exit 1; }
-if printf '%s\n' "$out" | grep -q '^machine busy'; then
-    printf '%s\n' "$out" | grep '^machine busy' >&2
+line=$(printf '%s\n' "$out" | grep '^machine busy')
+others=$(printf '%s\n' "$line" | sed -n 's/.*other processes used \([0-9]*\)%.*/\1/p')
+if [ -n "$line" ] && [ "${others:-100}" -le 5 ] && printf '%s' "$line" | grep -q 'hypervisor stole'; then
+    # Steal time is the host's, outside this machine: the line is right to appear.
+    echo "busy_check: the hypervisor stole time during the idle run; its half is skipped"
+    exit 0
+fi
+if [ -n "$line" ]; then
+    printf '%s\n' "$line" >&2
     echo "busy_check: an idle run printed the busy line" >&2
     exit 1
 fi

@@ -17,6 +17,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ---------------------------------------------------------------- peaks */
 
@@ -61,13 +64,36 @@ static tg_status median_rate(timed_fn run, void *user, double work, double budge
 typedef struct gemm_job {
     int64_t M, N, K;
     float *a, *b, *c;
+    bool split; /* one serial SGEMM per thread on its slice of C's columns */
 } gemm_job;
 
+/* One SGEMM C (M x N) = A (M x K) B (K x N), either as BLAS threads it or, split, the way
+ * tapegrad's kernels run GEMMs: each OpenMP thread a serial SGEMM on its own columns
+ * (64-byte aligned slices). The ceiling is the better of the two: on the 2-core VM
+ * OpenBLAS's own threading reached 30 GFLOP/s where two serial halves reached 40, and a
+ * ceiling below what the kernels do flags every row. */
 static tg_status gemm_cpu(void *user, double *seconds) {
     gemm_job *j = user;
     double t0 = tg_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M, (int)j->N, (int)j->K,
-                1.0f, j->a, (int)j->K, j->b, (int)j->N, 0.0f, j->c, (int)j->N);
+    if (!j->split) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M, (int)j->N,
+                    (int)j->K, 1.0f, j->a, (int)j->K, j->b, (int)j->N, 0.0f, j->c, (int)j->N);
+    } else {
+#pragma omp parallel
+        {
+            int t = 0, nt = 1;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+            nt = omp_get_num_threads();
+#endif
+            int64_t c0 = j->N * t / nt / 16 * 16;
+            int64_t c1 = t + 1 == nt ? j->N : j->N * (t + 1) / nt / 16 * 16;
+            if (c1 > c0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M,
+                            (int)(c1 - c0), (int)j->K, 1.0f, j->a, (int)j->K, j->b + c0,
+                            (int)j->N, 0.0f, j->c + c0, (int)j->N);
+        }
+    }
     *seconds = tg_now() - t0;
     return TG_OK;
 }
@@ -100,7 +126,13 @@ static tg_status measure_gemm(tg_device device, peak_gemm *g, double budget_s) {
             tg_rng_fill_uniform(&rng, j.a, g->M * g->K, -1, 1);
             tg_rng_fill_uniform(&rng, j.b, g->K * g->N, -1, 1);
             memset(j.c, 0, (size_t)(g->M * g->N) * sizeof(float));
-            st = median_rate(gemm_cpu, &j, work, budget_s, &g->gflops);
+            st = median_rate(gemm_cpu, &j, work, budget_s / 2, &g->gflops);
+            if (!st && tg_blas_nests() && tg_get_num_threads() > 1) {
+                double split = 0;
+                j.split = true;
+                st = median_rate(gemm_cpu, &j, work, budget_s / 2, &split);
+                if (split > g->gflops) g->gflops = split;
+            }
         }
         tg_device_free(device, j.a);
         tg_device_free(device, j.b);
@@ -232,10 +264,15 @@ double cpu_fma_peak_gflops(int threads) {
 }
 
 void peaks_print(const peaks *pk, FILE *f) {
-    if (pk->device == TG_DEVICE_CPU)
-        fprintf(f, "ceilings of this machine (cpu, %d threads), measured now in %.1f s:\n",
-                tg_get_num_threads(), pk->seconds);
-    else
+    if (pk->device == TG_DEVICE_CPU) {
+        const char *better = tg_blas_core_better();
+        fprintf(f, "ceilings of this machine (cpu, %d threads, BLAS kernels %s), measured now "
+                "in %.1f s:\n", tg_get_num_threads(), tg_blas_core(), pk->seconds);
+        if (better)
+            fprintf(f, "  note: these BLAS kernels are older than this CPU; set "
+                    "OPENBLAS_CORETYPE=%s before starting the program (SGEMM runs several "
+                    "times faster)\n", better);
+    } else
         fprintf(f, "ceilings of this GPU, measured now in %.1f s (CUDA events, median of "
                 "batches, random operands):\n  %s\n", pk->seconds, pk->device_name);
     for (int i = 0; i < pk->ngemm; i++) {
