@@ -331,7 +331,7 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  *                          two, as cuDNN's benchmark mode: the first time the context
  *                          records a convolution that Winograd supports (CPU), both
  *                          forwards run on the live operands into scratch (after one
- *                          untimed warm-up each when a forward is cheap, under ~2 GFLOP)
+ *                          untimed warm-up each: first runs pay page faults)
  *                          and the faster is kept in a small table in the context, keyed
  *                          by the full geometry (batch, channels, size, padding, bias).
  *                          The table survives tg_step_end, so each geometry is timed once

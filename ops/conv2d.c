@@ -228,10 +228,11 @@ static const tg_op conv1d_op = {
 
 /* ---------------------------------------------------------------- TG_CONV_ALGO_AUTO */
 
-/* Forwards cheaper than this many FLOPs get one untimed warm-up run each before the timed
- * one (caches, page faults of the scratch); dearer ones are timed on their first run, where
- * the one-off costs are small beside the arithmetic. */
-#define CONV2D_AUTO_WARMUP_FLOPS 2e9
+/* Each forward runs once untimed before the timed run: a first run pays one-off costs
+ * (page faults of fresh scratch, about 1.5 us per 4 KiB page on the project's VM, and
+ * cold caches) that are not the algorithm's. Timing first runs above 2 GFLOP made the
+ * choice flip between runs of the same net (forum dense 64x64: Winograd 3x faster alone,
+ * yet im2col + SGEMM chosen for 49 of 50 layers once the SGEMM kernels were fast). */
 
 static bool choice_is(const tg_conv_choice *c, const conv2d_geom *g, bool bias) {
     return c->n == g->N && c->c_in == g->C_in && c->h == g->H && c->w == g->W &&
@@ -261,9 +262,8 @@ static int conv2d_auto_choose(tg_ctx *ctx, const conv2d_geom *g, const float *x,
         tg_arena_rewind(&ctx->arena, mark);
         return -1;
     }
-    double flops = 2.0 * (double)out_floats * (double)(g->C_in * 9);
     double secs[2] = {0, 0};
-    for (int pass = flops < CONV2D_AUTO_WARMUP_FLOPS ? 0 : 1; pass < 2; pass++) {
+    for (int pass = 0; pass < 2; pass++) {
         for (int a = 0; a < 2; a++) {
             double t0 = tg_now();
             if (a) conv2d_winograd_forward_cpu(out, x, w, b, g, ws, 0);
