@@ -27,5 +27,9 @@ float *bench_floats(int64_t n, float value);
  * three medians of bench_repeats copies. *best (may be NULL): the best single copy. */
 #define BENCH_COPY_BYTES ((int64_t)64 << 20)
 double bench_copy_gbps(double *best);
+/* GFLOP/s of an M x N x K SGEMM (as BLAS threads it): the higher of two medians, each
+ * from `timer` (bench_time, or a benchmark's own variant). */
+typedef void (*bench_timer)(bench_fn fn, void *user, double *median, double *best);
+double bench_sgemm_ceiling(int M, int N, int K, bench_timer timer);
 
 #endif

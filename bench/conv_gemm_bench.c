@@ -24,34 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct gemm_job {
-    int M, N, K;
-    float *a, *b, *c;
-} gemm_job;
-
-static void gemm_run(void *user) {
-    gemm_job *j = user;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->M, j->N, j->K, 1.0f, j->a, j->K,
-                j->b, j->N, 0.0f, j->c, j->N);
-}
-
-/* GFLOP/s of an M x N x K SGEMM: the higher of two medians. */
-static double sgemm_ceiling(int M, int N, int K) {
-    gemm_job j = {M, N, K, bench_floats((int64_t)M * K, 0.5f),
-                  bench_floats((int64_t)K * N, 0.25f), bench_floats((int64_t)M * N, 0.0f)};
-    double best_rate = 0;
-    for (int i = 0; i < 2; i++) {
-        double med, best;
-        bench_time(gemm_run, &j, &med, &best);
-        double rate = 2.0 * M * N * (double)K / med * 1e-9;
-        if (rate > best_rate) best_rate = rate;
-    }
-    free(j.a);
-    free(j.b);
-    free(j.c);
-    return best_rate;
-}
-
 typedef enum { PASS_FWD, PASS_DX, PASS_DW } pass;
 typedef enum { KERNEL_GEMM, KERNEL_WINOGRAD } kernel;
 
@@ -138,8 +110,8 @@ int main(int argc, char **argv) {
            "repeats (best in brackets)\n", (long long)C, threads, bench_repeats);
     for (int s = 0; s < nsizes; s++) {
         int64_t HW = sizes[s];
-        double pw = sgemm_ceiling((int)C, (int)(HW * HW), (int)C);
-        double dense = sgemm_ceiling((int)C, (int)(HW * HW), (int)(9 * C));
+        double pw = bench_sgemm_ceiling((int)C, (int)(HW * HW), (int)C, bench_time);
+        double dense = bench_sgemm_ceiling((int)C, (int)(HW * HW), (int)(9 * C), bench_time);
         printf("\n%lldx%lld: SGEMM ceilings %.1f GFLOP/s (M=%lld N=%lld K=%lld), %.1f GFLOP/s "
                "(K=%lld)\n", (long long)HW, (long long)HW, pw, (long long)C,
                (long long)(HW * HW), (long long)C, dense, (long long)(9 * C));

@@ -137,34 +137,6 @@ static void transform_run(void *user) {
     if (j->p == PASS_DW) wino_weight_grad_transform(j->dw, j->U, p.K, p.C);
 }
 
-typedef struct gemm_job {
-    int M, N, K;
-    float *a, *b, *c;
-} gemm_job;
-
-static void sgemm_run(void *user) {
-    gemm_job *j = user;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->M, j->N, j->K, 1.0f, j->a, j->K,
-                j->b, j->N, 0.0f, j->c, j->N);
-}
-
-/* GFLOP/s of an M x N x K SGEMM: the higher of two medians. */
-static double sgemm_ceiling(int M, int N, int K) {
-    gemm_job j = {M, N, K, bench_floats((int64_t)M * K, 0.5f),
-                  bench_floats((int64_t)K * N, 0.25f), bench_floats((int64_t)M * N, 0.0f)};
-    double best_rate = 0;
-    for (int i = 0; i < 2; i++) {
-        double med, best;
-        time_it(sgemm_run, &j, &med, &best);
-        double rate = 2.0 * M * N * (double)K / med * 1e-9;
-        if (rate > best_rate) best_rate = rate;
-    }
-    free(j.a);
-    free(j.b);
-    free(j.c);
-    return best_rate;
-}
-
 static void bench_size(int64_t C, int64_t HW) {
     wjob j = {.g = {.N = 1, .C_in = C, .H = HW, .W = HW, .C_out = C, .KH = 3, .KW = 3,
                     .OH = HW, .OW = HW, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1,
@@ -188,7 +160,7 @@ static void bench_size(int64_t C, int64_t HW) {
         fprintf(stderr, "winograd_bench: out of memory\n");
         exit(1);
     }
-    double ceiling = sgemm_ceiling((int)C, (int)(HW * HW), (int)(9 * C));
+    double ceiling = bench_sgemm_ceiling((int)C, (int)(HW * HW), (int)(9 * C), time_it);
     printf("\n%lldx%lld, %lld tiles in blocks of %lld; dense SGEMM ceiling %.1f GFLOP/s "
            "(M=%lld N=%lld K=%lld)\n", (long long)HW, (long long)HW, (long long)j.T,
            (long long)j.Tb, ceiling, (long long)C, (long long)(HW * HW), (long long)(9 * C));
