@@ -29,7 +29,8 @@
  * THE BLAS KERNELS. The same re-execution sets OPENBLAS_CORETYPE when OpenBLAS chose
  * kernels older than the CPU (tg_blas_core_better: a CPU newer than the OpenBLAS release
  * gets its SSE3 "Prescott" kernels; on this project's AVX-512 VM SGEMM ran 5-6x slower).
- * A user's own OPENBLAS_CORETYPE wins; TAPEGRAD_OMP_DEFAULTS=off turns both off.
+ * A user's own OPENBLAS_CORETYPE wins; TAPEGRAD_BLAS_FIXED=off (any value) keeps
+ * OpenBLAS's own choice, as TAPEGRAD_OMP_DEFAULTS=off keeps libgomp's defaults.
  *
  * THE THREAD COUNT. A short spin is not enough when other processes hold the cores: a
  * team of two still waits at each barrier for its second thread's time slice (2.6x the
@@ -54,14 +55,17 @@
 
 /* Returns only when the environment is left as it is (or the re-exec failed). */
 static void apply_omp_defaults(char **argv) {
-    if (getenv("TAPEGRAD_OMP_DEFAULTS")) return; /* done, or turned off */
-    bool omp = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
-    const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : tg_blas_core_better();
+    /* Each setting has its own marker, so that turning one off keeps the other. */
+    bool omp = !getenv("TAPEGRAD_OMP_DEFAULTS") && !getenv("OMP_WAIT_POLICY") &&
+               !getenv("GOMP_SPINCOUNT");
+    const char *core = getenv("TAPEGRAD_BLAS_FIXED") || getenv("OPENBLAS_CORETYPE")
+                           ? NULL : tg_blas_core_better();
     if (!omp && !core) return;
     if ((omp && (setenv("OMP_WAIT_POLICY", "passive", 1) != 0 ||
-                 setenv("GOMP_SPINCOUNT", TAPEGRAD_SPINCOUNT, 1) != 0)) ||
-        (core && setenv("OPENBLAS_CORETYPE", core, 1) != 0) ||
-        setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)
+                 setenv("GOMP_SPINCOUNT", TAPEGRAD_SPINCOUNT, 1) != 0 ||
+                 setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)) ||
+        (core && (setenv("OPENBLAS_CORETYPE", core, 1) != 0 ||
+                  setenv("TAPEGRAD_BLAS_FIXED", core, 1) != 0)))
         return;
     execv("/proc/self/exe", argv);
     /* Still here: no /proc. This process keeps the settings its libraries read at load
