@@ -174,8 +174,13 @@ static void store_gone(void *arg) {
 /* Moves the store's gradients back into its own memory and frees the window (collective). */
 static void shm_detach(tg_dist *d) {
     if (!d->shm) return;
-    if (d->ps) tg_params_place_grads(d->ps, NULL, NULL, NULL);
-    dist_shm_free(d->shm);
+    if (d->ps && tg_params_place_grads(d->ps, NULL, NULL, NULL) != TG_OK) {
+        /* No memory to move the gradients back: the store keeps the shared segment (the
+         * window is left allocated, not freed under it) and forgets this tg_dist. */
+        tg_params_place_grads(d->ps, tg_params_grad(d->ps), NULL, NULL);
+    } else {
+        dist_shm_free(d->shm);
+    }
     d->shm = NULL;
     free(d->bbegin);
     d->bbegin = d->bend = NULL;
@@ -197,17 +202,17 @@ static tg_status shm_attach(tg_dist *d, tg_params *ps) {
     }
     int ok = d->bbegin != NULL, all_ok = 0;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, d->comm);
+    tg_status st = TG_OK;
     if (all_ok)
-        d->shm = dist_shm_new(&d->comm, d->rank, d->world, tg_params_flat_numel(ps),
-                              d->nbuckets);
+        st = dist_shm_new(&d->comm, d->rank, d->world, tg_params_flat_numel(ps), d->nbuckets,
+                          &d->shm);
     if (!d->shm) {
         free(d->bbegin);
         d->bbegin = d->bend = NULL;
-        return TG_OK;
+        return st;
     }
-    tg_status st = tg_params_place_grads(ps, dist_shm_grads(d->shm), store_gone, d);
-    if (st != TG_OK) shm_detach(d);
-    return st;
+    /* Cannot fail for a CPU store (no allocation), so no rank detaches alone. */
+    return tg_params_place_grads(ps, dist_shm_grads(d->shm), store_gone, d);
 }
 #endif
 
@@ -322,6 +327,15 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
     int64_t flat = tg_params_flat_numel(ps);
     float *base = tg_params_grad(ps);
     dist_bucket *buckets = calloc((size_t)(count ? count : 1), sizeof *buckets);
+#ifdef TG_HAVE_MPI
+    /* Every rank goes on only if every rank can (what follows is collective). */
+    int ok = buckets != NULL, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (!all_ok) {
+        free(buckets);
+        return tg_fail(TG_ERR_NOMEM, "tg_dist_attach: out of memory (on this rank or another)");
+    }
+#endif
     if (!buckets) return tg_fail(TG_ERR_NOMEM, "tg_dist_attach: out of memory");
     int nb = 0;
     int64_t end = flat, limit = (int64_t)(opts.bucket_bytes / sizeof(float));
@@ -428,9 +442,21 @@ static void plan_buckets(tg_dist *d) {
 }
 
 void tg_dist_backward_hook(tg_dist *d, int record) {
-    if (!d || d->world == 1 || !d->nbuckets || d->pending) return;
+    if (!d || d->world == 1 || !d->nbuckets || d->pending || !d->ps) return;
     double t0 = tg_now();
     if (record == TG_DIST_BACKWARD_BEGIN) {
+        /* A second backward before tg_dist_sync_grads would add into buckets already on
+         * their way (gradient accumulation is not supported across ranks): refused, and
+         * this step's buckets are still finished at sync, so no rank is left waiting. */
+        bool open = false;
+        for (int b = 0; b < d->nbuckets; b++) open = open || d->buckets[b].started;
+        if (open) {
+            d->pending = tg_fail(TG_ERR_STATE, "tg_backward: a second backward pass before "
+                                 "tg_dist_sync_grads; call tg_dist_sync_grads after every "
+                                 "backward of a data-parallel step");
+            d->stats.launch_seconds += tg_now() - t0;
+            return;
+        }
         plan_buckets(d);
     } else if (d->opts.overlap) {
         /* After record r has run, every bucket first used at r or later is final. Buckets

@@ -30,10 +30,13 @@ double tg_dist_share(const tg_dist *d);
  * scheme). All calls but progress/finish are collective. */
 #define DIST_SHM_MAX_WORLD 64
 typedef struct dist_shm dist_shm;
-/* NULL (no error set) when the ranks of *comm (an MPI_Comm) are not all on this host or the
- * shared window cannot be made: the caller keeps using MPI. nfloats: the gradient store's
- * length; nbuckets: how many buckets it is cut into. */
-dist_shm *dist_shm_new(void *comm, int rank, int world, int64_t nfloats, int nbuckets);
+/* *out NULL with TG_OK when the ranks of *comm (an MPI_Comm) are not all on this host or
+ * the shared window cannot be made: the caller keeps using MPI. An error when the ranks'
+ * stores differ. nfloats: the gradient store's length; nbuckets: its bucket count. */
+tg_status dist_shm_new(void *comm, int rank, int world, int64_t nfloats, int nbuckets,
+                       dist_shm **out);
+/* Whether this rank published a bucket of the round not finished yet. */
+bool dist_shm_round_open(const dist_shm *s);
 void dist_shm_free(dist_shm *s);
 /* This rank's segment: nfloats floats, 64-byte aligned, zeroed, for the gradient store. */
 float *dist_shm_grads(dist_shm *s);

@@ -49,7 +49,7 @@
 typedef struct shm_ctrl {
     _Atomic uint64_t *ready; /* [nbuckets] round in which this rank's bucket is final */
     _Atomic uint64_t *done;  /* [nbuckets] round in which this rank reduced its chunk */
-    double *share;           /* this round's weight of this rank's gradients */
+    _Atomic double *share;   /* this round's weight of this rank's gradients */
     float *grads;            /* the rank's gradient store */
 } shm_ctrl;
 
@@ -60,6 +60,8 @@ struct dist_shm {
     shm_ctrl *ranks; /* [world] views of every rank's segment */
     uint64_t round;  /* the round in progress (1 after attach) */
     bool *published, *reduced; /* [nbuckets] this rank, this round */
+    bool share_set;  /* this round's share written */
+    bool broken;     /* a wait timed out: the ranks are out of step for good */
     double timeout;
 };
 
@@ -74,27 +76,40 @@ static void view(shm_ctrl *c, char *base, int nbuckets) {
     size_t flags = ((size_t)nbuckets * sizeof(uint64_t) + 63) / 64 * 64;
     c->ready = (_Atomic uint64_t *)base;
     c->done = (_Atomic uint64_t *)(base + flags);
-    c->share = (double *)(base + 2 * flags);
+    c->share = (_Atomic double *)(base + 2 * flags);
     c->grads = (float *)(base + ctrl_bytes(nbuckets));
 }
 
-dist_shm *dist_shm_new(void *comm_p, int rank, int world, int64_t nfloats, int nbuckets) {
+tg_status dist_shm_new(void *comm_p, int rank, int world, int64_t nfloats, int nbuckets,
+                       dist_shm **out) {
     MPI_Comm comm = *(MPI_Comm *)comm_p;
+    *out = NULL;
     /* Every rank must see every other's memory: the shared-memory communicator has to be
-     * the whole job. Collective; every rank takes the same branch. */
+     * the whole job. Every step below is agreed on by all ranks (a collective that one
+     * rank skips would hang the others), and the ranks must hold the same store. */
     MPI_Comm local;
-    int local_size = 0;
-    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local))
-        return NULL;
-    MPI_Comm_size(local, &local_size);
-    MPI_Comm_free(&local);
-    if (local_size != world) return NULL;
+    int local_size = -1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &local) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(local, &local_size);
+        MPI_Comm_free(&local);
+    }
     dist_shm *s = calloc(1, sizeof *s);
     shm_ctrl *ranks = calloc((size_t)world, sizeof *ranks);
     bool *flags = calloc((size_t)(2 * (nbuckets ? nbuckets : 1)), sizeof *flags);
-    int ok = s && ranks && flags, all_ok = 0;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
-    if (!all_ok) goto fail;
+    /* min and max (as min of the negation) of: usable here, store length, bucket count */
+    int64_t v[5] = {s && ranks && flags && local_size == world, nfloats, -nfloats, nbuckets,
+                    -(int64_t)nbuckets}, r[5];
+    if (MPI_Allreduce(v, r, 5, MPI_INT64_T, MPI_MIN, comm) != MPI_SUCCESS) r[0] = 0;
+    tg_status st = TG_OK;
+    if (r[1] != -r[2] || r[3] != -r[4]) {
+        st = tg_fail(TG_ERR_ARG, "tg_dist_attach: the ranks hold different parameter stores "
+                     "(%lld to %lld floats, %lld to %lld buckets); build the same model with "
+                     "the same options on every rank", (long long)r[1], (long long)-r[2],
+                     (long long)r[3], (long long)-r[4]);
+        goto fail;
+    }
+    if (!r[0]) goto fail; /* some rank elsewhere, or out of memory: MPI carries the buckets */
     MPI_Info info;
     MPI_Info_create(&info);
     MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment on its own pages */
@@ -102,12 +117,10 @@ dist_shm *dist_shm_new(void *comm_p, int rank, int world, int64_t nfloats, int n
     char *base = NULL;
     int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, comm, &base, &s->win);
     MPI_Info_free(&info);
-    ok = rc == MPI_SUCCESS;
+    int ok = rc == MPI_SUCCESS, all_ok = 0;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
-    if (!all_ok) {
-        if (ok) MPI_Win_free(&s->win);
-        goto fail;
-    }
+    if (!all_ok) goto fail; /* a window made on some ranks only is left, not freed:
+                             * MPI_Win_free is collective and would hang */
     memset(base, 0, bytes); /* first touch by the owner: its pages on its node */
     for (int q = 0; q < world; q++) {
         MPI_Aint size;
@@ -127,12 +140,13 @@ dist_shm *dist_shm_new(void *comm_p, int rank, int world, int64_t nfloats, int n
     s->reduced = flags + (nbuckets ? nbuckets : 1);
     const char *t = getenv("TG_DIST_TIMEOUT");
     s->timeout = t && atof(t) > 0 ? atof(t) : SHM_TIMEOUT_DEFAULT;
-    return s;
+    *out = s;
+    return TG_OK;
 fail:
     free(flags);
     free(ranks);
     free(s);
-    return NULL;
+    return st;
 }
 
 void dist_shm_free(dist_shm *s) {
@@ -156,7 +170,10 @@ static void chunk(const dist_shm *s, int64_t begin, int64_t end, int c, int64_t 
 
 void dist_shm_publish(dist_shm *s, int b, double share) {
     shm_ctrl *me = &s->ranks[s->rank];
-    *me->share = share; /* before the release below; the same value all round */
+    if (!s->share_set) { /* once per round, before the first release below */
+        atomic_store_explicit(me->share, share, memory_order_relaxed);
+        s->share_set = true;
+    }
     s->published[b] = true;
     atomic_store_explicit(&me->ready[b], s->round, memory_order_release);
 }
@@ -167,7 +184,7 @@ static void reduce_chunk(dist_shm *s, int64_t lo, int64_t hi) {
     float w[DIST_SHM_MAX_WORLD];
     float *g[DIST_SHM_MAX_WORLD];
     for (int q = 0; q < P; q++) {
-        w[q] = (float)*s->ranks[q].share;
+        w[q] = (float)atomic_load_explicit(s->ranks[q].share, memory_order_relaxed);
         g[q] = s->ranks[q].grads;
     }
     int64_t n = hi - lo;
@@ -202,8 +219,15 @@ static void reduce_chunk(dist_shm *s, int64_t lo, int64_t hi) {
     }
 }
 
+bool dist_shm_round_open(const dist_shm *s) {
+    for (int b = 0; b < s->nbuckets; b++)
+        if (s->published[b]) return true;
+    return false;
+}
+
 int dist_shm_progress(dist_shm *s, const int64_t *begin, const int64_t *end) {
     int left = 0;
+    if (s->broken) return s->nbuckets;
     for (int b = 0; b < s->nbuckets; b++) {
         if (!s->published[b] || s->reduced[b]) {
             left += !s->reduced[b];
@@ -247,6 +271,10 @@ static void pause_a_little(long spins) {
 }
 
 tg_status dist_shm_finish(dist_shm *s, const int64_t *begin, const int64_t *end) {
+    if (s->broken)
+        return tg_fail(TG_ERR_STATE, "tg_dist_sync_grads: an earlier wait for another rank "
+                       "timed out; the ranks are out of step (restart the job from its last "
+                       "checkpoint)");
     double t0 = 0;
     long spins = 0;
     for (;;) {
@@ -274,6 +302,7 @@ tg_status dist_shm_finish(dist_shm *s, const int64_t *begin, const int64_t *end)
                         bucket = b;
                         break;
                     }
+            s->broken = true; /* for good: the other rank may still write this round */
             return tg_fail(TG_ERR_DEVICE, "tg_dist_sync_grads: rank %d has not finished "
                            "bucket %d of round %llu after %.0f s (TG_DIST_TIMEOUT); did it "
                            "stop or skip tg_dist_sync_grads?", missing, bucket,
@@ -282,6 +311,7 @@ tg_status dist_shm_finish(dist_shm *s, const int64_t *begin, const int64_t *end)
         pause_a_little(spins);
     }
     for (int b = 0; b < s->nbuckets; b++) s->published[b] = s->reduced[b] = false;
+    s->share_set = false;
     s->round++;
     return TG_OK;
 }

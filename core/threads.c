@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,7 +85,7 @@ int tg_threads(void) { return tg_get_num_threads(); }
  * loads, with OPENBLAS_CORETYPE; tg_blas_core_better says what to set. */
 static bool core_is(const char *name, const char *const *set) {
     for (; *set; set++)
-        if (!strcmp(name, *set)) return true;
+        if (!strcasecmp(name, *set)) return true; /* single-target builds say "HASWELL" */
     return false;
 }
 
@@ -106,7 +107,7 @@ const char *tg_blas_core_better(void) {
     const char *core = tg_blas_core();
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && !core_is(core, avx512) && strcmp(core, "Zen"))
+        __builtin_cpu_supports("avx512vl") && !core_is(core, avx512) && strcasecmp(core, "Zen"))
         return "SkylakeX";
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         !core_is(core, avx2))
@@ -168,10 +169,21 @@ static void probe_start(void) {
 }
 
 void tg_set_threads_adaptive(bool on) {
+    if (on == adaptive) return;
+    if (on) {
+        /* The ceiling: the count set, else what OpenMP would use (OMP_NUM_THREADS). */
+        if (thread_limit <= 0) {
+#ifdef _OPENMP
+            thread_limit = omp_get_max_threads();
+#else
+            thread_limit = 1;
+#endif
+        }
+        if (thread_count <= 0) thread_count = thread_limit;
+        probe_start();
+    }
     adaptive = on;
-    if (thread_limit <= 0) thread_limit = tg_get_num_threads();
-    if (on) probe_start();
-    else use_threads(thread_limit); /* back to the count asked for */
+    if (!on) use_threads(thread_limit); /* back to the count asked for */
 }
 
 bool tg_threads_adaptive(void) { return adaptive; }
@@ -188,8 +200,7 @@ void tg_threads_adapt(void) {
                        / wall : 0;
     probe_start();
     if (!ok) return;
-    int want = tg_threads_for_load(core_count(), others,
-                                   thread_limit > 0 ? thread_limit : core_count());
+    int want = tg_threads_for_load(core_count(), others, thread_limit);
     if (want != tg_get_num_threads()) {
         use_threads(want);
         probe.changes++;

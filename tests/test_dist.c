@@ -259,6 +259,40 @@ START_TEST(test_reattach) {
 }
 END_TEST
 
+/* Misuse under data parallel: ranks with different stores are refused at attach; a
+ * second backward before tg_dist_sync_grads is an error at sync, on every rank alike. */
+START_TEST(test_misuse) {
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_params *ps = tg_params_new(TG_DEVICE_CPU);
+    ck_assert(ctx && ps);
+    ck_assert_ptr_nonnull(tg_params_add(ps, "w", tg_shape1(rank_() == 0 ? 64 : 80)));
+    tg_dist_opts o = tg_dist_opts_default();
+    if (world_() > 1) {
+        ck_assert_int_ne(tg_dist_attach(g_dist, ctx, ps, o), TG_OK);
+        tg_expect_error("ranks with different stores", TG_ERR_ARG, "different parameter stores",
+                        NULL);
+    }
+    tg_params_free(ps);
+    ps = tg_params_new(TG_DEVICE_CPU);
+    tg_tensor *w = tg_params_add(ps, "w", tg_shape1(64));
+    ck_assert_ptr_nonnull(w);
+    o.bucket_bytes = 64; /* several buckets, started from inside the walk */
+    ck_assert_int_eq(tg_dist_attach(g_dist, ctx, ps, o), TG_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        tg_tensor *loss = tg_sum_all(ctx, tg_mul(ctx, w, w));
+        ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
+        tg_step_end(ctx);
+    }
+    if (world_() > 1) {
+        ck_assert_int_ne(tg_dist_sync_grads(g_dist), TG_OK);
+        tg_expect_error("two backwards, one sync", TG_ERR_STATE, "second backward", NULL);
+    }
+    ck_assert_int_eq(tg_dist_sync_grads(g_dist), TG_OK); /* the next step is fine again */
+    tg_ctx_free(ctx);
+    tg_params_free(ps);
+}
+END_TEST
+
 START_TEST(test_loader_shard) {
     enum { N_EX = 23, BATCH = 7 };
     float xs[N_EX];
@@ -375,6 +409,7 @@ static Suite *dist_suite(void) {
     tcase_add_test(tc, test_buckets_no_overlap);
     tcase_add_test(tc, test_mpi_path);
     tcase_add_test(tc, test_reattach);
+    tcase_add_test(tc, test_misuse);
     tcase_add_test(tc, test_loader_shard);
     tcase_add_test(tc, test_checkpoint_world);
     suite_add_tcase(s, tc);

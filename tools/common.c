@@ -91,7 +91,9 @@ const char *const conv_algo_choices[] = {"gemm", "winograd", "auto", NULL};
 
 void tool_set_threads(int n, bool adapt_by_default) {
     if (n > 0) tg_set_num_threads(n);
-    tg_set_threads_adaptive(n < 0 || (n == 0 && adapt_by_default));
+    /* Not given, no adapting: OMP_NUM_THREADS or all cores, as the library decides. */
+    if (n < 0 || (n == 0 && adapt_by_default)) tg_set_threads_adaptive(true);
+    else if (n > 0) tg_set_threads_adaptive(false);
 }
 
 tg_conv_algo conv_algo_named(const char *name) {
