@@ -38,9 +38,21 @@ bool tg_blas_nests(void) {
  * thread enters the library (tg_op_apply, tg_backward, tg_optim_step call it). */
 static _Atomic int thread_count = 0;
 
-static int core_count(void) {
+/* The machine's cores (what /proc/stat's totals cover). */
+static int machine_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* The cores this process may run on: libgomp counts the affinity mask, so a rank that
+ * mpirun bound to one core gets 1, not the machine's count. */
+static int core_count(void) {
+#ifdef _OPENMP
+    int n = omp_get_num_procs();
+    return n > 0 ? n : 1;
+#else
+    return machine_cores();
+#endif
 }
 
 /* Adaptive mode (tg_set_threads_adaptive): thread_limit is the count asked for,
@@ -64,7 +76,14 @@ void tg_set_num_threads(int n) {
     use_threads(n);
 }
 
-int tg_get_num_threads(void) { return thread_count > 0 ? thread_count : core_count(); }
+int tg_get_num_threads(void) {
+    if (thread_count > 0) return thread_count;
+#ifdef _OPENMP
+    return omp_get_max_threads(); /* what OpenMP runs with: OMP_NUM_THREADS, affinity */
+#else
+    return 1;
+#endif
+}
 
 void tg_threads_apply(void) {
 #ifdef _OPENMP
@@ -200,7 +219,7 @@ void tg_threads_adapt(void) {
                        / wall : 0;
     probe_start();
     if (!ok) return;
-    int want = tg_threads_for_load(core_count(), others, thread_limit);
+    int want = tg_threads_for_load(machine_cores(), others, thread_limit);
     if (want != tg_get_num_threads()) {
         use_threads(want);
         probe.changes++;

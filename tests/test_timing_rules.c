@@ -125,6 +125,8 @@ START_TEST(threads_follow_the_load) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 2 || cores > 64) return; /* nothing to shrink / too many children */
     tg_set_num_threads(0);
+    const int all = tg_get_num_threads(); /* the cores this process may use */
+    if (all < 2) return;                  /* bound to one core: nothing to shrink */
     pid_t kids[64];
     for (long i = 0; i < cores; i++) {
         kids[i] = fork();
@@ -147,7 +149,7 @@ START_TEST(threads_follow_the_load) {
                   cores, during);
     ck_assert_int_ge(tg_threads_adaptations(), 1);
     tg_set_threads_adaptive(false); /* back to the count set */
-    ck_assert_int_eq(tg_get_num_threads(), (int)cores);
+    ck_assert_int_eq(tg_get_num_threads(), all);
     tg_ctx_free(ctx);
 }
 END_TEST
