@@ -149,9 +149,13 @@ const char *tg_blas_core_better(void) {
  * ranks of an MPI job are other processes (2 ranks x 2 threads on 2 cores settle at 1
  * thread each). */
 #define ADAPT_INTERVAL_S 0.25
+/* The first look comes sooner: a short run (an epoch of a small model takes well under a
+ * second) would otherwise spend a quarter of a second with the wrong team. 0.1 s is ten
+ * /proc/stat ticks per core at USER_HZ = 100, enough to tell a busy core from an idle one. */
+#define ADAPT_FIRST_S 0.1
 
 static struct {
-    bool ok;
+    bool ok, looked; /* looked: the first decision is made */
     double wall, self;
     unsigned long long busy;
     int changes;
@@ -200,6 +204,7 @@ void tg_set_threads_adaptive(bool on) {
         }
         if (thread_count <= 0) thread_count = thread_limit;
         probe_start();
+        probe.looked = false;
     }
     adaptive = on;
     if (!on) use_threads(thread_limit); /* back to the count asked for */
@@ -211,7 +216,8 @@ int tg_threads_adaptations(void) { return probe.changes; }
 void tg_threads_adapt(void) {
     if (!adaptive) return;
     double now = tg_now(), wall = now - probe.wall;
-    if (wall < ADAPT_INTERVAL_S) return;
+    if (wall < (probe.looked ? ADAPT_INTERVAL_S : ADAPT_FIRST_S)) return;
+    probe.looked = true;
     unsigned long long busy;
     long ticks = sysconf(_SC_CLK_TCK);
     bool ok = probe.ok && machine_busy_ticks(&busy) && ticks > 0;

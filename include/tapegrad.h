@@ -132,12 +132,12 @@ tg_status tg_cuda_check(void);
 void tg_set_num_threads(int n);
 int tg_get_num_threads(void);
 /* Adaptive thread count (off by default in the library; the `tapegrad` program turns it on
- * unless --threads is given). While on, tg_step_end measures, at most every 0.25 s, how
- * many cores OTHER processes used since the last look (/proc/stat minus this process's own
- * CPU time) and runs the following ops with the cores left, rounded, between 1 and the
- * count set by tg_set_num_threads (all cores by default): OpenMP teams whose threads wait
- * for time slices at every barrier are what makes a busy machine 10-30x slower instead of
- * 2x. tg_get_num_threads returns the count in use now; turning it off restores the count
+ * unless --threads is given). While on, tg_step_end measures, first after 0.1 s and then
+ * at most every 0.25 s, how many cores OTHER processes used since the last look
+ * (/proc/stat minus this process's own CPU time) and runs the following ops with the
+ * cores left, rounded, between 1 and the count set by tg_set_num_threads (all cores by
+ * default): OpenMP teams whose threads wait for time slices at every barrier are what
+ * makes a busy machine 10-30x slower instead of 2x. tg_get_num_threads returns the count in use now; turning it off restores the count
  * set. Timings taken while the count changed are flagged by the `tapegrad` tools. Its
  * bookkeeping is process-wide and unlocked: use it when one thread drives training. */
 void tg_set_threads_adaptive(bool on);
