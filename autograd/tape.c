@@ -247,6 +247,16 @@ static void explain_param_grads(const tg_ctx *ctx, FILE *ex) {
     }
 }
 
+/* Whether input i of rec may get an uninitialised gradient buffer: the op writes fresh
+ * gradients on this device and the tensor is not also another of its inputs (the second
+ * contribution would overwrite the first). */
+static bool fresh_ok(const tg_record *rec, int i, tg_device dev) {
+    if (!(rec->op->writes_fresh_grads[dev] >> i & 1u)) return false;
+    for (int j = 0; j < rec->ninputs; j++)
+        if (j != i && rec->inputs[j] == rec->inputs[i]) return false;
+    return true;
+}
+
 tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
     if (!ctx) return tg_fail(TG_ERR_ARG, "tg_backward: ctx is NULL");
     if (tg_error() != TG_OK) return tg_error(); /* an op failed: replay nothing */
@@ -295,10 +305,17 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
         if ((st = op_clock_start(ctx, &t0))) return tg_fail(st, "%s: backward clock", rec->op->name);
         float *dinputs[TG_MAX_INPUTS] = {0};
         bool any = false;
+        rec->fresh_grads = 0;
         for (int i = 0; i < rec->ninputs; i++) {
             tg_tensor *in = rec->inputs[i];
             if (!in || !in->requires_grad) continue;
-            if ((st = tg_ctx_ensure_grad(ctx, in))) break;
+            if (!in->grad && fresh_ok(rec, i, ctx->device)) {
+                /* the op's backward writes it whole: no zeroing pass (tg_grad_fresh) */
+                if ((st = tg_ctx_new_grad(ctx, in, false))) break;
+                rec->fresh_grads |= 1u << i;
+            } else if ((st = tg_ctx_ensure_grad(ctx, in))) {
+                break;
+            }
             dinputs[i] = in->grad;
             any = true;
         }
@@ -317,6 +334,7 @@ tg_status tg_backward_with(tg_ctx *ctx, tg_tensor *out, const float *dout) {
                     grad_norm(rec->out, rec->out->grad), tg_record_explain(rec, doc, sizeof doc));
         }
         st = rec->op->backward[ctx->device](ctx, rec, dinputs, rec->out->grad);
+        rec->fresh_grads = 0;
         double t1 = 0;
         tg_status cs = op_clock_stop(ctx, t0, &t1); /* also pops the clock on failure */
         rec->bwd_seconds = t1;

@@ -39,10 +39,10 @@ static void conv_run(void *user) {
     float *dx = j->p == PASS_DX ? j->dx : NULL, *dw = j->p == PASS_DW ? j->dw : NULL;
     if (j->k == KERNEL_WINOGRAD) {
         if (j->p == PASS_FWD) conv2d_winograd_forward_cpu(j->y, j->x, j->w, NULL, &j->g, j->ws, 0);
-        else conv2d_winograd_backward_cpu(dx, dw, j->dy, j->x, j->w, &j->g, j->ws, 0);
+        else conv2d_winograd_backward_cpu(dx, dw, j->dy, j->x, j->w, &j->g, j->ws, 0, true);
     } else {
         if (j->p == PASS_FWD) conv2d_forward_cpu(j->y, j->x, j->w, NULL, &j->g, j->ws, 0);
-        else conv2d_backward_cpu(dx, dw, NULL, j->dy, j->x, j->w, &j->g, j->ws, 0);
+        else conv2d_backward_cpu(dx, dw, NULL, j->dy, j->x, j->w, &j->g, j->ws, 0, true);
     }
 }
 

@@ -38,17 +38,17 @@ static void run_forward(void *user) {
 
 static void run_dx(void *user) {
     dw_job *j = user;
-    conv2d_depthwise_backward_cpu(j->dx, NULL, NULL, j->dy, j->x, j->w, &j->g);
+    conv2d_depthwise_backward_cpu(j->dx, NULL, NULL, j->dy, j->x, j->w, &j->g, true);
 }
 
 static void run_dw(void *user) {
     dw_job *j = user;
-    conv2d_depthwise_backward_cpu(NULL, j->dw, j->db, j->dy, j->x, j->w, &j->g);
+    conv2d_depthwise_backward_cpu(NULL, j->dw, j->db, j->dy, j->x, j->w, &j->g, false);
 }
 
 static void run_fused(void *user) {
     dw_job *j = user;
-    conv2d_depthwise_backward_cpu(j->dx, j->dw, j->db, j->dy, j->x, j->w, &j->g);
+    conv2d_depthwise_backward_cpu(j->dx, j->dw, j->db, j->dy, j->x, j->w, &j->g, true);
 }
 
 static void report(const char *shape, const char *what, double bytes, bench_fn fn, dw_job *j,

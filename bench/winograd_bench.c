@@ -88,7 +88,7 @@ static void layer_run(void *user) {
     else
         conv2d_winograd_backward_cpu(j->p == PASS_DX ? j->dx : NULL,
                                      j->p == PASS_DW ? j->dw : NULL, j->dy, j->x, j->w,
-                                     &j->g, j->ws, 0);
+                                     &j->g, j->ws, 0, true);
 }
 
 /* The kernel's GEMMs: per block, 36 single-threaded SGEMMs spread over the threads;

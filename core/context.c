@@ -140,6 +140,10 @@ void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t) {
 
 tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t) {
     if (t->grad) return TG_OK;
+    return tg_ctx_new_grad(ctx, t, true);
+}
+
+tg_status tg_ctx_new_grad(tg_ctx *ctx, tg_tensor *t, bool zero) {
     for (int i = 0; i < ctx->nfree_grads; i++) {
         if (ctx->free_grad_numel[i] == t->numel) {
             t->grad = ctx->free_grad[i];
@@ -152,6 +156,7 @@ tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t) {
     if (!t->grad) t->grad = tg_arena_alloc(&ctx->arena, (size_t)t->numel * sizeof(float));
     /* (numel <= TG_MAX_NUMEL was checked when t was made, so the product cannot wrap.) */
     if (!t->grad) return tg_error();
+    if (!zero) return TG_OK;
     if (t->device != TG_DEVICE_CPU)
         return tg_device_zero(t->device, t->grad, (size_t)t->numel * sizeof(float));
     /* Activation gradients are large (a 256x256x256 layer is 64 MiB): zero them with all

@@ -153,6 +153,9 @@ tg_tensor *tg_ctx_tensor_view(tg_ctx *ctx, tg_shape shape, float *data);
 /* Gives a step tensor that has none a zeroed gradient buffer (a released one of the same
  * size when there is one). */
 tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t);
+/* Gives t (which has no gradient buffer) one, zeroed or left uninitialised (for an op's
+ * backward that writes it whole: tg_grad_fresh). */
+tg_status tg_ctx_new_grad(tg_ctx *ctx, tg_tensor *t, bool zero);
 /* Hands t's gradient buffer back for reuse and sets t->grad to NULL. */
 void tg_ctx_release_grad(tg_ctx *ctx, tg_tensor *t);
 /* Tape ownership: true when t (a step tensor) was made by ctx in the current step, or is

@@ -649,6 +649,14 @@ float tg_lr_at(const tg_lr_schedule *s, int64_t step);
  *   - backward ADDS dL/d(inputs[i]) into dinputs[i] (fan-out and shared weights then
  *     just work) and skips every dinputs[i] that is NULL (not needed). dout is
  *     dL/d(out), out->numel floats; it must not be written.
+ *   - optional, for speed: an op whose descriptor sets bit i of
+ *     writes_fresh_grads[device] is handed input i's gradient buffer UNINITIALISED when
+ *     the tape has just allocated it, instead of zeroed, marked by tg_grad_fresh(rec, i);
+ *     its backward must then WRITE every element of that dinputs[i] (no add). That saves the tape's zeroing pass and the
+ *     kernel's read of zeros, two trips through memory per activation gradient (PyTorch's
+ *     autograd hands the first gradient over instead of adding it, for the same reason).
+ *     A buffer that already holds a gradient (fan-out, shared weights, parameters), or an
+ *     input passed twice to one op, is never fresh.
  *   - both return TG_OK, or a status after tg_fail(...) with a message.
  *   - pointers are device pointers on the context's device (host memory on the CPU). A
  *     descriptor without a CUDA entry is refused on a CUDA context with a clear error.
@@ -682,6 +690,9 @@ typedef struct tg_op {
     tg_text_fn explain;                        /* optional: what THIS record's backward
                                                   computes (--explain); else backward_doc */
     const char *backward_doc;                  /* optional: the same, one line for all */
+    unsigned writes_fresh_grads[TG_DEVICE_COUNT]; /* optional, bit i: the backward
+                                                  honours tg_grad_fresh(rec, i) (THE
+                                                  CONTRACT above) */
 } tg_op;
 
 /* One entry of the tape. Read by forward/backward (and by learners); tg_op_apply
@@ -697,7 +708,14 @@ struct tg_record {
     TG_ALIGNAS(16) unsigned char params[TG_OP_PARAMS_BYTES];
     double fwd_seconds, bwd_seconds;
     int index;                        /* position on the tape (-1: not recorded) */
+    unsigned fresh_grads;             /* during backward, bit i: dinputs[i] is fresh */
 };
+
+/* Inside a backward: whether dinputs[i] arrived uninitialised and must be written, not
+ * added to. Always false unless the op's descriptor sets bit i of writes_fresh_grads. */
+static inline bool tg_grad_fresh(const tg_record *rec, int i) {
+    return (rec->fresh_grads >> i) & 1u;
+}
 
 /* The inline params of rec as a pointer to your struct:  TG_OP_PARAMS(rec, my_params). */
 #define TG_OP_PARAMS(rec, type) ((type *)(void *)(rec)->params)

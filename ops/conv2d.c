@@ -51,7 +51,7 @@ static tg_status winograd_backward(tg_ctx *ctx, tg_record *rec, float *const *di
     float *ws = tg_ctx_scratch(ctx, conv2d_winograd_workspace_floats(g, true, 0) * sizeof(float));
     if (!ws) return tg_error();
     conv2d_winograd_backward_cpu(dinputs[0], dinputs[1], dout, rec->inputs[0]->data,
-                                 rec->inputs[1]->data, g, ws, 0);
+                                 rec->inputs[1]->data, g, ws, 0, tg_grad_fresh(rec, 0));
     tg_arena_rewind(&ctx->arena, mark);
     return TG_OK;
 }
@@ -82,7 +82,7 @@ static tg_status conv2d_backward(tg_ctx *ctx, tg_record *rec, float *const *dinp
     float *ws = ws_floats ? tg_ctx_scratch(ctx, ws_floats * sizeof(float)) : NULL;
     if (ws_floats && !ws) return tg_error();
     conv2d_backward_cpu(dinputs[0], dinputs[1], dinputs[2], dout, rec->inputs[0]->data,
-                        rec->inputs[1]->data, g, ws, 0);
+                        rec->inputs[1]->data, g, ws, 0, tg_grad_fresh(rec, 0));
     tg_arena_rewind(&ctx->arena, mark);
     return TG_OK;
 }
@@ -215,6 +215,7 @@ static const tg_op conv2d_op = {
     .cost = conv2d_cost,
     .describe = conv2d_describe,
     .explain = conv2d_explain,
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: every CPU path writes a fresh dx */
 };
 
 static const tg_op conv1d_op = {
@@ -224,6 +225,7 @@ static const tg_op conv1d_op = {
     .cost = conv2d_cost,
     .describe = conv2d_describe,
     .explain = conv2d_explain,
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: every CPU path writes a fresh dx */
 };
 
 /* ---------------------------------------------------------------- TG_CONV_ALGO_AUTO */

@@ -50,9 +50,11 @@ size_t conv2d_workspace_floats(const conv2d_geom *g, int64_t tile_cols);
  * (scratch, overwritten; may be NULL when that is 0). tile_cols 0 picks the default. */
 void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
                         const conv2d_geom *g, float *workspace, int64_t tile_cols);
+/* dinp_fresh: dinp is uninitialised and is WRITTEN (tg_grad_fresh), else added to; the
+ * same for every backward below. */
 void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, const conv2d_geom *g,
-                         float *workspace, int64_t tile_cols);
+                         float *workspace, int64_t tile_cols, bool dinp_fresh);
 
 /* The paths themselves (the dispatchers above call these). */
 /* Dense and grouped: workspace (C_in/groups * KH * KW) * tile_cols floats, tile_cols >= 1. */
@@ -61,13 +63,13 @@ void conv2d_gemm_forward_cpu(float *out, const float *inp, const float *weight,
                              int64_t tile_cols);
 void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, const conv2d_geom *g,
-                              float *workspace, int64_t tile_cols);
+                              float *workspace, int64_t tile_cols, bool dinp_fresh);
 /* Pointwise: KH = KW = 1, stride 1, pad 0; no workspace. */
 void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *weight,
                                   const float *bias, const conv2d_geom *g);
 void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
-                                   const conv2d_geom *g);
+                                   const conv2d_geom *g, bool dinp_fresh);
 /* db (C) += the sums of dout (N, C, plane) over N and the plane. */
 void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_t C,
                               int64_t plane);
@@ -76,14 +78,15 @@ void conv2d_depthwise_forward_cpu(float *out, const float *inp, const float *wei
                                   const float *bias, const conv2d_geom *g);
 void conv2d_depthwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
-                                   const conv2d_geom *g);
+                                   const conv2d_geom *g, bool dinp_fresh);
 
 /* Winograd F(4x4, 3x3) (ops/conv2d_winograd.c): 3x3, stride 1, dilation 1, groups 1,
  * padding 0..2 each way. Tiles of 4x4 outputs are processed tile_block at a time (rounded
  * up to 16; 0 picks the default, ~32 MiB of transformed data). workspace:
  * conv2d_winograd_workspace_floats(g, backward, tile_block) floats (scratch). The forward
- * writes out (with bias, or none); the backward ADDS into dinp and dweight (NULL skips
- * one); the bias gradient is the caller's (a sum of dout). */
+ * writes out (with bias, or none); the backward ADDS into dinp (writes it when
+ * dinp_fresh) and dweight (NULL skips one); the bias gradient is the caller's (a sum of
+ * dout). */
 bool conv2d_winograd_supported(const conv2d_geom *g);
 size_t conv2d_winograd_workspace_floats(const conv2d_geom *g, bool backward,
                                          int64_t tile_block);
@@ -95,6 +98,7 @@ void conv2d_winograd_forward_cpu(float *out, const float *inp, const float *weig
                                  int64_t tile_block);
 void conv2d_winograd_backward_cpu(float *dinp, float *dweight, const float *dout,
                                   const float *inp, const float *weight,
-                                  const conv2d_geom *g, float *workspace, int64_t tile_block);
+                                  const conv2d_geom *g, float *workspace, int64_t tile_block,
+                                  bool dinp_fresh);
 
 #endif

@@ -36,7 +36,9 @@
  * Backward gives each thread whole input channels (dx[c] and dW, db of its m output
  * channels: no atomics) and walks the rows once, interleaving the dW rows (or block) with
  * the dX rows next to them, so dy and x are read from memory once and dx
- * read-modify-written once.
+ * read-modify-written once. A fresh dx (tg_grad_fresh: the tape left it uninitialised)
+ * is zeroed one plane at a time just before its rows are accumulated, while the plane is
+ * in cache, so memory sees dx written once instead of zeroed, read and written.
  * Every other geometry takes the generic direct kernel below (slower, any size).
  */
 #include "conv2d.h"
@@ -382,7 +384,8 @@ static void dw_block_s1(double *acc, const float *dy, const float *x, int64_t oh
 }
 
 static void backward_fast(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, const conv2d_geom *g) {
+                          const float *inp, const float *weight, const conv2d_geom *g,
+                          bool dinp_fresh) {
     const int64_t m = g->C_out / g->C_in, H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     const int sh = g->stride_h;
     const bool want_w = dweight || dbias, flat = sh == 1 && g->stride_w == 1;
@@ -398,6 +401,7 @@ static void backward_fast(float *dinp, float *dweight, float *dbias, const float
                 const float *x = inp + (n * g->C_in + c) * H * W;
                 const float *dy = dout + (n * g->C_out + o) * OH * OW;
                 float *dx = dinp ? dinp + (n * g->C_in + c) * H * W : NULL;
+                if (dx && dinp_fresh && o == c * m) memset(dx, 0, (size_t)(H * W) * sizeof(float));
                 int64_t ih_done = 0; /* dX rows below this one are finished */
                 for (int64_t oh = 0, next; oh < OH; oh = next) {
                     if (flat && oh > 0 && oh < H - 1) {
@@ -478,7 +482,8 @@ static void forward_generic(float *out, const float *inp, const float *weight,
 }
 
 static void backward_generic(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const conv2d_geom *g) {
+                             const float *inp, const float *weight, const conv2d_geom *g,
+                             bool dinp_fresh) {
     const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;
     const int64_t OH = g->OH, OW = g->OW, sw = g->stride_w;
     /* A thread owns input channel c: dx[:, c] and dW, db of its m output channels. */
@@ -487,6 +492,7 @@ static void backward_generic(float *dinp, float *dweight, float *dbias, const fl
         for (int64_t n = 0; n < g->N; n++) {
             const float *x = inp + (n * g->C_in + c) * H * W;
             float *dx = dinp ? dinp + (n * g->C_in + c) * H * W : NULL;
+            if (dx && dinp_fresh) memset(dx, 0, (size_t)(H * W) * sizeof(float));
             for (int64_t o = c * m; o < (c + 1) * m; o++) {
                 const float *dy = dout + (n * g->C_out + o) * OH * OW;
                 const float *w = weight + o * KH * KW;
@@ -532,10 +538,10 @@ void conv2d_depthwise_forward_cpu(float *out, const float *inp, const float *wei
 
 void conv2d_depthwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
-                                   const conv2d_geom *g) {
+                                   const conv2d_geom *g, bool dinp_fresh) {
     if (!dinp && !dweight && !dbias) return;
     if (depthwise_fast(g))
-        backward_fast(dinp, dweight, dbias, dout, inp, weight, g);
+        backward_fast(dinp, dweight, dbias, dout, inp, weight, g, dinp_fresh);
     else
-        backward_generic(dinp, dweight, dbias, dout, inp, weight, g);
+        backward_generic(dinp, dweight, dbias, dout, inp, weight, g, dinp_fresh);
 }

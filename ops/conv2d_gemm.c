@@ -318,7 +318,7 @@ void conv2d_gemm_forward_cpu(float *out, const float *inp, const float *weight,
 
 void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, const conv2d_geom *g,
-                              float *workspace, int64_t tile_cols) {
+                              float *workspace, int64_t tile_cols, bool dinp_fresh) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, KK = g->KH * g->KW;
     const int64_t K = Cg * KK, ncols = g->OH * g->OW, HW = g->H * g->W;
     if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, ncols);
@@ -339,6 +339,10 @@ void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const f
                 const float *x = inp + (n * g->C_in + grp * Cg) * HW;
                 const float *dy = dout + (n * g->C_out + grp * Cog) * ncols;
                 const float *w = weight + grp * Cog * K;
+                float *dxc = dinp ? dinp + (n * g->C_in + grp * Cg + k0 / KK) * HW : NULL;
+                /* col2im adds: a fresh dx gets this thread's channels of this image zeroed
+                 * here, just before they are accumulated (cache-warm) */
+                if (dxc && dinp_fresh) memset(dxc, 0, (size_t)(kt / KK * HW) * sizeof(float));
                 for (int64_t c0 = 0; c0 < ncols; c0 += tile_cols) {
                     int64_t tc = ncols - c0 < tile_cols ? ncols - c0 : tile_cols;
                     if (dweight) {
@@ -365,9 +369,18 @@ void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const f
 
 /* ---------------------------------------------------------------- pointwise */
 
-/* Threads as in the dense path: the forward splits (image, group) items or their columns,
- * the backward gives each thread input channels c0 .. c1-1 (its rows of dx, its columns
- * of dW) over every image in order. */
+/* Threads as in the dense path: the forward splits (image, group) items or their columns.
+ * The backward gives each thread input channels c0 .. c1-1 of dW (its columns, over every
+ * image in order) and, for large planes, fixed chunks of PW_DX_COLS columns of dx:
+ * dx[:, a:b] = W^T dy[:, a:b] is one (Cg x Cog)(Cog x cols) GEMM per chunk whose output
+ * (Cg x PW_DX_COLS floats, 1 MiB for 256 channels) stays in cache while OpenBLAS zeroes
+ * it (beta = 0, a fresh dx) or reads it (beta = 1) and accumulates into it; before, each
+ * thread's rows of dx spanned the whole plane (8 MiB at 128x128) and were streamed through
+ * memory twice. The chunks are fixed by the shape, not by the thread count, so each dx
+ * element is computed by the same call whatever the team. Small planes keep the channel
+ * split (a plane of 7x7 is one chunk: it would leave the other threads idle). */
+#define PW_DX_COLS 1024
+#define PW_DX_MIN_PLANE 4096 /* plane size from which dx is split by column chunks */
 
 void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *weight,
                                   const float *bias, const conv2d_geom *g) {
@@ -391,32 +404,45 @@ void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *wei
     }
 }
 
+/* dx[n, grp][r0:r1, a:b] (+)= W[grp][:, r0:r1]^T . dy[n, grp][:, a:b]: rows r0 .. r1-1 and
+ * columns a .. b-1 of one (image, group) block of dx. */
+static void pointwise_dx(float *dinp, const float *dout, const float *weight,
+                         const conv2d_geom *g, int64_t n, int64_t grp, int64_t r0, int64_t r1,
+                         int64_t a, int64_t b, bool fresh) {
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(r1 - r0), (int)(b - a),
+                (int)Cog, 1.0f, weight + grp * Cog * Cg + r0, (int)Cg,
+                dout + (n * g->C_out + grp * Cog) * HW + a, (int)HW, fresh ? 0.0f : 1.0f,
+                dinp + (n * g->C_in + grp * Cg + r0) * HW + a, (int)HW);
+}
+
 void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
-                                   const conv2d_geom *g) {
+                                   const conv2d_geom *g, bool dinp_fresh) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
     if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, HW);
     if (!dinp && !dweight) return;
     const int nt = team_for((double)g->N * g->C_out * Cg * HW, Cg);
+    const bool by_cols = HW >= PW_DX_MIN_PLANE;
+    const int64_t per = (HW + PW_DX_COLS - 1) / PW_DX_COLS, chunks = g->N * G * per;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = thread_id(), T = team_size();
         const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, ct = c1 - c0;
+        for (int64_t it = chunks * t / T; dinp && by_cols && it < chunks * (t + 1) / T; it++) {
+            const int64_t n = it / (G * per), grp = it / per % G, j = it % per;
+            const int64_t a = j * PW_DX_COLS, b = a + PW_DX_COLS < HW ? a + PW_DX_COLS : HW;
+            pointwise_dx(dinp, dout, weight, g, n, grp, 0, Cg, a, b, dinp_fresh);
+        }
         for (int64_t n = 0; ct > 0 && n < g->N; n++) {
             for (int64_t grp = 0; grp < G; grp++) {
-                const float *x = inp + (n * g->C_in + grp * Cg + c0) * HW;
-                const float *dy = dout + (n * g->C_out + grp * Cog) * HW;
-                const float *w = weight + grp * Cog * Cg + c0;
-                if (dinp) {
-                    /* dx[n, grp][c0:c1] (ct x HW) += W[grp][:, c0:c1]^T (ct x Cog) . dy */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ct, (int)HW,
-                                (int)Cog, 1.0f, w, (int)Cg, dy, (int)HW, 1.0f,
-                                dinp + (n * g->C_in + grp * Cg + c0) * HW, (int)HW);
-                }
+                if (dinp && !by_cols) pointwise_dx(dinp, dout, weight, g, n, grp, c0, c1, 0, HW,
+                                                   dinp_fresh);
                 if (dweight) {
                     /* dW[grp][:, c0:c1] (Cog x ct) += dy (Cog x HW) . x[n, grp][c0:c1]^T */
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog, (int)ct,
-                                (int)HW, 1.0f, dy, (int)HW, x, (int)HW, 1.0f,
+                                (int)HW, 1.0f, dout + (n * g->C_out + grp * Cog) * HW, (int)HW,
+                                inp + (n * g->C_in + grp * Cg + c0) * HW, (int)HW, 1.0f,
                                 dweight + grp * Cog * Cg + c0, (int)Cg);
                 }
             }
@@ -439,16 +465,17 @@ void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const
 
 void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, const conv2d_geom *g,
-                         float *workspace, int64_t tile_cols) {
+                         float *workspace, int64_t tile_cols, bool dinp_fresh) {
     switch (conv2d_choose_path(g)) {
     case CONV2D_POINTWISE:
-        conv2d_pointwise_backward_cpu(dinp, dweight, dbias, dout, inp, weight, g);
+        conv2d_pointwise_backward_cpu(dinp, dweight, dbias, dout, inp, weight, g, dinp_fresh);
         break;
     case CONV2D_DEPTHWISE:
-        conv2d_depthwise_backward_cpu(dinp, dweight, dbias, dout, inp, weight, g);
+        conv2d_depthwise_backward_cpu(dinp, dweight, dbias, dout, inp, weight, g, dinp_fresh);
         break;
     default:
         conv2d_gemm_backward_cpu(dinp, dweight, dbias, dout, inp, weight, g, workspace,
-                                 tile_cols > 0 ? tile_cols : conv2d_default_tile_cols(g));
+                                 tile_cols > 0 ? tile_cols : conv2d_default_tile_cols(g),
+                                 dinp_fresh);
     }
 }

@@ -131,7 +131,8 @@ static void carve(float *ws, const wino_plan *p, float **U, float **V, float **M
 /* out = conv(in) with the transformed filters U (36, K, C), block by block; or for the dx
  * pass (dx_pass), U (36, C, K) holds their transposes and the result is added to out. */
 static void wino_conv(float *out, const float *in, const float *U, const float *bias,
-                      bool dx_pass, const wino_plan *p, float *V, float *M, wino_run *runs) {
+                      bool dx_pass, bool add, const wino_plan *p, float *V, float *M,
+                      wino_run *runs) {
     const int64_t C = p->C, K = p->K, Tb = p->Tb;
     for (int64_t t0 = 0; t0 < p->T; t0 += Tb) {
         int64_t nt = p->T - t0 < Tb ? p->T - t0 : Tb;
@@ -144,7 +145,7 @@ static void wino_conv(float *out, const float *in, const float *U, const float *
                         (int)K, (int)nt, (int)C, 1.0f, U + xi * K * C,
                         dx_pass ? (int)K : (int)C, V + xi * C * Tb, (int)Tb, 0.0f,
                         M + xi * K * Tb, (int)Tb);
-        wino_output_transform(out, M, bias, dx_pass, p, runs, nruns);
+        wino_output_transform(out, M, bias, add, p, runs, nruns);
     }
 }
 
@@ -156,21 +157,22 @@ void conv2d_winograd_forward_cpu(float *out, const float *inp, const float *weig
     wino_run *runs;
     carve(workspace, &p, &U, &V, &M, &runs);
     wino_weight_transform(U, weight, p.K, p.C, false);
-    wino_conv(out, inp, U, bias, false, &p, V, M, runs);
+    wino_conv(out, inp, U, bias, false, false, &p, V, M, runs);
 }
 
 void conv2d_winograd_backward_cpu(float *dinp, float *dweight, const float *dout,
                                   const float *inp, const float *weight,
                                   const conv2d_geom *g, float *workspace,
-                                  int64_t tile_block) {
+                                  int64_t tile_block, bool dinp_fresh) {
     float *U, *V, *M;
     wino_run *runs;
     if (dinp) {
-        /* dx += conv(dy) with rot180(W), channels swapped, padding 2 - pad. */
+        /* dx += conv(dy) with rot180(W), channels swapped, padding 2 - pad. The output
+         * tiles cover dx once each, so a fresh dx is simply written. */
         wino_plan p = dinp_plan(g, tile_block);
         carve(workspace, &p, &U, &V, &M, &runs);
         wino_weight_transform(U, weight, p.C, p.K, true); /* w is (C_out = p.C, p.K) */
-        wino_conv(dinp, dout, U, NULL, true, &p, V, M, runs);
+        wino_conv(dinp, dout, U, NULL, true, !dinp_fresh, &p, V, M, runs);
     }
     if (dweight) {
         /* P[xi] (K x C) = sum over blocks Z[xi] (K x nt) . V[xi]^T (nt x C). */

@@ -207,7 +207,7 @@ static void check_tiled(const char *what, const cfg *c, int64_t tile) {
     conv2d_forward_cpu(y, x, w, b, &g, ws, tile);
     conv_ref_forward(want, x, w, b, &g);
     tg_expect_close(what, y, want, ny, 1e-4, 1e-5);
-    conv2d_backward_cpu(dx, dw, db, dy, x, w, &g, ws, tile);
+    conv2d_backward_cpu(dx, dw, db, dy, x, w, &g, ws, tile, false);
     memset(want, 0, (size_t)(ny + nx + nw + nb) * sizeof(double));
     conv_ref_backward(want, want + nx, want + nx + nw, dy, x, w, &g);
     tg_expect_close("tiled dx", dx, want, nx, 1e-4, 1e-5);
@@ -253,7 +253,7 @@ static void conv_run_threads(const cfg *c, int64_t tile, int threads, bool want_
     float *y = res, *dx = y + ny, *dw = dx + nx, *db = dw + nw;
     for (int64_t i = 0; i < nx + nw + nb; i++) dx[i] = 1.0f;
     conv2d_forward_cpu(y, x, w, b, &g, ws, tile);
-    conv2d_backward_cpu(want_dx ? dx : NULL, dw, db, dy, x, w, &g, ws, tile);
+    conv2d_backward_cpu(want_dx ? dx : NULL, dw, db, dy, x, w, &g, ws, tile, false);
     free(in);
     free(ws);
 }
@@ -652,7 +652,7 @@ static void check_depthwise_direct(const char *what, const cfg *c, uint64_t seed
         for (int64_t i = 0; i < nx + nw + nb; i++) dx[i] = pre; /* dx, dw, db are adjacent */
         bool gx = s <= 1, gw = s == 0 || s == 2, gb = s != 1;
         conv2d_depthwise_backward_cpu(gx ? dx : NULL, gw ? dw : NULL, gb ? db : NULL, dy, x, w,
-                                      &g);
+                                      &g, false);
         snprintf(msg, sizeof msg, "%s: %s dx", what, subsets[s]);
         if (gx) tg_expect_close(msg, dx, wx, nx, 1e-4, 1e-4);
         for (int64_t i = 0; !gx && i < nx; i++) ck_assert_float_eq(dx[i], pre);

@@ -314,7 +314,7 @@ START_TEST(conv2d_cuda_small_tiles) {
         float *db = calloc((size_t)g.C_out, 4);
         float *ws = malloc(conv2d_workspace_floats(&g, 16) * 4);
         conv2d_forward_cpu(y, x, w, b, &g, ws, 16);
-        conv2d_backward_cpu(dx, dw, db, dy, x, w, &g, ws, 16);
+        conv2d_backward_cpu(dx, dw, db, dy, x, w, &g, ws, 16, false);
         tg_tensor *tx = tg_tensor_from(gpu, tg_shape1(nx), x),
                   *tw = tg_tensor_from(gpu, tg_shape1(nw), w);
         tg_tensor *tb = tg_tensor_from(gpu, tg_shape1(g.C_out), b),

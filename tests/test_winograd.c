@@ -73,7 +73,7 @@ static void check_direct(const char *what, const wcase *c, int64_t tile_block, u
         bool gx = s != 2, gw = s != 1;
         for (int64_t i = 0; i < nx + nw; i++) dx[i] = pre; /* dx and dw are adjacent */
         conv2d_winograd_backward_cpu(gx ? dx : NULL, gw ? dw : NULL, dy, x, w, &g, ws,
-                                     tile_block);
+                                     tile_block, false);
         snprintf(msg, sizeof msg, "%s: %s dx", what, subsets[s]);
         if (gx) tg_expect_close(msg, dx, want, nx, 2e-4 * sqrt(c->C_out), 1e-4);
         for (int64_t i = 0; !gx && i < nx; i++) ck_assert_float_eq(dx[i], pre);
@@ -203,10 +203,10 @@ START_TEST(winograd_error_vs_gemm) {
         memset(dx, 0, (size_t)(nx + nw) * sizeof(float));
         if (algo == 0) {
             conv2d_forward_cpu(y, x, w, NULL, &g, ws, 0);
-            conv2d_backward_cpu(dx, dw, NULL, dy, x, w, &g, ws, 0);
+            conv2d_backward_cpu(dx, dw, NULL, dy, x, w, &g, ws, 0, false);
         } else {
             conv2d_winograd_forward_cpu(y, x, w, NULL, &g, ws, 0);
-            conv2d_winograd_backward_cpu(dx, dw, dy, x, w, &g, ws, 0);
+            conv2d_winograd_backward_cpu(dx, dw, dy, x, w, &g, ws, 0, false);
         }
         err[algo][0] = rel_err(y, exact, ny);
         err[algo][1] = rel_err(dx, exact + ny, nx);
