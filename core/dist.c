@@ -346,7 +346,8 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
     int count = tg_params_count(ps), nparams = 0;
     dist_bucket *buckets = calloc((size_t)(count ? count : 1), sizeof *buckets);
     /* Every rank goes on only if every rank can (what follows is collective). */
-    int ok[3] = {buckets != NULL, !open, !holder || holder == d}, all_ok[3] = {1, 1, 1};
+    int ok[3] = {buckets != NULL, !open, !holder || holder == d}, all_ok[3];
+    memcpy(all_ok, ok, sizeof ok);
 #ifdef TG_HAVE_MPI
     MPI_Allreduce(ok, all_ok, 3, MPI_INT, MPI_MIN, d->comm);
 #endif
