@@ -3,6 +3,7 @@
  * Step tensors (struct and data) come from the arena and die at tg_step_end.
  */
 #include "../autograd/tape.h"
+#include "dist.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ tg_ctx *tg_ctx_new(tg_device device) {
 
 void tg_ctx_free(tg_ctx *ctx) {
     if (!ctx) return;
+    if (ctx->dist) tg_dist_ctx_gone(ctx->dist, ctx); /* the dist forgets this context */
     tg_arena_release(&ctx->arena);
     free(ctx->tape.records);
     free(ctx);
@@ -265,7 +267,7 @@ int tg_ctx_conv_choices(const tg_ctx *ctx, tg_conv_choice *rows, int max_rows) {
     return n;
 }
 
-static bool same_geometry(const tg_conv_choice *a, const tg_conv_choice *b) {
+bool tg_conv_choice_same_geometry(const tg_conv_choice *a, const tg_conv_choice *b) {
     return a->n == b->n && a->c_in == b->c_in && a->h == b->h && a->w == b->w &&
            a->c_out == b->c_out && a->pad_h == b->pad_h && a->pad_w == b->pad_w &&
            a->bias == b->bias;
@@ -293,7 +295,7 @@ bool tg_conv_choices_invalid(const tg_conv_choice *rows, int n, char *why, size_
             return true;
         }
         for (int j = 0; j < i; j++) {
-            if (same_geometry(&rows[j], c)) {
+            if (tg_conv_choice_same_geometry(&rows[j], c)) {
                 snprintf(why, size, "rows %d and %d have the same geometry (n %lld, c_in %lld, "
                          "%lldx%lld, c_out %lld, padding %d, %d, %s bias)", j, i,
                          (long long)c->n, (long long)c->c_in, (long long)c->h,
@@ -325,6 +327,7 @@ tg_status tg_ctx_set_conv_choices(tg_ctx *ctx, const tg_conv_choice *rows, int n
     }
     ctx->nconv_choices = nrows;
     ctx->next_conv_choice = nrows % TG_CTX_CONV_CHOICES;
+    ctx->conv_choices_version++;
     return TG_OK;
 }
 

@@ -144,6 +144,10 @@ struct tg_ctx {
      * buckets start early; batchnorm reduces its statistics over `sync_bn`'s ranks. */
     struct tg_dist *dist;
     struct tg_dist *sync_bn;
+    /* Advanced whenever the table of conv choices changes (a geometry timed, or
+     * tg_ctx_set_conv_choices): core/dist_conv.c agrees the table across ranks when it
+     * moved. */
+    uint64_t conv_choices_version;
 };
 
 /* A step tensor whose data is allocated in the arena (uninitialised). */
@@ -172,6 +176,8 @@ bool tg_ctx_check_inputs(tg_ctx *ctx, const char *op, tg_tensor *const *ts, int 
  * a negative padding, two rows with one geometry. tg_ctx_set_conv_choices and checkpoint
  * loading (before anything changes) both ask it. */
 bool tg_conv_choices_invalid(const tg_conv_choice *rows, int n, char *why, size_t size);
+/* Whether two rows key the same geometry (n, c_in, h, w, c_out, padding, bias). */
+bool tg_conv_choice_same_geometry(const tg_conv_choice *a, const tg_conv_choice *b);
 /* Scratch memory from the step arena (valid until tg_step_end). */
 void *tg_ctx_scratch(tg_ctx *ctx, size_t bytes);
 
@@ -189,11 +195,16 @@ int64_t tg_params_flat_numel(const tg_params *ps);
  * tg_params_add('fc1.weight', ...) needs ..."). */
 void tg_params_set_label(tg_params *ps, const char *label);
 /* Moves the CPU gradient store into caller-owned memory buf (tg_params_flat_numel floats,
- * 64-byte aligned), copying the gradients; the store stops owning it, refuses to add
- * trainable parameters, and calls on_free(arg) from tg_params_free instead of freeing it.
- * buf NULL moves the gradients back into memory of the store's own. (core/dist.c: ranks
- * on one host share their gradient stores.) */
-tg_status tg_params_place_grads(tg_params *ps, float *buf, void (*on_free)(void *), void *arg);
+ * 64-byte aligned), copying the gradients; the store stops owning it (tg_params_free
+ * leaves it alone) and refuses to add trainable parameters. buf NULL moves the gradients
+ * back into memory of the store's own. (core/dist.c: ranks on one host share their
+ * gradient stores.) */
+tg_status tg_params_place_grads(tg_params *ps, float *buf);
+/* One watcher per store: tg_params_free calls gone(arg) before it frees anything, so the
+ * owner of a pointer to the store (the tg_dist attached to it) can forget it. gone NULL
+ * removes the watcher. tg_params_watcher: the current watcher's arg (NULL: none). */
+void tg_params_watch(tg_params *ps, void (*gone)(void *), void *arg);
+void *tg_params_watcher(const tg_params *ps);
 /* The flat non-trainable buffer area (tg_params_buffer_numel floats). */
 float *tg_params_buffers(tg_params *ps);
 

@@ -27,6 +27,9 @@
  * Every rank records the same tape, so buckets start in the same order everywhere, as MPI
  * requires of collectives.
  *
+ * tg_dist_sync_grads also agrees TG_CONV_ALGO_AUTO's choices across CPU ranks
+ * (core/dist_conv.c), so every rank computes every layer with the same algorithm.
+ *
  * WORLD OF 1. Without mpirun (or without MPI in the build) rank 0 of 1 does no
  * communication at all: attach changes nothing and every call returns at once.
  */
@@ -70,6 +73,7 @@ struct tg_dist {
     dist_shm *shm;         /* ranks on one host: shared gradient stores (core/dist_shm.c) */
     int64_t *bbegin, *bend; /* the buckets' ranges, for dist_shm */
 #endif
+    uint64_t conv_agreed;  /* ctx->conv_choices_version at the last agreement */
     double share;          /* this step's local / global examples */
     tg_status pending;     /* first error hit inside the backward hook */
     tg_dist_stats stats;
@@ -164,20 +168,22 @@ tg_dist *tg_dist_init(tg_device device) {
     return d;
 }
 
-#ifdef TG_HAVE_MPI
-/* tg_params_free of a store whose gradients live in the shared window. */
-static void store_gone(void *arg) {
-    tg_dist *d = arg;
-    d->ps = NULL;
+/* LIFETIMES. attach links d both ways with its context (ctx->dist, d->ctx) and its store
+ * (d->ps, the store's watcher): tg_ctx_free and tg_params_free tell d, which forgets them;
+ * tg_dist_free and a new attach unlink them. So the three can be freed in any order. */
+static void store_gone(void *arg) { ((tg_dist *)arg)->ps = NULL; }
+
+void tg_dist_ctx_gone(tg_dist *d, tg_ctx *ctx) {
+    if (d && d->ctx == ctx) d->ctx = NULL;
 }
 
+#ifdef TG_HAVE_MPI
 /* Moves the store's gradients back into its own memory and frees the window (collective). */
 static void shm_detach(tg_dist *d) {
     if (!d->shm) return;
-    if (d->ps && tg_params_place_grads(d->ps, NULL, NULL, NULL) != TG_OK) {
+    if (d->ps && tg_params_place_grads(d->ps, NULL) != TG_OK) {
         /* No memory to move the gradients back: the store keeps the shared segment (the
-         * window is left allocated, not freed under it) and forgets this tg_dist. */
-        tg_params_place_grads(d->ps, tg_params_grad(d->ps), NULL, NULL);
+         * window is left allocated, not freed under it). */
     } else {
         dist_shm_free(d->shm);
     }
@@ -212,18 +218,32 @@ static tg_status shm_attach(tg_dist *d, tg_params *ps) {
         return st;
     }
     /* Cannot fail for a CPU store (no allocation), so no rank detaches alone. */
-    return tg_params_place_grads(ps, dist_shm_grads(d->shm), store_gone, d);
+    return tg_params_place_grads(ps, dist_shm_grads(d->shm));
 }
 #endif
+
+/* Undoes tg_dist_attach (collective with a shared window): the gradients leave it, the
+ * context stops calling d, the store stops telling d. */
+static void detach(tg_dist *d) {
+#ifdef TG_HAVE_MPI
+    shm_detach(d);
+#endif
+    if (d->ps && tg_params_watcher(d->ps) == d) tg_params_watch(d->ps, NULL, NULL);
+    if (d->ctx && d->ctx->dist == d) d->ctx->dist = NULL;
+    if (d->ctx && d->ctx->sync_bn == d) d->ctx->sync_bn = NULL;
+    d->ps = NULL;
+    d->ctx = NULL;
+    d->nbuckets = 0;
+}
 
 void tg_dist_free(tg_dist *d) {
     if (!d) return;
 #ifdef TG_HAVE_NCCL
     if (d->nccl) tg_nccl_free(d->nccl);
 #endif
+    detach(d);
     free(d->buckets);
 #ifdef TG_HAVE_MPI
-    shm_detach(d);
     if (d->world > 1 || d->mpi_initialized) {
         MPI_Comm_free(&d->comm);
         if (d->mpi_initialized) MPI_Finalize();
@@ -318,25 +338,32 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
         return tg_fail(TG_ERR_ARG, "tg_dist_attach: bucket_bytes is %zu; it must be >= 4",
                        opts.bucket_bytes);
     if (d->world == 1) return TG_OK;
+    /* A second attach starts over: refused while a step's buckets are on their way, and
+     * for a store another tg_dist holds. */
+    bool open = false;
+    for (int b = 0; b < d->nbuckets; b++) open = open || d->buckets[b].started;
+    void *holder = tg_params_watcher(ps);
+    int count = tg_params_count(ps), nparams = 0;
+    dist_bucket *buckets = calloc((size_t)(count ? count : 1), sizeof *buckets);
+    /* Every rank goes on only if every rank can (what follows is collective). */
+    int ok[3] = {buckets != NULL, !open, !holder || holder == d}, all_ok[3];
+    memcpy(all_ok, ok, sizeof ok);
 #ifdef TG_HAVE_MPI
-    shm_detach(d); /* a second attach starts over */
+    MPI_Allreduce(ok, all_ok, 3, MPI_INT, MPI_MIN, d->comm);
 #endif
+    const char *why = !all_ok[0] ? "out of memory" : !all_ok[1]
+        ? "a step's gradients are still being reduced; call tg_dist_sync_grads first"
+        : !all_ok[2] ? "the store is attached to another tg_dist (one per process)" : NULL;
+    if (why) {
+        free(buckets);
+        return tg_fail(all_ok[0] ? TG_ERR_STATE : TG_ERR_NOMEM, "tg_dist_attach: %s (on this "
+                       "rank or another); the earlier attachment stands", why);
+    }
+    detach(d); /* the old context stops calling d, the old store leaves the window */
     /* Buckets from the end of the store: parameter i's range is [offset_i, offset_{i+1})
      * (its view plus alignment padding, which stays zero). */
-    int count = tg_params_count(ps), nparams = 0;
     int64_t flat = tg_params_flat_numel(ps);
     float *base = tg_params_grad(ps);
-    dist_bucket *buckets = calloc((size_t)(count ? count : 1), sizeof *buckets);
-#ifdef TG_HAVE_MPI
-    /* Every rank goes on only if every rank can (what follows is collective). */
-    int ok = buckets != NULL, all_ok = 0;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, d->comm);
-    if (!all_ok) {
-        free(buckets);
-        return tg_fail(TG_ERR_NOMEM, "tg_dist_attach: out of memory (on this rank or another)");
-    }
-#endif
-    if (!buckets) return tg_fail(TG_ERR_NOMEM, "tg_dist_attach: out of memory");
     int nb = 0;
     int64_t end = flat, limit = (int64_t)(opts.bucket_bytes / sizeof(float));
     for (int i = count - 1; i >= 0; i--) {
@@ -356,15 +383,23 @@ tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts op
     free(d->buckets);
     d->buckets = buckets;
     d->nbuckets = nparams ? nb : 0;
-    d->ctx = ctx;
-    d->ps = ps;
     d->opts = opts;
+    d->pending = TG_OK;
+    d->conv_agreed = UINT64_MAX; /* the first sync agrees the new context's choices */
     d->stats.buckets = d->nbuckets;
 #ifdef TG_HAVE_MPI
     tg_status st = shm_attach(d, ps);
-    if (st != TG_OK) return st;
     d->stats.shared_memory = d->shm != NULL;
+    if (st != TG_OK) {
+        d->nbuckets = d->stats.buckets = 0; /* left detached */
+        return st;
+    }
 #endif
+    /* A context attached to another tg_dist leaves it. */
+    if (ctx->dist && ctx->dist != d) tg_dist_ctx_gone(ctx->dist, ctx);
+    d->ctx = ctx;
+    d->ps = ps;
+    tg_params_watch(ps, store_gone, d);
     ctx->dist = d;
     ctx->sync_bn = opts.sync_batchnorm ? d : NULL;
     return TG_OK;
@@ -442,7 +477,7 @@ static void plan_buckets(tg_dist *d) {
 }
 
 void tg_dist_backward_hook(tg_dist *d, int record) {
-    if (!d || d->world == 1 || !d->nbuckets || d->pending || !d->ps) return;
+    if (!d || d->world == 1 || !d->nbuckets || d->pending || !d->ps || !d->ctx) return;
     double t0 = tg_now();
     if (record == TG_DIST_BACKWARD_BEGIN) {
         /* A second backward before tg_dist_sync_grads would add into buckets already on
@@ -503,6 +538,7 @@ tg_status tg_dist_sync_grads(tg_dist *d) {
                        "tg_dist_attach first; a freed store detaches itself)");
     double t0 = tg_now();
     tg_status st = d->pending;
+    bool comm_ok = true; /* false: a rank may be gone, no further collective */
     for (int b = 0; b < d->nbuckets; b++) {
         if (d->buckets[b].started || (st != TG_OK && !dist_uses_shm(d))) continue;
         tg_status sb = bucket_start(d, &d->buckets[b]);
@@ -513,13 +549,21 @@ tg_status tg_dist_sync_grads(tg_dist *d) {
         /* Every bucket is published (bucket_start cannot fail here): finish the round
          * even after an earlier error, so the other ranks are not left waiting. */
         tg_status fin = dist_shm_finish(d->shm, d->bbegin, d->bend);
+        comm_ok = fin == TG_OK;
         if (st == TG_OK) st = fin;
     } else if (!d->nccl) {
         for (int b = 0; b < d->nbuckets; b++) {
             if (!d->buckets[b].started) continue;
             int rc = MPI_Wait(&d->buckets[b].req, MPI_STATUS_IGNORE);
+            comm_ok = comm_ok && rc == MPI_SUCCESS;
             if (rc != MPI_SUCCESS && st == TG_OK) st = mpi_fail(rc, "tg_dist: MPI_Wait");
         }
+    }
+    /* CPU: every rank holds the same TG_CONV_ALGO_AUTO choices from the next step on
+     * (core/dist_conv.c; one small all-reduce per step, a gather when a table changed). */
+    if (comm_ok && d->device == TG_DEVICE_CPU) {
+        tg_status agree = dist_conv_agree(&d->comm, d->world, d->ctx, &d->conv_agreed);
+        if (st == TG_OK) st = agree;
     }
 #endif
 #ifdef TG_HAVE_NCCL
@@ -530,6 +574,7 @@ tg_status tg_dist_sync_grads(tg_dist *d) {
         if (st == TG_OK) st = w;
     }
 #endif
+    (void)comm_ok;
     for (int b = 0; b < d->nbuckets; b++) d->buckets[b].started = false;
     d->pending = TG_OK;
     d->stats.wait_seconds += tg_now() - t0;

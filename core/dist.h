@@ -22,6 +22,9 @@ extern "C" {
 #define TG_DIST_BACKWARD_END (-1)
 void tg_dist_backward_hook(tg_dist *d, int record);
 
+/* tg_ctx_free of a context attached to d (ctx->dist): d forgets it. */
+void tg_dist_ctx_gone(tg_dist *d, tg_ctx *ctx);
+
 /* This rank's share of the current global batch (local / global), 1 for a world of 1. */
 double tg_dist_share(const tg_dist *d);
 
@@ -48,6 +51,13 @@ int dist_shm_progress(dist_shm *s, const int64_t *begin, const int64_t *end);
 /* Reduces what is left and waits until every rank reduced every bucket (every bucket must
  * be published), then starts the next round. */
 tg_status dist_shm_finish(dist_shm *s, const int64_t *begin, const int64_t *end);
+#endif
+
+#ifdef TG_HAVE_MPI
+/* core/dist_conv.c: TG_CONV_ALGO_AUTO's choices agreed across the ranks of *comm (an
+ * MPI_Comm); collective. ctx: this rank's attached context (NULL: it has none). *agreed:
+ * the ctx's conv_choices_version at the last agreement (updated). */
+tg_status dist_conv_agree(void *comm, int world, tg_ctx *ctx, uint64_t *agreed);
 #endif
 
 /* The NCCL communicator of a CUDA job of more than one rank (cuda/dist.cu's opaque

@@ -20,11 +20,12 @@ struct tg_params {
     int64_t buffer_numel, buffer_cap;
     int state_slots;
     /* tg_params_place_grads: grads lives in memory the store does not own (the shared
-     * gradient segment of data-parallel training); on_free tells its owner the store is
-     * going away. */
+     * gradient segment of data-parallel training). */
     bool grads_external;
-    void (*grads_on_free)(void *);
-    void *grads_arg;
+    /* tg_params_watch: told first thing in tg_params_free (a tg_dist attached to the
+     * store forgets it, so it never touches a freed store). */
+    void (*gone)(void *);
+    void *gone_arg;
     char label[64]; /* the owning model's name, for messages (tg_params_set_label) */
 };
 
@@ -46,6 +47,7 @@ tg_params *tg_params_new(tg_device device) {
 
 void tg_params_free(tg_params *ps) {
     if (!ps) return;
+    if (ps->gone) ps->gone(ps->gone_arg);
     for (int i = 0; i < ps->count; i++) {
         free((char *)ps->tensors[i]->name);
         free(ps->tensors[i]);
@@ -53,11 +55,7 @@ void tg_params_free(tg_params *ps) {
     free(ps->tensors);
     free(ps->offsets);
     tg_device_free(ps->device, ps->values);
-    if (ps->grads_external) {
-        if (ps->grads_on_free) ps->grads_on_free(ps->grads_arg);
-    } else {
-        tg_device_free(ps->device, ps->grads);
-    }
+    if (!ps->grads_external) tg_device_free(ps->device, ps->grads);
     tg_device_free(ps->device, ps->buffers);
     tg_device_free(ps->device, ps->state);
     free(ps);
@@ -256,8 +254,15 @@ tg_status tg_params_zero_grad(tg_params *ps) {
     return tg_device_zero(ps->device, ps->grads, (size_t)ps->numel * sizeof(float));
 }
 
-tg_status tg_params_place_grads(tg_params *ps, float *buf, void (*on_free)(void *),
-                                void *arg) {
+void tg_params_watch(tg_params *ps, void (*gone)(void *), void *arg) {
+    if (!ps) return;
+    ps->gone = gone;
+    ps->gone_arg = gone ? arg : NULL;
+}
+
+void *tg_params_watcher(const tg_params *ps) { return ps ? ps->gone_arg : NULL; }
+
+tg_status tg_params_place_grads(tg_params *ps, float *buf) {
     if (!ps) return tg_fail(TG_ERR_ARG, "tg_params_place_grads: store is NULL");
     if (ps->device != TG_DEVICE_CPU)
         return tg_fail(TG_ERR_UNSUPPORTED, "tg_params_place_grads: CPU stores only");
@@ -274,8 +279,6 @@ tg_status tg_params_place_grads(tg_params *ps, float *buf, void (*on_free)(void 
     if (!ps->grads_external) tg_device_free(ps->device, ps->grads);
     ps->grads = dst;
     ps->grads_external = buf != NULL;
-    ps->grads_on_free = buf ? on_free : NULL;
-    ps->grads_arg = buf ? arg : NULL;
     repoint(ps);
     return TG_OK;
 }

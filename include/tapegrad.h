@@ -353,6 +353,9 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  *     tg_ctx_conv_choices before a save and handed to tg_ctx_set_conv_choices after a
  *     load): a resumed run in a new process makes the choices the run it continues made,
  *     and ends byte-identical to that run had it gone on (`tapegrad train --resume`);
+ *   - data-parallel ranks (tg_dist_attach) agree: tg_dist_sync_grads gives every rank
+ *     rank 0's choices (and the geometries only other ranks met), from the step after a
+ *     geometry's first use on;
  *   - a program that must match other processes bit for bit without a checkpoint (golden
  *     tests at GEMM-level tolerances, two fresh runs compared byte for byte) pins
  *     TG_CONV_ALGO_GEMM (or WINOGRAD), or seeds the same choices into every context with
@@ -1169,8 +1172,10 @@ bool tg_dist_launched(void);
  * selects GPU (local rank mod device count) and creates the NCCL communicator; call it
  * before anything else touches the GPU. NULL and a message on failure. One per process. */
 tg_dist *tg_dist_init(tg_device device);
-/* MPI_Finalize (when init called MPI_Init). Accepts NULL. Free the contexts attached to
- * d first (a context keeps a pointer to it). */
+/* Detaches d from its context and store (the gradients leave the shared window; the
+ * context stops calling d), then MPI_Finalize (when init called MPI_Init). Accepts NULL.
+ * d, its context and its store may be freed in any order: tg_ctx_free and tg_params_free
+ * tell d, which forgets them (a later tg_dist_sync_grads without a store is an error). */
 void tg_dist_free(tg_dist *d);
 int tg_dist_rank(const tg_dist *d);        /* 0 for NULL */
 int tg_dist_world(const tg_dist *d);       /* 1 for NULL */
@@ -1196,15 +1201,24 @@ tg_dist_opts tg_dist_opts_default(void);
  * 1, nothing to do). The flat gradient
  * store is cut into buckets in backward order (last parameters first), and with overlap
  * tg_backward starts a bucket's all-reduce as soon as the op with the bucket's last
- * contribution has run. One store and one context per tg_dist. A world of 1 changes
- * nothing. */
+ * contribution has run. One store and one context per tg_dist: a second attach starts
+ * over, detaching the earlier context (its backward passes are its own again) and store
+ * (its gradients leave the shared window). Collective. Refused on every rank
+ * (TG_ERR_STATE, the earlier attachment stands) while a step's buckets are on their way
+ * (between tg_backward and tg_dist_sync_grads), and for a store another tg_dist holds. A
+ * world of 1 changes nothing. */
 tg_status tg_dist_attach(tg_dist *d, tg_ctx *ctx, tg_params *ps, tg_dist_opts opts);
 /* This step's share: `local` of the `global` examples (weights the all-reduce). */
 tg_status tg_dist_set_batch(tg_dist *d, int64_t local, int64_t global);
 /* Starts the buckets not started yet and waits for all of them: afterwards every rank
  * holds the gradient of the global batch's mean loss. Call after every tg_backward, before
  * the optimizer step. On CUDA the wait is on the device (kernels queued afterwards see the
- * reduced gradients); the host does not block. */
+ * reduced gradients); the host does not block.
+ * CPU: it also agrees TG_CONV_ALGO_AUTO's choices (tg_ctx_conv_choices) of the attached
+ * contexts: when any rank's table changed since the last sync (a geometry timed, or
+ * tg_ctx_set_conv_choices), every rank takes the union of all ranks' tables, each geometry
+ * with the choice of the lowest rank that holds it (rank 0's win), so from the next step
+ * on every rank computes every layer with the same algorithm (core/dist_conv.c). */
 tg_status tg_dist_sync_grads(tg_dist *d);
 
 /* What the gradient synchronisation did so far (rank-local figures). */

@@ -281,6 +281,7 @@ static int conv2d_auto_choose(tg_ctx *ctx, const conv2d_geom *g, const float *x,
                           .winograd_seconds = secs[1]};
     ctx->next_conv_choice = (ctx->next_conv_choice + 1) % TG_CTX_CONV_CHOICES;
     if (ctx->nconv_choices < TG_CTX_CONV_CHOICES) ctx->nconv_choices++;
+    ctx->conv_choices_version++; /* data parallel: agreed across ranks at the next sync */
     return c->winograd ? 1 : 0;
 }
 

@@ -12,9 +12,11 @@
  *   - parameters bit-identical across ranks after every step, and optimizer state at the
  *     end (the checkpoint bytes of every rank are equal);
  *   - loader sharding: the ranks' slices of each global batch are the unsharded batch;
- *   - checkpoints: the world size is recorded and a resume with another one is refused.
+ *   - checkpoints: the world size is recorded and a resume with another one is refused;
+ *   - tests/test_dist_attach.c (same executable): lifetimes and re-attach, and
+ *     TG_CONV_ALGO_AUTO's choices agreed across ranks.
  */
-#include "testutil.h"
+#include "test_dist.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -22,13 +24,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static tg_dist *g_dist;
+tg_dist *g_dist;
 
-static int rank_(void) { return tg_dist_world(g_dist) > 1 ? tg_dist_rank(g_dist) : 0; }
-static int world_(void) { return tg_dist_world(g_dist); }
+int rank_(void) { return tg_dist_world(g_dist) > 1 ? tg_dist_rank(g_dist) : 0; }
+int world_(void) { return tg_dist_world(g_dist); }
 
 /* rank 0's n bytes equal this rank's? (true in a world of 1) */
-static bool same_as_rank0(const void *p, size_t n) {
+bool same_as_rank0(const void *p, size_t n) {
     if (world_() == 1) return true;
     unsigned char *copy = malloc(n ? n : 1);
     ck_assert_ptr_nonnull(copy);
@@ -49,9 +51,8 @@ typedef struct setup {
     bool mpi_only; /* opts.shared_memory off: buckets through MPI_Iallreduce */
 } setup;
 
-enum { SIZE = 6, CNN_HW = 8 };
 
-static tg_model *make_model(bool bn) {
+tg_model *make_model(bool bn) {
     if (bn)
         return tg_forum50_new((tg_forum50_opts){.channels = 4, .layers = 4, .bn = true,
                                                 .relu = true, .loss = TG_LOSS_CE},
@@ -61,7 +62,7 @@ static tg_model *make_model(bool bn) {
                       TG_DEVICE_CPU, 7);
 }
 
-static tg_optim *make_optim(tg_model *m, bool adam) {
+tg_optim *make_optim(tg_model *m, bool adam) {
     tg_adam_opts o = tg_adam_opts_default();
     o.lr = 1e-2;
     return adam ? tg_adam_new(tg_model_params(m), o)
@@ -412,6 +413,7 @@ static Suite *dist_suite(void) {
     tcase_add_test(tc, test_misuse);
     tcase_add_test(tc, test_loader_shard);
     tcase_add_test(tc, test_checkpoint_world);
+    dist_attach_tests(tc);
     suite_add_tcase(s, tc);
     return s;
 }
