@@ -137,9 +137,10 @@ int tg_get_num_threads(void);
  * (/proc/stat minus this process's own CPU time) and runs the following ops with the
  * cores left, rounded, between 1 and the count set by tg_set_num_threads (all cores by
  * default): OpenMP teams whose threads wait for time slices at every barrier are what
- * makes a busy machine 10-30x slower instead of 2x. tg_get_num_threads returns the count in use now; turning it off restores the count
- * set. Timings taken while the count changed are flagged by the `tapegrad` tools. Its
- * bookkeeping is process-wide and unlocked: use it when one thread drives training. */
+ * makes a busy machine 10-30x slower instead of 2x. tg_get_num_threads returns the count
+ * in use now; turning it off restores the count set. Timings taken while the count
+ * changed are flagged by the `tapegrad` tools. Its bookkeeping is process-wide and
+ * unlocked: use it when one thread drives training. */
 void tg_set_threads_adaptive(bool on);
 bool tg_threads_adaptive(void);
 /* How many times adaptive mode changed the thread count so far (process-wide). */
