@@ -371,19 +371,24 @@ void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const f
 
 /* ---------------------------------------------------------------- pointwise */
 
-/* Threads as in the dense path: the forward splits (image, group) items or their columns
- * (with a bias, each thread writes it into PW_COLS columns just before their GEMM).
+/* Threads as in the dense path: the forward splits (image, group) items or their columns.
  * The backward gives each thread input channels c0 .. c1-1 of dW (its columns, over every
- * image in order) and, for large planes, fixed chunks of PW_COLS columns of dx:
- * dx[:, a:b] = W^T dy[:, a:b] is one (Cg x Cog)(Cog x cols) GEMM per chunk whose output
- * (Cg x PW_COLS floats, 1 MiB for 256 channels) stays in cache while OpenBLAS zeroes
- * it (beta = 0, a fresh dx) or reads it (beta = 1) and accumulates into it; before, each
- * thread's rows of dx spanned the whole plane (8 MiB at 128x128) and were streamed through
- * memory twice. The chunks are fixed by the shape, not by the thread count, so each dx
- * element is computed by the same call whatever the team. Small planes keep the channel
- * split (a plane of 7x7 is one chunk: it would leave the other threads idle). */
-#define PW_COLS 1024
+ * image in order) and, for planes of PW_DX_MIN_PLANE or more, chunks of a quarter plane
+ * (1024 .. 8192 columns) of dx: dx[:, a:b] = W^T dy[:, a:b], one (Cg x Cog)(Cog x cols)
+ * GEMM per chunk with every input channel, beta = 0 for a fresh dx. Against the channel
+ * split after the tape's zeroing pass, bench-measured at 128x128 on 2 threads (OpenBLAS
+ * SkylakeX kernels, medians of 15): 162-167 GFLOP/s before, 165-167 with chunks of 1024,
+ * 173-177 with 4096, 176-179 with 8192 (fewer, longer GEMMs; the zeroing gone). The chunks
+ * depend on the shape, not on the thread count, so each dx element is computed by the
+ * same call whatever the team. Small planes keep the channel split (a plane of 7x7 is one
+ * chunk: it would leave the other threads idle). */
 #define PW_DX_MIN_PLANE 4096 /* plane size from which dx is split by column chunks */
+
+/* Columns per dx chunk: a quarter of the plane (4 chunks per image), 1024 .. 8192. */
+static int64_t pw_dx_cols(int64_t HW) {
+    int64_t c = (HW / 4 + 15) / 16 * 16;
+    return c < 1024 ? 1024 : c > 8192 ? 8192 : c;
+}
 
 void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *weight,
                                   const float *bias, const conv2d_geom *g) {
@@ -398,17 +403,11 @@ void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *wei
             const int64_t n = it / (G * chunks), grp = it / chunks % G, j = it % chunks;
             const int64_t a = HW * j / chunks, b = HW * (j + 1) / chunks;
             float *y = out + (n * g->C_out + grp * Cog) * HW;
-            /* with a bias, PW_COLS columns at a time: the bias is written into them just
-             * before the GEMM adds onto them, while they are in cache */
-            for (int64_t c0 = a, step = bias ? PW_COLS : b - a; c0 < b; c0 += step) {
-                int64_t c1 = b - c0 < step ? b : c0 + step;
-                if (bias) fill_bias_cols(y, bias + grp * Cog, Cog, HW, c0, c1);
-                /* y[n, grp][:, c0:c1] (Cog x (c1-c0)) = W[grp] (Cog x Cg) . x[n, grp][:, c0:c1] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)(c1 - c0),
-                            (int)Cg, 1.0f, weight + grp * Cog * Cg, (int)Cg,
-                            inp + (n * g->C_in + grp * Cg) * HW + c0, (int)HW, beta, y + c0,
-                            (int)HW);
-            }
+            if (bias) fill_bias_cols(y, bias + grp * Cog, Cog, HW, a, b);
+            /* y[n, grp][:, a:b] (Cog x (b-a)) = W[grp] (Cog x Cg) . x[n, grp][:, a:b] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)(b - a),
+                        (int)Cg, 1.0f, weight + grp * Cog * Cg, (int)Cg,
+                        inp + (n * g->C_in + grp * Cg) * HW + a, (int)HW, beta, y + a, (int)HW);
         }
     }
 }
@@ -433,14 +432,14 @@ void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
     if (!dinp && !dweight) return;
     const int nt = team_for((double)g->N * g->C_out * Cg * HW, Cg);
     const bool by_cols = HW >= PW_DX_MIN_PLANE;
-    const int64_t per = (HW + PW_COLS - 1) / PW_COLS, chunks = g->N * G * per;
+    const int64_t cols = pw_dx_cols(HW), per = (HW + cols - 1) / cols, chunks = g->N * G * per;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = thread_id(), T = team_size();
         const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, ct = c1 - c0;
         for (int64_t it = chunks * t / T; dinp && by_cols && it < chunks * (t + 1) / T; it++) {
             const int64_t n = it / (G * per), grp = it / per % G, j = it % per;
-            const int64_t a = j * PW_COLS, b = a + PW_COLS < HW ? a + PW_COLS : HW;
+            const int64_t a = j * cols, b = a + cols < HW ? a + cols : HW;
             pointwise_dx(dinp, dout, weight, g, n, grp, 0, Cg, a, b, dinp_fresh);
         }
         for (int64_t n = 0; ct > 0 && n < g->N; n++) {
