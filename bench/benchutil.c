@@ -19,6 +19,20 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+int bench_start(int argc, char **argv, const char *name, int default_repeats,
+                const char *rest) {
+    bench_blas_fix(argv);
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    bench_repeats = argc > 2 ? atoi(argv[2]) : default_repeats;
+    if (threads < 1 || bench_repeats < 1) {
+        fprintf(stderr, "usage: %s [threads >= 1] [repeats >= 1]%s%s\n", name,
+                rest && *rest ? " " : "", rest ? rest : "");
+        return 0;
+    }
+    tg_set_num_threads(threads);
+    return threads;
+}
+
 double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -17,6 +17,12 @@ double bench_now(void);
  * (tg_blas_core_better), re-executes the program once with OPENBLAS_CORETYPE set, as the
  * `tapegrad` program does; a user's own OPENBLAS_CORETYPE wins. */
 void bench_blas_fix(char **argv);
+/* The common start of a kernel benchmark's main: bench_blas_fix, then argv[1] threads
+ * (default 2, set with tg_set_num_threads) and argv[2] into bench_repeats (default
+ * default_repeats). Returns the thread count, or 0 after printing "usage: NAME [threads
+ * >= 1] [repeats >= 1] REST" when either is not valid (the caller exits 2). */
+int bench_start(int argc, char **argv, const char *name, int default_repeats,
+                const char *rest);
 /* Median and best seconds of bench_repeats timed calls after one warm-up call. */
 void bench_time(bench_fn fn, void *user, double *median, double *best);
 /* n floats, 64-byte aligned, every page touched (set to value) before any timing; exits

@@ -84,14 +84,8 @@ static void bench_conv(int64_t C, int64_t HW, int KS, kernel k, double ceiling) 
 }
 
 int main(int argc, char **argv) {
-    bench_blas_fix(argv);
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    bench_repeats = argc > 2 ? atoi(argv[2]) : 7;
-    if (threads < 1 || bench_repeats < 1) {
-        fprintf(stderr, "usage: conv_gemm_bench [threads >= 1] [repeats >= 1] [sizes...]\n");
-        return 2;
-    }
-    tg_set_num_threads(threads);
+    int threads = bench_start(argc, argv, "conv_gemm_bench", 7, "[sizes...]");
+    if (!threads) return 2;
     int64_t sizes[16] = {32, 64, 128, 256};
     int nsizes = 4;
     if (argc > 3) {

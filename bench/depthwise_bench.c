@@ -94,14 +94,8 @@ static void bench_shape(int64_t C, int64_t H, int stride, bool all, double copy_
 }
 
 int main(int argc, char **argv) {
-    bench_blas_fix(argv);
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    if (argc > 2) bench_repeats = atoi(argv[2]);
-    if (threads < 1 || bench_repeats < 1) {
-        fprintf(stderr, "usage: depthwise_bench [threads >= 1] [repeats >= 1] [forum]\n");
-        return 2;
-    }
-    tg_set_num_threads(threads);
+    int threads = bench_start(argc, argv, "depthwise_bench", 15, "[forum]");
+    if (!threads) return 2;
 
     /* The copy ceiling is measured three times (the machine may be shared) and the
      * highest median is used: the ratios below are the conservative ones. */

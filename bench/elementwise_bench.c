@@ -90,16 +90,13 @@ static void report(const char *what, double bytes, bench_fn fn, ew_job *j, doubl
 }
 
 int main(int argc, char **argv) {
-    bench_blas_fix(argv);
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    if (argc > 2) bench_repeats = atoi(argv[2]);
+    int threads = bench_start(argc, argv, "elementwise_bench", 15, "[millions >= 1]");
     int64_t n = (argc > 3 ? atoll(argv[3]) : 16) << 20;
-    if (threads < 1 || bench_repeats < 1 || n < ROW) {
-        fprintf(stderr, "usage: elementwise_bench [threads >= 1] [repeats >= 1] [millions]\n");
+    if (!threads || n < ROW) {
+        if (threads) fprintf(stderr, "elementwise_bench: millions must be >= 1\n");
         return 2;
     }
     n = n / ROW * ROW;
-    tg_set_num_threads(threads);
 
     double copy_best, copy_gbps = bench_copy_gbps(&copy_best);
     printf("element-wise kernels, %lld elements (%.0f MiB a tensor), %d threads, median of %d "

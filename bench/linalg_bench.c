@@ -177,14 +177,8 @@ static void report_mem(const char *label, const char *dir, mem_job *j, int which
 }
 
 int main(int argc, char **argv) {
-    bench_blas_fix(argv);
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    bench_repeats = argc > 2 ? atoi(argv[2]) : 7;
-    if (threads < 1 || bench_repeats < 1) {
-        fprintf(stderr, "usage: linalg_bench [threads >= 1] [repeats >= 1]\n");
-        return 2;
-    }
-    tg_set_num_threads(threads);
+    int threads = bench_start(argc, argv, "linalg_bench", 7, "");
+    if (!threads) return 2;
     double copy_gbps = bench_copy_gbps(NULL);
     printf("linalg_bench: %d threads, median of %d repeats; copy bandwidth %.1f GB/s "
            "(highest of 3 medians, 64 MiB read + write)\n\n", threads, bench_repeats, copy_gbps);

@@ -105,11 +105,8 @@ static void bench_layernorm(int64_t rows, int64_t M, double copy) {
 }
 
 int main(int argc, char **argv) {
-    bench_blas_fix(argv);
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    if (argc > 2) bench_repeats = atoi(argv[2]);
-    if (bench_repeats < 1) bench_repeats = 1;
-    tg_set_num_threads(threads);
+    int threads = bench_start(argc, argv, "norm_bench", 15, "");
+    if (!threads) return 2;
     double copy = bench_copy_gbps(NULL);
     printf("norm_bench: %d threads, %d repeats; copy bandwidth %.1f GB/s (64 MiB, read + "
            "write)\n", threads, bench_repeats, copy);

@@ -191,14 +191,8 @@ static void bench_size(int64_t C, int64_t HW) {
 }
 
 int main(int argc, char **argv) {
-    bench_blas_fix(argv);
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    bench_repeats = argc > 2 ? atoi(argv[2]) : 7;
-    if (threads < 1 || bench_repeats < 1) {
-        fprintf(stderr, "usage: winograd_bench [threads >= 1] [repeats >= 1] [sizes...]\n");
-        return 2;
-    }
-    tg_set_num_threads(threads);
+    int threads = bench_start(argc, argv, "winograd_bench", 7, "[sizes...]");
+    if (!threads) return 2;
     const char *clock_env = getenv("BENCH_CLOCK");
     cpu_clock = clock_env && !strcmp(clock_env, "cpu");
     int64_t sizes[16] = {64, 128, 256};

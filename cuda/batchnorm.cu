@@ -19,6 +19,7 @@
  * No atomics anywhere, and every sum has a fixed order for a given GPU (the chunk count
  * depends on its multiprocessor count), so results are reproducible run to run.
  */
+#include "batchnorm.cuh"
 #include "common.cuh"
 
 #define BN_THREADS 512
@@ -94,15 +95,8 @@ __global__ void batchnorm_split_finish_kernel(float *mean, float *rstd, float *r
             M2 += M2b + delta * delta * n * nb / tot;
             n = tot;
         }
-        float mean_f = (float)m, var_f = (float)(M2 / n);
-        mean[c] = mean_f;
-        rstd[c] = (float)(1.0 / sqrt((double)var_f + eps));
-        if (running_mean) {
-            double mo = momentum;
-            running_mean[c] = (float)(mo * mean_f + (1 - mo) * running_mean[c]);
-            double unbiased = (double)var_f * n / (n - 1);
-            running_var[c] = (float)(mo * unbiased + (1 - mo) * running_var[c]);
-        }
+        bn_store_stats(mean, rstd, running_mean, running_var, c, (float)m, (float)(M2 / n), n,
+                       momentum, eps);
     }
 }
 

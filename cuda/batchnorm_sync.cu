@@ -26,6 +26,7 @@
  * (2 C chunks doubles), the all-reduced sums (2 C + 1 doubles) and the dx coefficients
  * (2 C floats).
  */
+#include "batchnorm.cuh"
 #include "common.cuh"
 
 #include "../core/dist.h"
@@ -152,15 +153,8 @@ __global__ void bn_sync_stats_finish_kernel(float *mean, float *rstd, float *run
                                             float momentum, float eps) {
     TG_GRID_STRIDE(c, C) {
         double n = sums[C];
-        float mean_f = (float)(sums[c] / n), var_f = (float)(sums[C + 1 + c] / n);
-        mean[c] = mean_f;
-        rstd[c] = (float)(1.0 / sqrt((double)var_f + eps));
-        if (running_mean) {
-            double mo = momentum;
-            running_mean[c] = (float)(mo * mean_f + (1 - mo) * running_mean[c]);
-            double unbiased = (double)var_f * n / (n - 1);
-            running_var[c] = (float)(mo * unbiased + (1 - mo) * running_var[c]);
-        }
+        bn_store_stats(mean, rstd, running_mean, running_var, c, (float)(sums[c] / n),
+                       (float)(sums[C + 1 + c] / n), n, momentum, eps);
     }
 }
 
