@@ -223,6 +223,16 @@ bool tg_blas_nests(void);
 /* Its rule: the cores left when others (in cores, measured) are taken, rounded, in [1, limit]. */
 int tg_threads_for_load(int cores, double others, int limit);
 
+/* ------------------------------------------------------------ SGEMM (core/gemm.c) */
+
+/* C (M x N) = alpha op(A) op(B) + beta C, row-major (op(A) M x K, op(B) K x N; ta/tb:
+ * A/B stored transposed), on this process's threads: one serial SGEMM per thread on a
+ * slice of C's rows or columns, never OpenBLAS's own threads (they spin-wait for each
+ * other and collapse on a busy machine). Inside a parallel region, or below ~2 M
+ * multiply-adds, one plain call. The bits do not depend on the thread count. */
+void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */
 

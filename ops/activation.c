@@ -35,8 +35,15 @@ void relu_forward_cpu(float *out, const float *inp, int64_t n, float cap) {
     }
 }
 
-void relu_backward_cpu(float *dinp, const float *dout, const float *out, int64_t n, float cap) {
+void relu_backward_cpu(float *dinp, const float *dout, const float *out, int64_t n, float cap,
+                       bool fresh) {
     const bool capped = cap < INFINITY; /* relu6; relu has no upper cut */
+    if (fresh) { /* the tape's buffer is uninitialised: write it (tg_grad_fresh) */
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++)
+            dinp[i] = (out[i] <= 0.0f || (capped && out[i] >= cap)) ? 0.0f : dout[i];
+        return;
+    }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++)
         dinp[i] += (out[i] <= 0.0f || (capped && out[i] >= cap)) ? 0.0f : dout[i];
@@ -57,7 +64,7 @@ static tg_status relu_backward(tg_ctx *ctx, tg_record *rec, float *const *dinput
                                const float *dout) {
     (void)ctx;
     relu_backward_cpu(dinputs[0], dout, rec->out->data, rec->out->numel,
-                      TG_PARAMS(rec, relu_params)->cap);
+                      TG_PARAMS(rec, relu_params)->cap, tg_grad_fresh(rec, 0));
     return TG_OK;
 }
 
@@ -100,6 +107,7 @@ static const tg_op relu_op = {
     .backward = {[TG_DEVICE_CPU] = relu_backward, TG_CUDA_ENTRY(cuda_relu_backward)},
     .cost = relu_cost,
     .explain = relu_explain,
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: a fresh dx is written, not added to */
 };
 
 static tg_tensor *relu_apply(const char *name, tg_ctx *ctx, tg_tensor *x, float cap) {

@@ -14,15 +14,16 @@
  *   dL/dW[o, i] = sum_n dy[n, o] x[n, i]   ->  dW = dy^T x        (out, N)(N, in)
  *   dL/db[o]    = sum_n dy[n, o]           ->  the column sums of dy
  * All three are one SGEMM or one pass over dy; the GEMMs use beta = 1 so they ADD into
- * the gradients (the tape's contract), and a NULL gradient skips its GEMM. Nothing is
- * saved: x and W are the op's inputs and stay alive until the step ends.
+ * the gradients (the tape's contract), and a NULL gradient skips its GEMM. A fresh dx
+ * (tg_grad_fresh: the tape's new, uninitialised buffer) is written with beta = 0 instead.
+ * Nothing is saved: x and W are the op's inputs and stay alive until the step ends.
+ * The SGEMMs run on our threads (tg_sgemm, core/gemm.c), not OpenBLAS's.
  */
 #include "linear.h"
 
 #include "../autograd/tape.h"
 #include "../cuda/tg_cuda.h"
 
-#include <cblas.h>
 #include <limits.h>
 
 void linear_forward_cpu(float *y, const float *x, const float *weight, const float *bias,
@@ -38,22 +39,20 @@ void linear_forward_cpu(float *y, const float *x, const float *weight, const flo
         }
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x,
-                (int)in, weight, (int)in, beta, y, (int)out);
+    tg_sgemm(false, true, N, out, in, 1.0f, x, in, weight, in, beta, y, out);
 }
 
 void linear_backward_cpu(float *dx, float *dweight, float *dbias, const float *dy,
                          const float *x, const float *weight, int64_t N, int64_t in,
-                         int64_t out) {
+                         int64_t out, bool dx_fresh) {
     if (dx) {
-        /* dx (N, in) += dy (N, out) · W (out, in) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)in, (int)out, 1.0f,
-                    dy, (int)out, weight, (int)in, 1.0f, dx, (int)in);
+        /* dx (N, in) += dy (N, out) · W (out, in); a fresh dx is written (beta = 0) */
+        tg_sgemm(false, false, N, in, out, 1.0f, dy, out, weight, in, dx_fresh ? 0.0f : 1.0f,
+                 dx, in);
     }
     if (dweight) {
         /* dW (out, in) += dy^T (out, N) · x (N, in) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)N, 1.0f,
-                    dy, (int)out, x, (int)in, 1.0f, dweight, (int)in);
+        tg_sgemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dweight, in);
     }
     if (dbias) {
         /* Column sums of dy, row by row so the inner loop is contiguous. */
@@ -83,7 +82,7 @@ static tg_status linear_backward(tg_ctx *ctx, tg_record *rec, float *const *dinp
     (void)ctx;
     const linear_params *p = TG_PARAMS(rec, linear_params);
     linear_backward_cpu(dinputs[0], dinputs[1], dinputs[2], dout, rec->inputs[0]->data,
-                        rec->inputs[1]->data, p->N, p->in, p->out);
+                        rec->inputs[1]->data, p->N, p->in, p->out, tg_grad_fresh(rec, 0));
     return TG_OK;
 }
 
@@ -125,6 +124,7 @@ static const tg_op linear_op = {
     .backward = {[TG_DEVICE_CPU] = linear_backward, TG_CUDA_ENTRY(cuda_linear_backward)},
     .cost = linear_cost,
     .backward_doc = "dx += dy W, dW += dy^T x (two SGEMMs, beta = 1), db += column sums of dy",
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: a fresh dx is written (beta = 0) */
 };
 
 tg_tensor *tg_linear(tg_ctx *ctx, tg_tensor *x, tg_tensor *weight, tg_tensor *bias) {

@@ -115,7 +115,7 @@ void cross_entropy_forward_cpu(float *loss, float *max, float *logsum, double *p
 void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *max,
                                 const float *logsum, const int32_t *target,
                                 int32_t ignore_index, float scale, int64_t N, int64_t C,
-                                int64_t inner) {
+                                int64_t inner, bool fresh) {
     int64_t blocks = ce_blocks(inner), ntiles = N * blocks;
 #pragma omp parallel for schedule(static) if (N * C * inner > 32768)
     for (int64_t k = 0; k < ntiles; k++) {
@@ -132,8 +132,13 @@ void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float
         for (int64_t c = 0; c < C; c++) {
             const float *xc = x + c * inner;
             float *dxc = dx + c * inner;
+            if (fresh) { /* the tape's buffer is uninitialised: write it (tg_grad_fresh) */
 #pragma omp simd
-            for (int64_t p = 0; p < len; p++) dxc[p] += expf((xc[p] - mx[p]) - ls[p]) * w[p];
+                for (int64_t p = 0; p < len; p++) dxc[p] = expf((xc[p] - mx[p]) - ls[p]) * w[p];
+            } else {
+#pragma omp simd
+                for (int64_t p = 0; p < len; p++) dxc[p] += expf((xc[p] - mx[p]) - ls[p]) * w[p];
+            }
         }
         /* ... then the one-hot part, one element per position. */
         for (int64_t p = 0; p < len; p++)
@@ -224,7 +229,7 @@ static tg_status cross_entropy_backward(tg_ctx *ctx, tg_record *rec, float *cons
     float scale = p->count > 0 ? (float)((double)dout[0] / (double)p->count) : 0.0f;
     cross_entropy_backward_cpu(dinputs[0], rec->inputs[0]->data, rec->saved[0]->data,
                                rec->saved[1]->data, rec->aux, p->ignore_index, scale, p->N,
-                               p->C, p->inner);
+                               p->C, p->inner, tg_grad_fresh(rec, 0));
     return TG_OK;
 }
 
@@ -272,6 +277,7 @@ static const tg_op cross_entropy_op = {
     .cost = cross_entropy_cost,
     .backward_doc = "dlogits += (softmax - onehot(target)) * dL / count, softmax recomputed "
                     "as exp((logits - saved max) - saved log-sum); ignored targets get 0",
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* logits: every element is written */
 };
 
 tg_cross_entropy_opts tg_cross_entropy_opts_default(void) {

@@ -8,6 +8,7 @@
 #ifndef TG_OPS_LOSS_H
 #define TG_OPS_LOSS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Entries of the `partial` workspace cross_entropy_forward_cpu needs. */
@@ -26,12 +27,12 @@ void cross_entropy_forward_cpu(float *loss, float *max, float *logsum, double *p
 
 /* dlogits += (exp((logits - max) - logsum) - onehot(target)) * scale at every position
  * whose target is not ignore_index (nothing elsewhere), scale = dloss / count.
- * dlogits (N, C, inner) accumulated; logits (N, C, inner), max, logsum and target
- * (N, inner) read. */
+ * dlogits (N, C, inner) accumulated, or written when fresh (the tape's tg_grad_fresh);
+ * logits (N, C, inner), max, logsum and target (N, inner) read. */
 void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *max,
                                 const float *logsum, const int32_t *target,
                                 int32_t ignore_index, float scale, int64_t N, int64_t C,
-                                int64_t inner);
+                                int64_t inner, bool fresh);
 
 /* Entries of the `partial` workspace mse_forward_cpu needs. */
 int64_t mse_partials(int64_t n);

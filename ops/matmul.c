@@ -28,7 +28,8 @@
  * Execution (CPU). A plan (matmul.h, gemm_batch) runs as one cblas_sgemm per matrix.
  * Many small matrices are spread over the OpenMP threads, each a single-threaded SGEMM
  * (the OpenMP build of OpenBLAS runs single-threaded inside a parallel region); few
- * large ones run one after the other, each a threaded SGEMM. bench/linalg_bench.c
+ * large ones run one after the other, each sliced over the threads (tg_sgemm,
+ * core/gemm.c: never OpenBLAS's own threads, which spin-wait). bench/linalg_bench.c
  * measures both against one SGEMM of the same total size. Products summed into one
  * gradient matrix always run serially, in order, so results are deterministic.
  */
@@ -37,7 +38,6 @@
 #include "../autograd/tape.h"
 #include "../cuda/tg_cuda.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <stdio.h>
 
@@ -131,10 +131,11 @@ static gemm_batch_mode choose_mode(const gemm_batch *g, int64_t npar) {
     return GEMM_BATCH_THREADED_GEMM;
 }
 
+/* One product: sliced over our threads in the threaded mode (core/gemm.c), a plain serial
+ * SGEMM inside the parallel mode's loop. */
 static void gemm_one(const gemm_batch *g, const float *A, const float *B, float *C) {
-    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                g->trans_b ? CblasTrans : CblasNoTrans, (int)g->M, (int)g->N, (int)g->K, 1.0f,
-                A, (int)g->lda, B, (int)g->ldb, g->beta, C, (int)g->ldc);
+    tg_sgemm(g->trans_a, g->trans_b, g->M, g->N, g->K, 1.0f, A, g->lda, B, g->ldb, g->beta, C,
+             g->ldc);
 }
 
 void gemm_batch_cpu(const gemm_batch *g, const float *A, const float *B, float *C,

@@ -23,6 +23,8 @@
  *   output (int32, its offset h W + w in the plane), so the backward is one scatter and
  *   x need not be searched again. Overlapping windows (stride < kernel) may pick the
  *   same pixel: the scatter adds, as the chain rule sums over outputs.
+ *   The common 2 x 2 stride-2 unpadded window has its own loop, the same rule written
+ *   branch-free so that it vectorises along the row.
  *
  * Average pool: y = (1 / (kh kw)) sum of the window's real pixels; padded pixels count as
  * zeros in the divisor (count_include_pad = True). PyTorch divides by the window's size
@@ -37,6 +39,8 @@
 #include "../cuda/tg_cuda.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 
 void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW) {
 #pragma omp parallel for schedule(static) if (planes * HW > 65536)
@@ -49,13 +53,19 @@ void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64
     }
 }
 
-void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW) {
+void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW,
+                                  bool fresh) {
 #pragma omp parallel for schedule(static) if (planes * HW > 65536)
     for (int64_t p = 0; p < planes; p++) {
         float g = dy[p] / (float)HW;
         float *d = dx + p * HW;
+        if (fresh) {
 #pragma omp simd
-        for (int64_t i = 0; i < HW; i++) d[i] += g;
+            for (int64_t i = 0; i < HW; i++) d[i] = g;
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < HW; i++) d[i] += g;
+        }
     }
 }
 
@@ -67,8 +77,43 @@ static inline void window_range(int64_t o, int stride, int pad, int kernel, int6
     *hi = end < size ? end : size;
 }
 
+/* The common 2 x 2, stride 2, unpadded window, one plane: the same rule as the general loop
+ * below (start from the window's first pixel, take a later one that is larger or NaN),
+ * written branch-free so the compiler vectorises along the row. */
+static void max_pool2x2_plane(float *out, int32_t *idx, const float *in, int64_t W,
+                              int64_t OH, int64_t OW) {
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = in + 2 * oh * W, *r1 = r0 + W;
+        const int32_t base = (int32_t)(2 * oh * W);
+#pragma omp simd
+        for (int64_t ow = 0; ow < OW; ow++) {
+            float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            float m = a;
+            int32_t k = base + (int32_t)(2 * ow);
+            bool t = b > m || isnan(b);
+            m = t ? b : m;
+            k = t ? base + (int32_t)(2 * ow + 1) : k;
+            t = c > m || isnan(c);
+            m = t ? c : m;
+            k = t ? base + (int32_t)(W + 2 * ow) : k;
+            t = d > m || isnan(d);
+            m = t ? d : m;
+            k = t ? base + (int32_t)(W + 2 * ow + 1) : k;
+            out[oh * OW + ow] = m;
+            idx[oh * OW + ow] = k;
+        }
+    }
+}
+
 void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const pool2d_geom *g) {
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    if (g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 &&
+        g->pad_h == 0 && g->pad_w == 0) {
+#pragma omp parallel for schedule(static) if (g->planes * OH * OW > 65536)
+        for (int64_t p = 0; p < g->planes; p++)
+            max_pool2x2_plane(y + p * OH * OW, argmax + p * OH * OW, x + p * H * W, W, OH, OW);
+        return;
+    }
     double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
 #pragma omp parallel for schedule(static) if (work > 65536)
     for (int64_t p = 0; p < g->planes; p++) {
@@ -100,12 +145,15 @@ void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const poo
 }
 
 void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax,
-                             const pool2d_geom *g) {
+                             const pool2d_geom *g, bool fresh) {
     int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    /* Parallel over planes: a plane's outputs scatter into that plane only. */
-#pragma omp parallel for schedule(static) if (g->planes * OHW > 65536)
+    /* Parallel over planes: a plane's outputs scatter into that plane only. A fresh dx
+     * (tg_grad_fresh) is zeroed plane by plane just before its scatter, while it is in
+     * cache, instead of by the tape in a pass of its own. */
+#pragma omp parallel for schedule(static) if (g->planes * HW > 65536)
     for (int64_t p = 0; p < g->planes; p++) {
         float *d = dx + p * HW;
+        if (fresh) memset(d, 0, (size_t)HW * sizeof(float));
         const float *gy = dy + p * OHW;
         const int32_t *idx = argmax + p * OHW;
         for (int64_t o = 0; o < OHW; o++) d[idx[o]] += gy[o];
@@ -135,13 +183,14 @@ void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {
     }
 }
 
-void avg_pool2d_backward_cpu(float *dx, const float *dy, const pool2d_geom *g) {
+void avg_pool2d_backward_cpu(float *dx, const float *dy, const pool2d_geom *g, bool fresh) {
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     float inv_area = 1.0f / ((float)g->kernel_h * (float)g->kernel_w); /* no int wrap */
     double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
 #pragma omp parallel for schedule(static) if (work > 65536)
     for (int64_t p = 0; p < g->planes; p++) {
         float *d = dx + p * H * W;
+        if (fresh) memset(d, 0, (size_t)(H * W) * sizeof(float)); /* as max pool's */
         const float *gy = dy + p * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
             int64_t h0, h1;
@@ -172,7 +221,7 @@ static tg_status gap_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs
     (void)ctx;
     const tg_tensor *x = rec->inputs[0];
     global_avg_pool_backward_cpu(dinputs[0], dout, rec->out->numel,
-                                 x->shape.dim[2] * x->shape.dim[3]);
+                                 x->shape.dim[2] * x->shape.dim[3], tg_grad_fresh(rec, 0));
     return TG_OK;
 }
 
@@ -208,6 +257,7 @@ static const tg_op global_avg_pool_op = {
     .backward = {[TG_DEVICE_CPU] = gap_backward, TG_CUDA_ENTRY(cuda_gap_backward)},
     .cost = gap_cost,
     .backward_doc = "dx[n, c, :, :] += dy[n, c] / (H W)",
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: a fresh dx is written whole */
 };
 
 tg_tensor *tg_global_avg_pool(tg_ctx *ctx, tg_tensor *x) {
@@ -251,7 +301,8 @@ static tg_status max_pool_forward(tg_ctx *ctx, tg_record *rec) {
 static tg_status max_pool_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
                                    const float *dout) {
     (void)ctx;
-    max_pool2d_backward_cpu(dinputs[0], dout, rec->aux, TG_PARAMS(rec, pool2d_geom));
+    max_pool2d_backward_cpu(dinputs[0], dout, rec->aux, TG_PARAMS(rec, pool2d_geom),
+                            tg_grad_fresh(rec, 0));
     return TG_OK;
 }
 
@@ -264,7 +315,7 @@ static tg_status avg_pool_forward(tg_ctx *ctx, tg_record *rec) {
 static tg_status avg_pool_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
                                    const float *dout) {
     (void)ctx;
-    avg_pool2d_backward_cpu(dinputs[0], dout, TG_PARAMS(rec, pool2d_geom));
+    avg_pool2d_backward_cpu(dinputs[0], dout, TG_PARAMS(rec, pool2d_geom), tg_grad_fresh(rec, 0));
     return TG_OK;
 }
 
@@ -323,6 +374,7 @@ static const tg_op max_pool2d_op = {
     .cost = pool_cost,
     .describe = pool_describe,
     .backward_doc = "dx[argmax of each window] += dy (the saved int32 argmax)",
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: a fresh dx is zeroed plane by plane */
 };
 
 static const tg_op avg_pool2d_op = {
@@ -332,6 +384,7 @@ static const tg_op avg_pool2d_op = {
     .cost = pool_cost,
     .describe = pool_describe,
     .backward_doc = "dx[every pixel of each window] += dy / (kernel_h kernel_w)",
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: a fresh dx is zeroed plane by plane */
 };
 
 /* Validates x and opts for op `name`; fills g. False (message recorded) when invalid. */

@@ -11,6 +11,8 @@
 #include "../autograd/tape.h"
 #include "../cuda/tg_cuda.h"
 
+#include <string.h>
+
 static tg_status reshape_forward(tg_ctx *ctx, tg_record *rec) {
     (void)ctx;
     (void)rec; /* the output is a view; nothing to compute */
@@ -20,7 +22,10 @@ static tg_status reshape_forward(tg_ctx *ctx, tg_record *rec) {
 static tg_status reshape_backward(tg_ctx *ctx, tg_record *rec, float *const *dinputs,
                                   const float *dout) {
     (void)ctx;
-    accumulate_cpu(dinputs[0], dout, rec->out->numel);
+    if (tg_grad_fresh(rec, 0)) /* the tape's buffer is uninitialised: the gradient is dy */
+        memcpy(dinputs[0], dout, (size_t)rec->out->numel * sizeof(float));
+    else
+        accumulate_cpu(dinputs[0], dout, rec->out->numel);
     return TG_OK;
 }
 
@@ -47,6 +52,7 @@ static const tg_op reshape_op = {
     .backward = {[TG_DEVICE_CPU] = reshape_backward, TG_CUDA_ENTRY(cuda_reshape_backward)},
     .cost = reshape_cost,
     .backward_doc = "dx += dy read in x's shape (same elements, same order)",
+    .writes_fresh_grads = {[TG_DEVICE_CPU] = 1u}, /* x: a fresh dx is a copy of dy */
 };
 
 static tg_tensor *reshape_apply(const char *fn, tg_ctx *ctx, tg_tensor *x, tg_shape shape) {

@@ -6,7 +6,11 @@
  */
 #include "testutil.h"
 
+#include "../ops/activation.h"
 #include "../ops/conv2d.h"
+#include "../ops/linear.h"
+#include "../ops/loss.h"
+#include "../ops/pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -259,6 +263,120 @@ START_TEST(conv_fresh_through_tape_with_fanout) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- the other CPU kernels */
+
+/* The inputs the kernels below read, filled once per test. */
+static struct {
+    float x[80000], dy[80000], w[64];
+    int32_t argmax[80000], target[64];
+    float max[64], logsum[64];
+} kin;
+
+/* One backward kernel: fresh = false adds into dx, fresh = true must write it whole.
+ * Returns how many elements dx has. */
+typedef int64_t (*fresh_kernel)(float *dx, bool fresh, int variant);
+
+static int64_t relu_kernel(float *dx, bool fresh, int v) {
+    relu_backward_cpu(dx, kin.dy, kin.x, v ? 70000 : 1000, v ? 6.0f : INFINITY, fresh);
+    return v ? 70000 : 1000;
+}
+
+static pool2d_geom pool_geom(int v) {
+    switch (v) {
+    case 0: return (pool2d_geom){6, 7, 9, 3, 4, 2, 2, 2, 2, 0, 0};   /* 2x2: unread edges */
+    case 1: return (pool2d_geom){6, 9, 8, 5, 4, 3, 3, 2, 2, 1, 1};   /* overlapping */
+    default: return (pool2d_geom){700, 10, 10, 5, 5, 2, 2, 2, 2, 0, 0}; /* parallel */
+    }
+}
+
+static float pool_y[80000];
+
+static int64_t max_pool_kernel(float *dx, bool fresh, int v) {
+    pool2d_geom g = pool_geom(v);
+    max_pool2d_forward_cpu(pool_y, kin.argmax, kin.x, &g);
+    max_pool2d_backward_cpu(dx, kin.dy, kin.argmax, &g, fresh);
+    return g.planes * g.H * g.W;
+}
+
+static int64_t avg_pool_kernel(float *dx, bool fresh, int v) {
+    pool2d_geom g = pool_geom(v);
+    avg_pool2d_backward_cpu(dx, kin.dy, &g, fresh);
+    return g.planes * g.H * g.W;
+}
+
+static int64_t gap_kernel(float *dx, bool fresh, int v) {
+    global_avg_pool_backward_cpu(dx, kin.dy, v ? 700 : 6, 100, fresh);
+    return (v ? 700 : 6) * 100;
+}
+
+static int64_t linear_kernel(float *dx, bool fresh, int v) {
+    (void)v; /* dx (5, 7) = dy (5, 3) W (3, 7) */
+    linear_backward_cpu(dx, NULL, NULL, kin.dy, kin.x, kin.w, 5, 7, 3, fresh);
+    return 35;
+}
+
+/* logits (N 4, C 5, inner 3) with target 2 ignored where it appears */
+static int64_t cross_entropy_kernel(float *dx, bool fresh, int v) {
+    (void)v;
+    cross_entropy_backward_cpu(dx, kin.x, kin.max, kin.logsum, kin.target, 2, 0.25f, 4, 5, 3,
+                               fresh);
+    return 60;
+}
+
+static const struct {
+    const char *name;
+    fresh_kernel run;
+    int variants;
+} KERNELS[] = {
+    {"relu / relu6", relu_kernel, 2},   {"max_pool2d", max_pool_kernel, 3},
+    {"avg_pool2d", avg_pool_kernel, 3}, {"global_avg_pool", gap_kernel, 2},
+    {"linear dx", linear_kernel, 1},    {"cross_entropy", cross_entropy_kernel, 1},
+};
+
+/* Handed a NaN-filled dx and fresh = true, each kernel writes exactly what it adds onto
+ * zeros: every element written (the NaN would survive an add), bit for bit. */
+START_TEST(kernels_write_fresh_dx) {
+    tg_rng rng;
+    tg_rng_seed(&rng, 17);
+    tg_rng_fill_normal(&rng, kin.x, 80000, 0, 3);
+    tg_rng_fill_normal(&rng, kin.dy, 80000, 0, 1);
+    tg_rng_fill_normal(&rng, kin.w, 64, 0, 1);
+    for (int i = 0; i < 80000; i += 7) kin.x[i] = 0.0f; /* relu's kink */
+    for (int i = 0; i < 12; i++) {                       /* cross entropy: (N 4, inner 3) */
+        kin.target[i] = i % 5;
+        int n = i / 3, p = i % 3;
+        float m = -INFINITY;
+        for (int c = 0; c < 5; c++) m = fmaxf(m, kin.x[(n * 5 + c) * 3 + p]);
+        double sum = 0;
+        for (int c = 0; c < 5; c++) sum += exp((double)kin.x[(n * 5 + c) * 3 + p] - m);
+        kin.max[i] = m;
+        kin.logsum[i] = (float)log(sum);
+    }
+    float *want = malloc(80000 * sizeof(float)), *got = malloc(80000 * sizeof(float));
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(got);
+    for (size_t k = 0; k < sizeof KERNELS / sizeof KERNELS[0]; k++) {
+        for (int v = 0; v < KERNELS[k].variants; v++) {
+            for (int64_t i = 0; i < 80000; i++) {
+                want[i] = 0.0f;
+                got[i] = NAN;
+            }
+            int64_t n = KERNELS[k].run(want, false, v);
+            ck_assert_int_eq(KERNELS[k].run(got, true, v), n);
+            ck_assert_int_le(n, 80000);
+            int64_t bad = -1;
+            for (int64_t i = 0; i < n && bad < 0; i++)
+                if (memcmp(&want[i], &got[i], sizeof(float))) bad = i;
+            ck_assert_msg(bad < 0, "%s (variant %d): fresh dx[%lld] = %g, added onto zeros %g",
+                          KERNELS[k].name, v, (long long)bad, bad < 0 ? 0.0 : (double)got[bad],
+                          bad < 0 ? 0.0 : (double)want[bad]);
+        }
+    }
+    free(want);
+    free(got);
+}
+END_TEST
+
 Suite *fresh_grads_suite(void) {
     Suite *s = suite_create("fresh_grads");
     TCase *tc = tcase_create("fresh_grads");
@@ -266,6 +384,7 @@ Suite *fresh_grads_suite(void) {
     tcase_add_test(tc, fresh_first_gradient_only);
     tcase_add_test(tc, fresh_never_for_parameters);
     tcase_add_test(tc, conv_paths_write_fresh_dx);
+    tcase_add_test(tc, kernels_write_fresh_dx);
     tcase_add_test(tc, conv_fresh_through_tape_with_fanout);
     suite_add_tcase(s, tc);
     return s;

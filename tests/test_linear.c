@@ -210,7 +210,7 @@ START_TEST(linear_kernel_skips_null_grads) {
     for (int mask = 0; mask < 8; mask++) {
         float dx[6] = {0}, dw[6] = {0}, db[2] = {0};
         linear_backward_cpu(mask & 1 ? dx : NULL, mask & 2 ? dw : NULL, mask & 4 ? db : NULL,
-                            dy, x, w, 2, 3, 2);
+                            dy, x, w, 2, 3, 2, false);
         const float zero[6] = {0};
         tg_expect_close_f("dx", dx, mask & 1 ? want_dx : zero, 6, 1e-6, 0);
         tg_expect_close_f("dweight", dw, mask & 2 ? want_dw : zero, 6, 1e-6, 0);

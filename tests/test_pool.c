@@ -206,10 +206,10 @@ START_TEST(pool_kernels_match_reference) {
         memset(ref_dx, 0, (size_t)nin * sizeof *ref_dx);
         if (avg) {
             avg_pool2d_forward_cpu(y, x, &g);
-            avg_pool2d_backward_cpu(dx, dy, &g);
+            avg_pool2d_backward_cpu(dx, dy, &g, false);
         } else {
             max_pool2d_forward_cpu(y, argmax, x, &g);
-            max_pool2d_backward_cpu(dx, dy, argmax, &g);
+            max_pool2d_backward_cpu(dx, dy, argmax, &g, false);
         }
         for (int64_t p = 0; p < g.planes; p++) {
             for (int64_t oh = 0; oh < g.OH; oh++) {
