@@ -37,16 +37,24 @@ void relu_forward_cpu(float *out, const float *inp, int64_t n, float cap) {
 
 void relu_backward_cpu(float *dinp, const float *dout, const float *out, int64_t n, float cap,
                        bool fresh) {
-    const bool capped = cap < INFINITY; /* relu6; relu has no upper cut */
+    /* The upper cut as a comparison that is false for relu, even at y = +inf: y >= NaN
+     * never holds. Both loads and both tests are unconditional (a bitwise |, not ||), so
+     * the compiler can vectorise the select; with || and a load behind it, GCC kept a
+     * branch per element, mispredicted half the time at MNIST's activations: 4x slower. */
+    const float hi = cap < INFINITY ? cap : NAN;
     if (fresh) { /* the tape's buffer is uninitialised: write it (tg_grad_fresh) */
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++)
-            dinp[i] = (out[i] <= 0.0f || (capped && out[i] >= cap)) ? 0.0f : dout[i];
+        for (int64_t i = 0; i < n; i++) {
+            float y = out[i], g = dout[i];
+            dinp[i] = (y <= 0.0f) | (y >= hi) ? 0.0f : g;
+        }
         return;
     }
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++)
-        dinp[i] += (out[i] <= 0.0f || (capped && out[i] >= cap)) ? 0.0f : dout[i];
+    for (int64_t i = 0; i < n; i++) {
+        float y = out[i], g = dout[i];
+        dinp[i] += (y <= 0.0f) | (y >= hi) ? 0.0f : g;
+    }
 }
 
 typedef struct relu_params {
