@@ -174,11 +174,10 @@ static void fill_bias_cols(float *y, const float *bias, int64_t Cog, int64_t nco
     }
 }
 
-/* db[o] += sum over n and the plane of dy[n, o]. Each thread owns whole channels. */
-void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_t C,
-                              int64_t plane) {
-#pragma omp parallel for schedule(static) if (N * C * plane > 65536)
-    for (int64_t o = 0; o < C; o++) {
+/* db[o] += sum over n and the plane of dy[n, o], for channels o0 .. o1-1. Serial. */
+static void bias_sums(float *dbias, const float *dout, int64_t N, int64_t C, int64_t plane,
+                      int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o++) {
         float s = 0.0f;
         for (int64_t n = 0; n < N; n++) {
             const float *dy = dout + (n * C + o) * plane;
@@ -187,6 +186,15 @@ void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_
         }
         dbias[o] += s;
     }
+}
+
+/* db[o] += sum over n and the plane of dy[n, o]. Each thread owns whole channels. The GEMM
+ * backwards below do the same inside their own parallel region (one fork, not two: each
+ * costs a time slice on a loaded machine); a channel's sum is the same either way. */
+void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_t C,
+                              int64_t plane) {
+#pragma omp parallel for schedule(static) if (N * C * plane > 65536)
+    for (int64_t o = 0; o < C; o++) bias_sums(dbias, dout, N, C, plane, o, o + 1);
 }
 
 /* ---------------------------------------------------------------- im2col / col2im tiles */
@@ -323,8 +331,10 @@ void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const f
                               float *workspace, int64_t tile_cols, bool dinp_fresh) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, KK = g->KH * g->KW;
     const int64_t K = Cg * KK, ncols = g->OH * g->OW, HW = g->H * g->W;
-    if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, ncols);
-    if (!dinp && !dweight) return;
+    if (!dinp && !dweight) {
+        if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, ncols);
+        return;
+    }
     if (tile_cols > ncols) tile_cols = ncols; /* the workspace holds no more */
     /* Threads own whole input channels when dx is wanted (col2im of a channel's rows
      * writes that channel only), single rows of col otherwise. */
@@ -335,6 +345,9 @@ void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const f
         const int t = thread_id(), T = team_size();
         const int64_t k0 = units * t / T * unit, k1 = units * (t + 1) / T * unit;
         const int64_t kt = k1 - k0;
+        if (dbias) /* this thread's share of the bias channels */
+            bias_sums(dbias, dout, g->N, g->C_out, ncols, g->C_out * t / T,
+                      g->C_out * (t + 1) / T);
         float *col = workspace + k0 * tile_cols; /* rows k0 .. k1-1 of the tile */
         for (int64_t n = 0; kt > 0 && n < g->N; n++) {
             for (int64_t grp = 0; grp < G; grp++) {
@@ -428,8 +441,10 @@ void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
                                    const conv2d_geom *g, bool dinp_fresh) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
-    if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, HW);
-    if (!dinp && !dweight) return;
+    if (!dinp && !dweight) {
+        if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, HW);
+        return;
+    }
     const int nt = team_for((double)g->N * g->C_out * Cg * HW, Cg);
     const bool by_cols = HW >= PW_DX_MIN_PLANE;
     const int64_t cols = pw_dx_cols(HW), per = (HW + cols - 1) / cols, chunks = g->N * G * per;
@@ -437,6 +452,8 @@ void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
     {
         const int t = thread_id(), T = team_size();
         const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, ct = c1 - c0;
+        if (dbias) /* this thread's share of the bias channels */
+            bias_sums(dbias, dout, g->N, g->C_out, HW, g->C_out * t / T, g->C_out * (t + 1) / T);
         for (int64_t it = chunks * t / T; dinp && by_cols && it < chunks * (t + 1) / T; it++) {
             const int64_t n = it / (G * per), grp = it / per % G, j = it % per;
             const int64_t a = j * cols, b = a + cols < HW ? a + cols : HW;
