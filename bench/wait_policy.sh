@@ -26,7 +26,7 @@ extra="$*"
 ncpu=$(nproc)
 limit=${WAIT_POLICY_TIMEOUT:-300} # seconds per run; a run cut off counts as missing
 # policy/spincount; "-" leaves the variable unset
-settings="-/- passive/- active/- -/0 -/1000 -/10000 -/100000 active/10000 passive/10000"
+settings="-/- passive/- active/- -/0 -/1000 -/10000 -/100000 active/10000 passive/0 passive/1000 passive/10000"
 
 epoch_seconds() { # policy spin -> the epoch's seconds on stdout
     pol=$1 spin=$2
@@ -82,14 +82,14 @@ for s in $settings; do
         printf "%-10s %-10s %10.3f %10.3f %7.1fx %11.2fx\n", (p == "-" ? "(unset)" : p),
                (s == "-" ? "(unset)" : s), i, l, l / i, i / b }'
 done
-# The program's defaults (passive, 10000) with the adaptive thread count (--threads auto).
+# The program's defaults (passive, 0) with the adaptive thread count (--threads auto).
 extra="$extra --threads auto"
-idle=$(measure passive 10000)
+idle=$(measure passive 0)
 start_load
 sleep 0.5
-loaded=$(measure passive 10000)
+loaded=$(measure passive 0)
 stop_load
 awk -v i="$idle" -v l="$loaded" -v b="$base" 'BEGIN {
-    printf "%-21s %10.3f %10.3f %7.1fx %11.2fx  (--threads auto)\n", "passive 10000 auto", i, l,
+    printf "%-21s %10.3f %10.3f %7.1fx %11.2fx  (--threads auto)\n", "passive 0 auto", i, l,
            l / i, i / b }'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

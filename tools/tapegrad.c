@@ -7,14 +7,17 @@
  * of a core. On an idle machine that makes back-to-back regions cheap. When another
  * process holds a core, the spinning thread takes the time slice the thread with the work
  * needs, every region's barrier waits for the scheduler, and a small CNN's epoch ran 14-30x
- * slower (issue 14). A short spin followed by a real sleep (OMP_WAIT_POLICY=passive with
- * GOMP_SPINCOUNT=10000: spin about 10,000 times, then block on a futex) keeps the idle
- * speed (the next region of a step usually starts within microseconds) and gives the core
- * away soon after. Measured with bench/wait_policy.sh on the idle 2-core VM (one busy
- * loop per core for "loaded"; bench/RESULTS.md): libgomp's default 24x slower loaded
- * than idle, passive alone 14x, GOMP_SPINCOUNT=10000 alone 5.6x, passive + 10000 2.6x,
- * with no idle cost. (OMP_DYNAMIC=true, which shrinks teams under load, deadlocks
- * OpenBLAS's OpenMP build, which assumes the threads it asked for.)
+ * slower (issue 14). A waiting thread that sleeps at once (OMP_WAIT_POLICY=passive,
+ * GOMP_SPINCOUNT=0: block on a futex, no spin) gives the core away at once. Session 4
+ * chose a spin of 10,000 (~0.5 ms) to keep back-to-back regions cheap on an idle
+ * machine; session 6 measured that it costs nothing to drop it (idle medians of 10 runs:
+ * small-CNN epoch 0.231 s with 0 spins, 0.224 s with 10,000; tiny GPT and forum steps tied
+ * too) while under load every wait spun its whole 0.5 ms of our time slice away
+ * (one busy loop per core, medians of 8 interleaved runs: CNN epoch 0.51 s with 0 spins,
+ * 0.54 with 1,000, 0.71 with 10,000, 1.61 with 100,000; tiny GPT 18.8 vs 22-24 ms per
+ * step). bench/wait_policy.sh and bench/RESULTS.md have the tables. (OMP_DYNAMIC=true,
+ * which shrinks teams under load, deadlocks OpenBLAS's OpenMP build, which assumes the
+ * threads it asked for.)
  *
  * libgomp (and OpenBLAS's OpenMP build, which shares its threads) reads OMP_WAIT_POLICY
  * and GOMP_SPINCOUNT once, when the program is loaded, so setting them in main() is too
@@ -32,14 +35,15 @@
  * A user's own OPENBLAS_CORETYPE wins; TAPEGRAD_BLAS_FIXED=off (any value) keeps
  * OpenBLAS's own choice, as TAPEGRAD_OMP_DEFAULTS=off keeps libgomp's defaults.
  *
- * THE THREAD COUNT. A short spin is not enough when other processes hold the cores: a
- * team of two still waits at each barrier for its second thread's time slice (2.6x the
+ * THE THREAD COUNT. Sleeping waits are not enough when other processes hold the cores: a
+ * team of two still waits at each barrier for its second thread's time slice (2.4x the
  * idle time with one busy loop per core). `--threads auto` (the default of the timing
  * commands forum and mobilenet) turns on adaptive mode (tg_set_threads_adaptive,
  * core/threads.c): the team shrinks to the cores other processes leave free and grows back
- * when they go. Training keeps all cores by default, because OpenBLAS's sums, and so the
- * trained bits, depend on the thread count (checkpoint resume is byte-identical for a
- * fixed count); `train --threads auto` trades that for speed on a shared machine.
+ * when they go. Training keeps all cores by default, because the trained bits depend on
+ * the thread count (the dense convolution's column tiles are cut per thread; checkpoint
+ * resume is byte-identical for a fixed count); `train --threads auto` trades that for
+ * speed on a shared machine.
  */
 #include "commands.h"
 
@@ -51,7 +55,7 @@
 #include <unistd.h>
 
 /* Spins before an idle OpenMP thread sleeps (see above; bench/wait_policy.sh). */
-#define TAPEGRAD_SPINCOUNT "10000"
+#define TAPEGRAD_SPINCOUNT "0"
 
 /* Returns only when the environment is left as it is (or the re-exec failed). */
 static void apply_omp_defaults(char **argv) {
