@@ -10,12 +10,15 @@
  * slower (issue 14). A waiting thread that sleeps at once (OMP_WAIT_POLICY=passive,
  * GOMP_SPINCOUNT=0: block on a futex, no spin) gives the core away at once. Session 4
  * chose a spin of 10,000 (~0.5 ms) to keep back-to-back regions cheap on an idle
- * machine; session 6 measured that it costs nothing to drop it (idle medians of 10 runs:
- * small-CNN epoch 0.231 s with 0 spins, 0.224 s with 10,000; tiny GPT and forum steps tied
- * too) while under load every wait spun its whole 0.5 ms of our time slice away
- * (one busy loop per core, medians of 8 interleaved runs: CNN epoch 0.51 s with 0 spins,
- * 0.54 with 1,000, 0.71 with 10,000, 1.61 with 100,000; tiny GPT 18.8 vs 22-24 ms per
- * step). bench/wait_policy.sh and bench/RESULTS.md have the tables. (OMP_DYNAMIC=true,
+ * machine. Session 6 measured the spin count on both of the `train` workloads, idle and
+ * with one busy loop per core, in interleaved runs (bench/RESULTS.md): idle, no spin
+ * count made a difference (small-CNN epoch 0.231 s with 0 spins, 0.224 s with 10,000,
+ * medians of 10; tiny GPT and forum steps tied too). Loaded, the tiny GPT (many short
+ * regions) ran 9.3 ms per step with 0 spins, 15.7 with 1,000, 12.7 with 3,000 and 21.4
+ * with 10,000 (medians of 5), while the small CNN (fewer, longer regions) preferred a
+ * spin: 0.76 s per epoch with 0, 0.66 with 1,000, 0.71 with 3,000, 0.63 with 10,000
+ * (medians of 15). No spin costs the CNN 20% and saves the GPT 57%: 0 is the default.
+ * (OMP_DYNAMIC=true,
  * which shrinks teams under load, deadlocks OpenBLAS's OpenMP build, which assumes the
  * threads it asked for.)
  *
