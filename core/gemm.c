@@ -90,7 +90,7 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
             sgemm_call(ta, tb, b - a, N, K, alpha, ta ? A + a : A + a * lda, lda, B, ldb, beta,
                        C + a * ldc, ldc);
         else
-            sgemm_call(ta, tb, M, b - a, K, alpha, A, lda, tb ? B + a * ldb : B + a, ldb,
-                       beta, C + a, ldc);
+            sgemm_call(ta, tb, M, b - a, K, alpha, A, lda, tb ? B + a * ldb : B + a, ldb, beta,
+                       C + a, ldc);
     }
 }

@@ -29,7 +29,7 @@ static const gemm_case cases[] = {
     {133, 517, 61, false, true, 0.5f, 1.0f},   /* column slices, ragged */
     {517, 133, 61, true, false, 1.0f, 1.0f},
     {257, 255, 96, true, true, -2.0f, 0.25f},
-    {64, 128, 1568, false, true, 1.0f, 1.0f}, /* fc1 forward: y = x W^T onto the bias */
+    {64, 128, 1568, false, true, 1.0f, 1.0f},  /* fc1 forward: y = x W^T onto the bias */
     {64, 1568, 128, false, false, 1.0f, 1.0f}, /* fc1 dx = dy W */
     {128, 1568, 64, true, false, 1.0f, 1.0f},  /* fc1 dW = dy^T x */
     {64, 128, 784, false, true, 1.0f, 1.0f},   /* the MLP's first layer */
@@ -95,7 +95,8 @@ START_TEST(sgemm_slices_match_reference_and_thread_counts) {
         for (int64_t j = N; j < ldc; j++) /* the padding past N is not C's */
             ck_assert_float_eq(C[0][i * ldc + j], C0[i * ldc + j]);
     }
-    for (int t = 0; t < 3; t++) free(C[t]);
+    for (int t = 0; t < 3; t++)
+        free(C[t]);
     free(A);
     free(B);
     free(C0);
