@@ -155,7 +155,8 @@ fallback_build() {
     ar rcs "$W/libtapegrad.a" "$W"/obj/*.o || return 1
     local libs="-L$PACK/lib -L$D/lib $(for d in $(cuda_lib_dirs); do echo -L$d; done) -l:libopenblas.so.0 -l:libz.so.1 -lcublas -lcudart -lgomp -lm -lpthread -Wl,-rpath,$PACK/lib"
     (cd "$ROOT" && gcc $cflags tools/*.c "$W/libtapegrad.a" $libs -o "$W/bin/tapegrad") || return 1
-    (cd "$ROOT" && gcc $cflags tests/test_cuda.c tests/testutil.c tests/optim_golden.c \
+    (cd "$ROOT" && gcc $cflags tests/test_cuda.c tests/test_cuda_ops.c tests/test_cuda_train.c \
+        tests/test_cuda_edge.c tests/cuda_parity.c tests/testutil.c tests/optim_golden.c \
         tests/conv_ref.c "$W/libtapegrad.a" "$D/lib/libcheck.a" -l:libsubunit.so.0 $libs \
         -lrt -o "$W/bin/test_cuda") || return 1
     (cd "$ROOT" && gcc $cflags bench/gpu_conv_bench.c "$W/libtapegrad.a" $libs \
