@@ -24,7 +24,8 @@ epoch() { # "TAPEGRAD ARGS..." -> seconds
 }
 pids=""
 stop_load() { [ -n "$pids" ] && kill $pids 2>/dev/null; wait 2>/dev/null; pids=""; }
-trap stop_load EXIT INT TERM
+trap stop_load EXIT
+trap 'stop_load; exit 130' INT TERM
 echo "loaded_pairs: $rounds rounds, $(nproc) cores, load = $(nproc) busy loops; $(date -u +%FT%TZ)"
 for ((r = 0; r < rounds; r++)); do
     for spec in "$@"; do

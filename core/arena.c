@@ -91,9 +91,12 @@ void tg_arena_reset(tg_arena *a) {
      * and costs no memory. Replacing the blocks by one of the peak size, as on a GPU, would
      * fault every page in a second time (~1.5 us per 4 KiB page here: 5-9% of the MNIST
      * CNN's first epoch went to that). On a GPU nothing is paged in lazily, so there the
-     * blocks are merged into one of the high-water mark, which holds the same sequence
-     * (their total can be up to twice that). */
-    if (a->nblocks > 1 && a->device != TG_DEVICE_CPU) {
+     * blocks are merged into one of the high-water mark, which holds the same sequence.
+     * A CPU arena merges too once its blocks hold more than twice the high-water mark
+     * (steps that allocate in a different order can append blocks they then half use). */
+    size_t held = 0;
+    for (int i = 0; i < a->nblocks; i++) held += a->blocks[i].size;
+    if (a->nblocks > 1 && (a->device != TG_DEVICE_CPU || held / 2 > a->peak)) {
         size_t size = a->peak;
         for (int i = 0; i < a->nblocks; i++) tg_device_free(a->device, a->blocks[i].base);
         a->nblocks = 0;

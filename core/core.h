@@ -70,8 +70,10 @@ tg_status tg_device_sync(tg_device device);
 /* ------------------------------------------------------------ arenas (core/arena.c) */
 
 /* A bump allocator over a list of blocks. Reset rewinds to the start and keeps the
- * blocks (their pages stay touched); when a step needed more than one block, reset
- * replaces them by one block of the high-water size, so later steps are contiguous. */
+ * blocks (their pages stay touched). When a step needed more than one block, a device
+ * arena's reset replaces them by one block of the high-water size; a CPU arena keeps
+ * them (re-faulting a merged block costs ~1.5 us a page) unless they hold more than
+ * twice the high-water mark. */
 typedef struct tg_arena_block {
     char *base;
     size_t size;
@@ -227,9 +229,12 @@ int tg_threads_for_load(int cores, double others, int limit);
 
 /* C (M x N) = alpha op(A) op(B) + beta C, row-major (op(A) M x K, op(B) K x N; ta/tb:
  * A/B stored transposed), on this process's threads: one serial SGEMM per thread on a
- * slice of C's rows or columns, never OpenBLAS's own threads (they spin-wait for each
- * other and collapse on a busy machine). Inside a parallel region, or below ~2 M
- * multiply-adds, one plain call. The bits do not depend on the thread count. */
+ * slice of C's rows or columns, not OpenBLAS's own threads (they spin-wait for each
+ * other and collapse on a busy machine; with OpenBLAS's pthreads build, which cannot run
+ * inside our threads, they are all there is). Inside a parallel region, or below ~2 M
+ * multiply-adds, one plain call. Same bits run to run at a given thread count; another
+ * count may change the last bits (where a slice starts decides which OpenBLAS kernel
+ * variant computes an element). */
 void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 

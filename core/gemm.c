@@ -14,13 +14,16 @@
  * Which dimension: a row slice of C needs all of B, a column slice all of A; OpenBLAS
  * packs what a slice needs, so the copy duplicated across threads is the operand of the
  * dimension NOT split. Splitting the larger of M and N duplicates the smaller operand.
- * Slice edges fall on multiples of 16 (the SGEMM micro-kernels' tile edges), and an
- * element of C is computed by the same operations whichever slice holds it, so the
- * result does not depend on the thread count (tests/test_gemm.c checks 1, 2 and 3 threads
- * bit for bit) — as long as every slice takes OpenBLAS's large-matrix path: its
- * small-matrix kernels (SkylakeX, M N K <= 100^3) accumulate in another order. Hence
- * SGEMM_SLICE_MIN_MACS: no slice smaller than that, and a product below it runs as one
- * call (at ~10 us on one core, a fork would not pay for itself anyway).
+ * Slice edges fall on multiples of 16 (the SGEMM micro-kernels' tile edges), every slice
+ * holds at least one whole tile and SGEMM_SLICE_MIN_MACS multiply-adds (a smaller product
+ * runs as one call: at ~10 us on one core a fork would not pay for itself).
+ *
+ * Bits: the same run to run for a given thread count. Not across thread counts: where a
+ * slice starts decides which of OpenBLAS's kernel variants computes an element, and the
+ * variants round differently (with the Haswell/Zen kernels 11 of tests/test_gemm.c's 17
+ * shapes differ in the last bits between 1 and 2 threads; with this VM's SkylakeX ones,
+ * none of those). Making the slicing depend on the shape alone would fix that at the price
+ * of repacking an operand per slice on one thread; not done.
  */
 #include "core.h"
 
@@ -40,17 +43,19 @@ static void sgemm_call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float 
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-/* How many slices: one per thread, none under SGEMM_SLICE_MIN_MACS, none narrower than
- * one 16-wide tile. */
+/* How many slices: at most one per thread, each at least one whole 16-wide tile of the
+ * split dimension (the ragged end goes to the last slice) and SGEMM_SLICE_MIN_MACS. */
 static int sgemm_slices(int64_t M, int64_t N, int64_t K) {
 #ifdef _OPENMP
     if (omp_in_parallel() || !tg_blas_nests()) return 1; /* no nesting */
+    const int64_t len = M >= N ? M : N, other = M >= N ? N : M;
+    const int64_t full_tiles = len / SGEMM_SLICE_ALIGN;
     int64_t nt = tg_get_num_threads();
-    double macs = (double)M * (double)N * (double)K;
-    int64_t by_size = (int64_t)(macs / SGEMM_SLICE_MIN_MACS);
-    int64_t by_tiles = ((M > N ? M : N) + SGEMM_SLICE_ALIGN - 1) / SGEMM_SLICE_ALIGN;
-    if (nt > by_size) nt = by_size;
-    if (nt > by_tiles) nt = by_tiles;
+    if (nt > full_tiles) nt = full_tiles;
+    /* the smallest slice: full_tiles / nt tiles */
+    while (nt > 1 && (double)(full_tiles / nt * SGEMM_SLICE_ALIGN) * (double)other *
+                             (double)K < SGEMM_SLICE_MIN_MACS)
+        nt--;
     return nt < 1 ? 1 : (int)nt;
 #else
     (void)M, (void)N, (void)K;
@@ -78,8 +83,8 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
     }
     const bool by_rows = M >= N;
     const int64_t len = by_rows ? M : N;
-    /* tiles of 16 dealt out as evenly as they go; the last slice takes the ragged end */
-    const int64_t tiles = (len + SGEMM_SLICE_ALIGN - 1) / SGEMM_SLICE_ALIGN;
+    /* whole tiles of 16 dealt out as evenly as they go; the last slice takes the ragged end */
+    const int64_t tiles = len / SGEMM_SLICE_ALIGN;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
         int64_t a = tiles * t / nt * SGEMM_SLICE_ALIGN;

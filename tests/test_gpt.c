@@ -227,55 +227,6 @@ START_TEST(gpt_learns_the_sample) {
 }
 END_TEST
 
-/* The example's own size (64 channels, batch 32 x 16: its GEMMs are sliced over the
- * threads, core/gemm.c) trained a few clipped AdamW steps with dropout on 1, 2 and 3 threads: the
- * parameters come out byte for byte the same, which is why `train words` may adapt its
- * thread count to the load by default without changing what it trains. */
-START_TEST(gpt_training_bits_do_not_depend_on_threads) {
-    tg_words *w = tg_words_load(NULL);
-    const int saved = tg_get_num_threads();
-    float *first = NULL;
-    int64_t numel = 0;
-    for (int threads = 1; threads <= 3; threads++) {
-        tg_set_num_threads(threads);
-        tg_model *m = tg_gpt_new(tg_gpt_opts_default(), TG_DEVICE_CPU, 5);
-        tg_optim *opt = tg_adamw_new(tg_model_params(m), tg_adamw_opts_default());
-        tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
-        tg_rng rng;
-        tg_rng_seed(&rng, 9);
-        int32_t x[32 * 16], y[32 * 16];
-        for (int step = 0; step < 4; step++) {
-            ck_assert_int_eq(tg_words_batch(w, TG_WORDS_TRAIN, 32, 16, &rng, x, y), TG_OK);
-            tg_tensor *loss = tg_gpt_loss(ctx, m, x, y, 32, 16, true);
-            tg_optim_zero_grad(opt);
-            ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
-            float norm; /* as train words: clipped at 1 (a sum over the flat store) */
-            ck_assert_int_eq(tg_clip_grad_norm(tg_model_params(m), 1.0f, &norm), TG_OK);
-            ck_assert_int_eq(tg_optim_step(opt), TG_OK);
-            tg_step_end(ctx);
-        }
-        tg_params *ps = tg_model_params(m);
-        const float *p = tg_params_data(ps);
-        if (!first) {
-            numel = tg_params_numel(ps);
-            first = malloc((size_t)numel * sizeof(float));
-            ck_assert_ptr_nonnull(first);
-            memcpy(first, p, (size_t)numel * sizeof(float));
-        } else {
-            ck_assert_int_eq(tg_params_numel(ps), numel);
-            ck_assert_msg(!memcmp(first, p, (size_t)numel * sizeof(float)),
-                          "%d threads trained other bits than 1 thread", threads);
-        }
-        tg_ctx_free(ctx);
-        tg_optim_free(opt);
-        tg_model_free(m);
-    }
-    tg_set_num_threads(saved);
-    free(first);
-    tg_words_free(w);
-}
-END_TEST
-
 Suite *gpt_suite(void) {
     Suite *s = suite_create("gpt");
     TCase *tc = tg_test_case("gpt");
@@ -286,7 +237,6 @@ Suite *gpt_suite(void) {
     tcase_add_test(tc, gpt_is_causal);
     tcase_add_test(tc, gpt_gradient_along_a_direction);
     tcase_add_test(tc, gpt_learns_the_sample);
-    tcase_add_test(tc, gpt_training_bits_do_not_depend_on_threads);
     suite_add_tcase(s, tc);
     return s;
 }

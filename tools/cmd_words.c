@@ -54,9 +54,8 @@ static void usage(FILE *f) {
         "                      continues exactly where it stopped\n"
         "  --samples N         words sampled at the end (default 20)\n"
         "  --seed N            initialisation, data order and dropout (default 1)\n"
-        "  --threads N|auto    CPU threads (default: auto: all cores, fewer while other\n"
-        "                      processes hold them; the trained bits are the same for any\n"
-        "                      count, tests/test_gpt.c)\n"
+        "  --threads N|auto    CPU threads, also OpenBLAS's (default: all cores; auto: fewer\n"
+        "                      while other processes hold cores, bits vary with the load)\n"
         "  --checkpoint PATH   save model, optimizer and position at every evaluation\n"
         "  --resume PATH       continue from a checkpoint (same model options)\n"
         "  --step-log FILE     CSV: step, loss, lr, milliseconds (every step)\n"
@@ -129,10 +128,7 @@ static int parse(int argc, char **argv, words_args *a) {
 }
 
 static int run(const words_args *a) {
-    /* Adaptive by default: nothing this model runs depends on the thread count for its
-     * bits (tests/test_gpt.c), and a busy machine then costs far less (bench/RESULTS.md:
-     * 14.8 vs 20.9 ms per step with one busy loop per core). */
-    tool_set_threads(a->threads, true);
+    tool_set_threads(a->threads, false);
     FILE *human = a->json ? stderr : stdout;
     double lr, dropout, wd;
     parse_float(a->lr_s, &lr);

@@ -43,11 +43,10 @@
  * idle time with one busy loop per core). `--threads auto` (the default of the timing
  * commands forum and mobilenet) turns on adaptive mode (tg_set_threads_adaptive,
  * core/threads.c): the team shrinks to the cores other processes leave free and grows back
- * when they go. `train mnist` keeps all cores by default, because the CNN's trained bits
- * depend on the thread count (the dense convolution's column tiles are cut per thread;
- * checkpoint resume is byte-identical for a fixed count); `train mnist --threads auto`
- * trades that for speed on a shared machine. `train words` adapts by default: the GPT's
- * bits do not depend on the count (tests/test_gpt.c).
+ * when they go. Training keeps all cores by default, because the trained bits depend on
+ * the thread count (the dense convolution's column tiles and the SGEMM slices are cut per
+ * thread; checkpoint resume is byte-identical for a fixed count); `train --threads auto`
+ * trades that for speed on a shared machine.
  */
 #include "commands.h"
 
