@@ -335,9 +335,13 @@ tg_status tg_ctx_sync(tg_ctx *ctx);
  *                          two, as cuDNN's benchmark mode: the first time the context
  *                          records a convolution that Winograd supports (CPU), both
  *                          forwards run on the live operands into scratch (after one
- *                          untimed warm-up each: first runs pay page faults)
- *                          and the faster is kept in a small table in the context, keyed
- *                          by the full geometry (batch, channels, size, padding, bias).
+ *                          untimed warm-up each: first runs pay page faults; the better
+ *                          of two timed runs each) and the faster is kept in a small
+ *                          table in the context, keyed by the full geometry (batch,
+ *                          channels, size, padding, bias). A geometry met again with
+ *                          another batch size takes the choice of the closest batch size
+ *                          already in the table, untimed (a last, shorter batch and an
+ *                          evaluation batch are not timed again).
  *                          The table survives tg_step_end, so each geometry is timed once
  *                          per context; the profile's detail says "auto: winograd 3x3" or
  *                          "auto: dense 3x3". On CUDA contexts AUTO changes nothing (the

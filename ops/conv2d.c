@@ -18,6 +18,7 @@
 #include "../cuda/tg_cuda.h"
 
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- the op */
@@ -230,28 +231,59 @@ static const tg_op conv1d_op = {
 
 /* ---------------------------------------------------------------- TG_CONV_ALGO_AUTO */
 
-/* Each forward runs once untimed before the timed run: a first run pays one-off costs
+/* Each forward runs once untimed before the two timed runs: a first run pays one-off costs
  * (page faults of fresh scratch, about 1.5 us per 4 KiB page on the project's VM, and
  * cold caches) that are not the algorithm's. Timing first runs above 2 GFLOP made the
  * choice flip between runs of the same net (forum dense 64x64: Winograd 3x faster alone,
  * yet im2col + SGEMM chosen for 49 of 50 layers once the SGEMM kernels were fast). */
 
+/* The geometry but for the batch size. */
+static bool choice_like(const tg_conv_choice *c, const conv2d_geom *g, bool bias) {
+    return c->c_in == g->C_in && c->h == g->H && c->w == g->W && c->c_out == g->C_out &&
+           c->pad_h == g->pad_h && c->pad_w == g->pad_w && c->bias == bias;
+}
+
 static bool choice_is(const tg_conv_choice *c, const conv2d_geom *g, bool bias) {
-    return c->n == g->N && c->c_in == g->C_in && c->h == g->H && c->w == g->W &&
-           c->c_out == g->C_out && c->pad_h == g->pad_h && c->pad_w == g->pad_w &&
-           c->bias == bias;
+    return c->n == g->N && choice_like(c, g, bias);
+}
+
+static int64_t batch_gap(int64_t a, int64_t b) { return a > b ? a - b : b - a; }
+
+/* Records a choice for g in ctx's table (replacing the oldest when full). */
+static int record_choice(tg_ctx *ctx, const conv2d_geom *g, bool bias, bool winograd,
+                         double gemm_seconds, double winograd_seconds) {
+    tg_conv_choice *c = &ctx->conv_choices[ctx->next_conv_choice];
+    *c = (tg_conv_choice){.n = g->N, .c_in = g->C_in, .h = g->H, .w = g->W, .c_out = g->C_out,
+                          .pad_h = g->pad_h, .pad_w = g->pad_w, .bias = bias,
+                          .winograd = winograd, .gemm_seconds = gemm_seconds,
+                          .winograd_seconds = winograd_seconds};
+    ctx->next_conv_choice = (ctx->next_conv_choice + 1) % TG_CTX_CONV_CHOICES;
+    if (ctx->nconv_choices < TG_CTX_CONV_CHOICES) ctx->nconv_choices++;
+    ctx->conv_choices_version++; /* data parallel: agreed across ranks at the next sync */
+    return winograd ? 1 : 0;
 }
 
 /* For a geometry Winograd supports (3x3, stride 1, dilation 1, groups 1, so the key below
  * is the whole geometry): 1 for Winograd, 0 for im2col + SGEMM, -1 on failure (message
  * recorded). The first call per geometry times both forwards on the live operands
  * x (N, C_in, H, W), w (C_out, C_in, 3, 3), b (C_out) or NULL into arena scratch that is
- * rewound afterwards, and records the faster in the context's table. */
+ * rewound afterwards, and records the faster in the context's table.
+ * A geometry that differs from a recorded one only in its batch size takes that one's
+ * choice (the closest batch size's), recorded untimed: both algorithms' cost is per image,
+ * and a training run's last, shorter batch and its evaluation batches would otherwise be
+ * timed again (the MNIST CNN's first epoch: 46% longer under AUTO than pinned to GEMM,
+ * most of it timing batches of 64, 40 and 200 images). */
 static int conv2d_auto_choose(tg_ctx *ctx, const conv2d_geom *g, const float *x,
                               const float *w, const float *b) {
-    for (int i = 0; i < ctx->nconv_choices; i++)
-        if (choice_is(&ctx->conv_choices[i], g, b != NULL))
-            return ctx->conv_choices[i].winograd ? 1 : 0;
+    const tg_conv_choice *like = NULL;
+    for (int i = 0; i < ctx->nconv_choices; i++) {
+        const tg_conv_choice *c = &ctx->conv_choices[i];
+        if (choice_is(c, g, b != NULL)) return c->winograd ? 1 : 0;
+        if (choice_like(c, g, b != NULL) &&
+            (!like || batch_gap(c->n, g->N) < batch_gap(like->n, g->N)))
+            like = c;
+    }
+    if (like) return record_choice(ctx, g, b != NULL, like->winograd, 0, 0);
     tg_threads_apply(); /* time with the thread count the op will run with */
     size_t out_floats = (size_t)(g->N * g->C_out * g->OH * g->OW);
     size_t ws_gemm = conv2d_workspace_floats(g, 0);
@@ -264,25 +296,20 @@ static int conv2d_auto_choose(tg_ctx *ctx, const conv2d_geom *g, const float *x,
         tg_arena_rewind(&ctx->arena, mark);
         return -1;
     }
-    double secs[2] = {0, 0};
-    for (int pass = 0; pass < 2; pass++) {
+    /* pass 0 warms up; each algorithm keeps the better of passes 1 and 2, alternating, so
+     * one time slice lost to another process (a busy machine) does not decide */
+    double secs[2] = {INFINITY, INFINITY};
+    for (int pass = 0; pass < 3; pass++) {
         for (int a = 0; a < 2; a++) {
             double t0 = tg_now();
             if (a) conv2d_winograd_forward_cpu(out, x, w, b, g, ws, 0);
             else conv2d_gemm_forward_cpu(out, x, w, b, g, ws, conv2d_default_tile_cols(g));
-            secs[a] = tg_now() - t0;
+            double t = tg_now() - t0;
+            if (pass > 0 && t < secs[a]) secs[a] = t;
         }
     }
     tg_arena_rewind(&ctx->arena, mark);
-    tg_conv_choice *c = &ctx->conv_choices[ctx->next_conv_choice];
-    *c = (tg_conv_choice){.n = g->N, .c_in = g->C_in, .h = g->H, .w = g->W, .c_out = g->C_out,
-                          .pad_h = g->pad_h, .pad_w = g->pad_w, .bias = b != NULL,
-                          .winograd = secs[1] < secs[0], .gemm_seconds = secs[0],
-                          .winograd_seconds = secs[1]};
-    ctx->next_conv_choice = (ctx->next_conv_choice + 1) % TG_CTX_CONV_CHOICES;
-    if (ctx->nconv_choices < TG_CTX_CONV_CHOICES) ctx->nconv_choices++;
-    ctx->conv_choices_version++; /* data parallel: agreed across ranks at the next sync */
-    return c->winograd ? 1 : 0;
+    return record_choice(ctx, g, b != NULL, secs[1] < secs[0], secs[0], secs[1]);
 }
 
 /* ---------------------------------------------------------------- entry points */

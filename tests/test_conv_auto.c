@@ -1,7 +1,8 @@
 /*
  * tests/test_conv_auto.c — TG_CONV_ALGO_AUTO as the library's default, and its choices
  * carried by checkpoints: a new context reports AUTO and records a choice per Winograd
- * geometry; tg_ctx_set_conv_choices seeds a table (a seeded choice is followed bit for bit,
+ * geometry (another batch size of it takes the closest one's choice untimed);
+ * tg_ctx_set_conv_choices seeds a table (a seeded choice is followed bit for bit,
  * bad tables are refused and change nothing); a CNN trained under AUTO with one layer
  * forced to Winograd, checkpointed and resumed in a fresh context (the choices restored
  * from the file) ends byte-identical to the uninterrupted run, and is not without them;
@@ -141,6 +142,35 @@ START_TEST(seeded_choice_is_followed) {
     ck_assert_int_eq(got[0].n, 101);
     ck_assert_int_eq(got[TG_CONV_CHOICES_MAX - 1].n, 2);
     tg_ctx_free(ctx);
+}
+END_TEST
+
+/* A geometry met again with another batch size takes the choice of the recorded one with
+ * the closest batch size, recorded untimed (no second timing for a last, shorter batch or
+ * an evaluation batch). */
+START_TEST(batch_sizes_share_a_choice) {
+    float y[ONE_CONV_OUT];
+    char detail[64];
+    for (int closest_wino = 0; closest_wino < 2; closest_wino++) {
+        tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+        ck_assert_ptr_nonnull(ctx);
+        tg_conv_choice rows[2] = {one_conv_geom, one_conv_geom};
+        rows[0].n = 1; /* one_conv's batch is 2: gap 1 */
+        rows[0].winograd = closest_wino;
+        rows[1].n = 5; /* gap 3 */
+        rows[1].winograd = !closest_wino;
+        ck_assert_int_eq(tg_ctx_set_conv_choices(ctx, rows, 2), TG_OK);
+        one_conv(ctx, y, detail, sizeof detail);
+        ck_assert_str_eq(detail, closest_wino ? "auto: winograd 3x3" : "auto: dense 3x3");
+        tg_conv_choice got[3];
+        ck_assert_int_eq(tg_ctx_conv_choices(ctx, got, 3), 3);
+        ck_assert_int_eq(got[2].n, 2);
+        ck_assert(got[2].winograd == (closest_wino == 1));
+        ck_assert(got[2].gemm_seconds == 0 && got[2].winograd_seconds == 0); /* untimed */
+        one_conv(ctx, y, detail, sizeof detail); /* now an exact match: nothing added */
+        ck_assert_int_eq(tg_ctx_conv_choices(ctx, NULL, 0), 3);
+        tg_ctx_free(ctx);
+    }
 }
 END_TEST
 
@@ -439,6 +469,7 @@ Suite *conv_auto_suite(void) {
     TCase *tc = tg_test_case("conv_auto");
     tcase_add_test(tc, new_context_is_auto);
     tcase_add_test(tc, seeded_choice_is_followed);
+    tcase_add_test(tc, batch_sizes_share_a_choice);
     tcase_add_test(tc, seeding_refuses_bad_tables);
     tcase_add_test(tc, resume_keeps_auto_choices);
     tcase_add_test(tc, checkpoint_format_compatible);
