@@ -184,15 +184,8 @@ __global__ void batchnorm_train_stats_kernel(float *mean, float *rstd, float *ru
     if (threadIdx.x == 0) {
         /* The same roundings as the CPU op: mean and var to float, rstd from the float
          * var in double. */
-        float mean_f = (float)m, var_f = (float)(ss / n);
-        mean[c] = mean_f;
-        rstd[c] = (float)(1.0 / sqrt((double)var_f + eps));
-        if (running_mean) {
-            double mo = momentum;
-            running_mean[c] = (float)(mo * mean_f + (1 - mo) * running_mean[c]);
-            double unbiased = (double)var_f * n / (n - 1);
-            running_var[c] = (float)(mo * unbiased + (1 - mo) * running_var[c]);
-        }
+        bn_store_stats(mean, rstd, running_mean, running_var, c, (float)m, (float)(ss / n), n,
+                       momentum, eps);
     }
 }
 
