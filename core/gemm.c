@@ -1,6 +1,8 @@
 /*
  * core/gemm.c — one SGEMM on this process's threads: C = alpha op(A) op(B) + beta C,
- * row-major, cut into slices of C's rows or columns, one serial SGEMM per OpenMP thread.
+ * row-major, cut into slices of C's rows or columns, one per thread, each a serial SGEMM
+ * run by tg_parallel_range (core/pool.c): whichever thread is awake takes the next slice,
+ * so on a busy machine the caller does not wait for a thread that is not scheduled.
  *
  * Why not let OpenBLAS thread the call itself: its threads hand packed panels to each
  * other and wait for each other with spin loops inside every SGEMM. On an idle machine
@@ -8,8 +10,7 @@
  * thread spins through its time slice while the one it waits for is descheduled: the
  * small CNN's fully connected layer (64 x 1568 x 128) took 8.6 ms per SGEMM with one busy
  * loop per core against 0.16 ms idle, 44% of the loaded epoch (bench/RESULTS.md, session
- * 6). Slices need no waiting until the region's end, where our threads sleep
- * (OMP_WAIT_POLICY=passive, tools/tapegrad.c) instead of spinning.
+ * 6). Slices need no waiting at all, and a slice is the same call whoever makes it.
  *
  * Which dimension: a row slice of C needs all of B, a column slice all of A; OpenBLAS
  * packs what a slice needs, so the copy duplicated across threads is the operand of the
@@ -63,6 +64,35 @@ static int sgemm_slices(int64_t M, int64_t N, int64_t K) {
 #endif
 }
 
+typedef struct sgemm_job {
+    bool ta, tb, by_rows;
+    int64_t M, N, K, len, tiles, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int nt;
+} sgemm_job;
+
+/* Slices [s0, s1) of nt: whole tiles of 16 dealt out as evenly as they go; the last
+ * slice takes the ragged end. A slice is the same call whichever thread makes it. */
+static void sgemm_slice(void *arg, int64_t s0, int64_t s1) {
+    const sgemm_job *j = arg;
+    for (int64_t t = s0; t < s1; t++) {
+        int64_t a = j->tiles * t / j->nt * SGEMM_SLICE_ALIGN;
+        int64_t b = t == j->nt - 1 ? j->len : j->tiles * (t + 1) / j->nt * SGEMM_SLICE_ALIGN;
+        if (b > j->len) b = j->len;
+        if (a >= b) continue;
+        if (j->by_rows)
+            sgemm_call(j->ta, j->tb, b - a, j->N, j->K, j->alpha,
+                       j->ta ? j->A + a : j->A + a * j->lda, j->lda, j->B, j->ldb, j->beta,
+                       j->C + a * j->ldc, j->ldc);
+        else
+            sgemm_call(j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
+                       j->tb ? j->B + a * j->ldb : j->B + a, j->ldb, j->beta, j->C + a,
+                       j->ldc);
+    }
+}
+
 void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
@@ -81,21 +111,19 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 #endif
         return;
     }
-    const bool by_rows = M >= N;
-    const int64_t len = by_rows ? M : N;
-    /* whole tiles of 16 dealt out as evenly as they go; the last slice takes the ragged end */
-    const int64_t tiles = len / SGEMM_SLICE_ALIGN;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int64_t a = tiles * t / nt * SGEMM_SLICE_ALIGN;
-        int64_t b = t == nt - 1 ? len : tiles * (t + 1) / nt * SGEMM_SLICE_ALIGN;
-        if (b > len) b = len;
-        if (a >= b) continue;
-        if (by_rows)
-            sgemm_call(ta, tb, b - a, N, K, alpha, ta ? A + a : A + a * lda, lda, B, ldb, beta,
-                       C + a * ldc, ldc);
-        else
-            sgemm_call(ta, tb, M, b - a, K, alpha, A, lda, tb ? B + a * ldb : B + a, ldb, beta,
-                       C + a, ldc);
-    }
+    sgemm_job j = {.ta = ta, .tb = tb, .by_rows = M >= N, .M = M, .N = N, .K = K,
+                   .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C, .lda = lda,
+                   .ldb = ldb, .ldc = ldc, .nt = nt};
+    j.len = j.by_rows ? M : N;
+    j.tiles = j.len / SGEMM_SLICE_ALIGN;
+#ifdef _OPENMP
+    /* This thread's own slices must not fork OpenBLAS threads either (pool threads run
+     * with one OpenMP thread already: core/pool.c). */
+    const int team = omp_get_max_threads();
+    if (team > 1) omp_set_num_threads(1);
+#endif
+    tg_parallel_range(nt, 1, sgemm_slice, &j);
+#ifdef _OPENMP
+    if (team > 1) omp_set_num_threads(team);
+#endif
 }

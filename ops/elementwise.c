@@ -31,14 +31,44 @@
 #define ROW_CHUNK 16384     /* elements of one task along a long innermost dim */
 #define PARALLEL_MIN 65536  /* elements below which threads cost more than they save */
 
+/* The element-wise loops and the broadcast walk run on tg_parallel_range (core/pool.c):
+ * every element is computed on its own, so the bits do not depend on who runs a chunk. */
+typedef struct flat_job {
+    float *dst;
+    const float *a, *b;
+} flat_job;
+
+static void add_range(void *arg, int64_t begin, int64_t end) {
+    const flat_job *j = arg;
+    float *restrict out = j->dst;
+    const float *restrict a = j->a, *restrict b = j->b;
+#pragma omp simd
+    for (int64_t i = begin; i < end; i++) out[i] = a[i] + b[i];
+}
+
+static void accumulate_range(void *arg, int64_t begin, int64_t end) {
+    const flat_job *j = arg;
+    float *restrict dst = j->dst;
+    const float *restrict src = j->a;
+#pragma omp simd
+    for (int64_t i = begin; i < end; i++) dst[i] += src[i];
+}
+
+static void flat_run(tg_range_fn fn, flat_job *j, int64_t n) {
+    if (n > PARALLEL_MIN)
+        tg_parallel_range(n, ROW_CHUNK, fn, j);
+    else
+        fn(j, 0, n);
+}
+
 void add_forward_cpu(float *out, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    flat_job j = {.dst = out, .a = a, .b = b};
+    flat_run(add_range, &j, n);
 }
 
 void accumulate_cpu(float *dst, const float *src, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+    flat_job j = {.dst = dst, .a = src};
+    flat_run(accumulate_range, &j, n);
 }
 
 /* ---------------------------------------------------------------- the broadcast walk */
@@ -57,28 +87,50 @@ typedef struct walk_job {
 typedef void (*row_fn)(const walk_job *j, int64_t o, int64_t oa, int64_t ob, int64_t sa,
                        int64_t sb, int64_t n);
 
-static void walk(const tg_bcast *plan, const walk_job *j, row_fn fn) {
-    tg_bcast p = *plan;
-    if (p.ndim == 0) p = (tg_bcast){.ndim = 1, .dim = {1}, .stride_a = {1}, .stride_b = {1}};
-    int last = p.ndim - 1;
-    int64_t inner = p.dim[last], numel = tg_bcast_numel(&p);
-    if (numel == 0) return; /* an empty dim */
-    int64_t rows = numel / inner;
-    int64_t per_row = (inner + ROW_CHUNK - 1) / ROW_CHUNK, tasks = rows * per_row;
-#pragma omp parallel for schedule(static) if (numel > PARALLEL_MIN)
-    for (int64_t t = 0; t < tasks; t++) {
-        int64_t row = t / per_row, lo = (t % per_row) * ROW_CHUNK;
-        int64_t n = inner - lo < ROW_CHUNK ? inner - lo : ROW_CHUNK;
+typedef struct walk_task {
+    tg_bcast p;
+    const walk_job *j;
+    row_fn fn;
+    int64_t inner, per_row;
+} walk_task;
+
+/* Tasks [t0, t1): task t is ROW_CHUNK elements (or a row's rest) of row t / per_row. */
+static void walk_range(void *arg, int64_t t0, int64_t t1) {
+    const walk_task *w = arg;
+    const tg_bcast *p = &w->p;
+    int last = p->ndim - 1;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t row = t / w->per_row, lo = (t % w->per_row) * ROW_CHUNK;
+        int64_t n = w->inner - lo < ROW_CHUNK ? w->inner - lo : ROW_CHUNK;
         int64_t oa = 0, ob = 0, r = row;
         for (int d = last - 1; d >= 0; d--) {
-            int64_t idx = r % p.dim[d];
-            r /= p.dim[d];
-            oa += idx * p.stride_a[d];
-            ob += idx * p.stride_b[d];
+            int64_t idx = r % p->dim[d];
+            r /= p->dim[d];
+            oa += idx * p->stride_a[d];
+            ob += idx * p->stride_b[d];
         }
-        int64_t sa = p.stride_a[last], sb = p.stride_b[last];
-        fn(j, row * inner + lo, oa + lo * sa, ob + lo * sb, sa, sb, n);
+        int64_t sa = p->stride_a[last], sb = p->stride_b[last];
+        w->fn(w->j, row * w->inner + lo, oa + lo * sa, ob + lo * sb, sa, sb, n);
     }
+}
+
+static void walk(const tg_bcast *plan, const walk_job *j, row_fn fn) {
+    walk_task w = {.p = *plan, .j = j, .fn = fn};
+    if (w.p.ndim == 0)
+        w.p = (tg_bcast){.ndim = 1, .dim = {1}, .stride_a = {1}, .stride_b = {1}};
+    w.inner = w.p.dim[w.p.ndim - 1];
+    int64_t numel = tg_bcast_numel(&w.p);
+    if (numel == 0) return; /* an empty dim */
+    int64_t rows = numel / w.inner;
+    w.per_row = (w.inner + ROW_CHUNK - 1) / ROW_CHUNK;
+    int64_t tasks = rows * w.per_row;
+    if (numel <= PARALLEL_MIN) {
+        walk_range(&w, 0, tasks);
+        return;
+    }
+    /* about ROW_CHUNK elements per chunk of tasks */
+    int64_t per_task = w.inner < ROW_CHUNK ? w.inner : ROW_CHUNK;
+    tg_parallel_range(tasks, ROW_CHUNK / per_task, walk_range, &w);
 }
 
 /* One loop per stride pattern (u from a, v from b); both 0 only for a single element. */

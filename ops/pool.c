@@ -105,21 +105,37 @@ static void max_pool2x2_plane(float *out, int32_t *idx, const float *in, int64_t
     }
 }
 
-void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const pool2d_geom *g) {
+/* Max pooling runs plane by plane on tg_parallel_range (core/pool.c): a plane is the
+ * same work whoever runs it, and a short pooling pass does not wait for a thread that a
+ * busy machine has not scheduled yet. A chunk holds at least POOL_CHUNK_MIN elements. */
+#define POOL_SERIAL 65536
+#define POOL_CHUNK_MIN 16384
+
+typedef struct max_pool_args {
+    float *y, *dx;
+    int32_t *argmax_out;
+    const float *x, *dy;
+    const int32_t *argmax;
+    const pool2d_geom *g;
+    bool fresh;
+} max_pool_args;
+
+static void max_pool2x2_planes(void *arg, int64_t p0, int64_t p1) {
+    const max_pool_args *a = arg;
+    int64_t H = a->g->H, W = a->g->W, OH = a->g->OH, OW = a->g->OW;
+    for (int64_t p = p0; p < p1; p++)
+        max_pool2x2_plane(a->y + p * OH * OW, a->argmax_out + p * OH * OW, a->x + p * H * W, W,
+                          OH, OW);
+}
+
+static void max_pool_planes(void *arg, int64_t p0, int64_t p1) {
+    const max_pool_args *a = arg;
+    const pool2d_geom *g = a->g;
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
-    if (g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 &&
-        g->pad_h == 0 && g->pad_w == 0) {
-#pragma omp parallel for schedule(static) if (g->planes * OH * OW > 65536)
-        for (int64_t p = 0; p < g->planes; p++)
-            max_pool2x2_plane(y + p * OH * OW, argmax + p * OH * OW, x + p * H * W, W, OH, OW);
-        return;
-    }
-    double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
-#pragma omp parallel for schedule(static) if (work > 65536)
-    for (int64_t p = 0; p < g->planes; p++) {
-        const float *in = x + p * H * W;
-        float *out = y + p * OH * OW;
-        int32_t *idx = argmax + p * OH * OW;
+    for (int64_t p = p0; p < p1; p++) {
+        const float *in = a->x + p * H * W;
+        float *out = a->y + p * OH * OW;
+        int32_t *idx = a->argmax_out + p * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
             int64_t h0, h1;
             window_range(oh, g->stride_h, g->pad_h, g->kernel_h, H, &h0, &h1);
@@ -144,20 +160,50 @@ void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const poo
     }
 }
 
-void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax,
-                             const pool2d_geom *g, bool fresh) {
-    int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    /* Parallel over planes: a plane's outputs scatter into that plane only. A fresh dx
-     * (tg_grad_fresh) is zeroed plane by plane just before its scatter, while it is in
-     * cache, instead of by the tape in a pass of its own. */
-#pragma omp parallel for schedule(static) if (g->planes * HW > 65536)
-    for (int64_t p = 0; p < g->planes; p++) {
-        float *d = dx + p * HW;
-        if (fresh) memset(d, 0, (size_t)HW * sizeof(float));
-        const float *gy = dy + p * OHW;
-        const int32_t *idx = argmax + p * OHW;
+/* Parallel over planes: a plane's outputs scatter into that plane only. A fresh dx
+ * (tg_grad_fresh) is zeroed plane by plane just before its scatter, while it is in cache,
+ * instead of by the tape in a pass of its own. */
+static void max_pool_backward_planes(void *arg, int64_t p0, int64_t p1) {
+    const max_pool_args *a = arg;
+    int64_t HW = a->g->H * a->g->W, OHW = a->g->OH * a->g->OW;
+    for (int64_t p = p0; p < p1; p++) {
+        float *d = a->dx + p * HW;
+        if (a->fresh) memset(d, 0, (size_t)HW * sizeof(float));
+        const float *gy = a->dy + p * OHW;
+        const int32_t *idx = a->argmax + p * OHW;
         for (int64_t o = 0; o < OHW; o++) d[idx[o]] += gy[o];
     }
+}
+
+/* fn over every plane; `work` (elements touched, as a double: no wrap) and `per_plane`
+ * decide between one thread and chunks of whole planes. */
+static void over_planes(tg_range_fn fn, max_pool_args *a, double work, int64_t per_plane) {
+    int64_t planes = a->g->planes;
+    if (work <= POOL_SERIAL) {
+        fn(a, 0, planes);
+        return;
+    }
+    int64_t grain = per_plane >= POOL_CHUNK_MIN ? 1 : POOL_CHUNK_MIN / per_plane;
+    tg_parallel_range(planes, grain, fn, a);
+}
+
+void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const pool2d_geom *g) {
+    max_pool_args a = {.y = y, .argmax_out = argmax, .x = x, .g = g};
+    int64_t window = (int64_t)g->kernel_h * g->kernel_w, OHW = g->OH * g->OW;
+    if (g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 &&
+        g->pad_h == 0 && g->pad_w == 0) {
+        over_planes(max_pool2x2_planes, &a, (double)g->planes * OHW, OHW);
+        return;
+    }
+    over_planes(max_pool_planes, &a, (double)g->planes * OHW * window,
+                OHW * window < POOL_CHUNK_MIN ? OHW * window : POOL_CHUNK_MIN);
+}
+
+void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax,
+                             const pool2d_geom *g, bool fresh) {
+    max_pool_args a = {.dx = dx, .dy = dy, .argmax = argmax, .g = g, .fresh = fresh};
+    int64_t HW = g->H * g->W;
+    over_planes(max_pool_backward_planes, &a, (double)g->planes * HW, HW);
 }
 
 void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {

@@ -44,12 +44,27 @@
     X(UNARY_POW) X(UNARY_TANH) X(UNARY_SIGMOID) X(UNARY_GELU) X(UNARY_GELU_TANH)           \
     X(UNARY_SILU) X(UNARY_LEAKY_RELU) X(UNARY_CLAMP)
 
-void unary_forward_cpu(float *out, const float *x, int64_t n, unary_kind kind, unary_args a) {
-    switch (kind) {
+/* Each element on its own: chunks run on tg_parallel_range (core/pool.c), the same bits
+ * at any thread count. */
+#define UNARY_GRAIN 16384
+
+typedef struct unary_job {
+    float *dst;
+    const float *x, *dout, *y;
+    unary_kind kind;
+    unary_args a;
+} unary_job;
+
+static void unary_forward_range(void *arg, int64_t begin, int64_t end) {
+    const unary_job *j = arg;
+    float *restrict out = j->dst;
+    const float *restrict x = j->x;
+    const unary_args a = j->a;
+    switch (j->kind) {
 #define FORWARD_CASE(K)                                                                     \
     case K:                                                                                 \
-        _Pragma("omp parallel for simd schedule(static) if (n > 32768)")            \
-        for (int64_t i = 0; i < n; i++) out[i] = tg_unary_value(K, x[i], a);               \
+        _Pragma("omp simd")                                                                 \
+        for (int64_t i = begin; i < end; i++) out[i] = tg_unary_value(K, x[i], a);         \
         break;
         UNARY_EACH_KIND(FORWARD_CASE)
 #undef FORWARD_CASE
@@ -57,18 +72,40 @@ void unary_forward_cpu(float *out, const float *x, int64_t n, unary_kind kind, u
     }
 }
 
-void unary_backward_cpu(float *dx, const float *dout, const float *x, const float *y,
-                        int64_t n, unary_kind kind, unary_args a) {
-    switch (kind) {
+static void unary_backward_range(void *arg, int64_t begin, int64_t end) {
+    const unary_job *j = arg;
+    float *restrict dx = j->dst;
+    const float *restrict dout = j->dout, *restrict x = j->x, *restrict y = j->y;
+    const unary_args a = j->a;
+    switch (j->kind) {
 #define BACKWARD_CASE(K)                                                                    \
     case K:                                                                                 \
-        _Pragma("omp parallel for simd schedule(static) if (n > 32768)")            \
-        for (int64_t i = 0; i < n; i++) dx[i] += dout[i] * tg_unary_derivative(K, x[i], y[i], a); \
+        _Pragma("omp simd")                                                                 \
+        for (int64_t i = begin; i < end; i++)                                               \
+            dx[i] += dout[i] * tg_unary_derivative(K, x[i], y[i], a);                       \
         break;
         UNARY_EACH_KIND(BACKWARD_CASE)
 #undef BACKWARD_CASE
     default: break;
     }
+}
+
+static void unary_run(tg_range_fn fn, unary_job *j, int64_t n) {
+    if (n > PARALLEL_MIN)
+        tg_parallel_range(n, UNARY_GRAIN, fn, j);
+    else
+        fn(j, 0, n);
+}
+
+void unary_forward_cpu(float *out, const float *x, int64_t n, unary_kind kind, unary_args a) {
+    unary_job j = {.dst = out, .x = x, .kind = kind, .a = a};
+    unary_run(unary_forward_range, &j, n);
+}
+
+void unary_backward_cpu(float *dx, const float *dout, const float *x, const float *y,
+                        int64_t n, unary_kind kind, unary_args a) {
+    unary_job j = {.dst = dx, .dout = dout, .x = x, .y = y, .kind = kind, .a = a};
+    unary_run(unary_backward_range, &j, n);
 }
 
 typedef struct unary_params {

@@ -92,16 +92,28 @@ adam_step_args adam_step_args_make(double lr, double beta1, double beta2, double
     return args;
 }
 
-void adam_step_cpu(float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
-                   int64_t n, const adam_step_args *args) {
+typedef struct adam_range_args {
+    float *param, *exp_avg, *exp_avg_sq;
+    const float *grad;
+    const adam_step_args *args;
+} adam_range_args;
+
+/* Elements [begin, end): each on its own, so the update is the same bits whichever
+ * thread runs a chunk (tg_parallel_range). */
+static void adam_range(void *arg, int64_t begin, int64_t end) {
+    const adam_range_args *r = arg;
+    float *restrict param = r->param, *restrict exp_avg = r->exp_avg;
+    float *restrict exp_avg_sq = r->exp_avg_sq;
+    const float *restrict grad = r->grad;
+    const adam_step_args *args = r->args;
     const float beta1 = args->beta1, one_minus_beta1 = args->one_minus_beta1;
     const float beta2 = args->beta2, one_minus_beta2 = args->one_minus_beta2;
     const float eps = args->eps, l2 = args->l2, decay = args->decay;
     const float neg_step_size = args->neg_step_size;
     const float bias_correction2_sqrt = args->bias_correction2_sqrt;
     const bool decoupled = args->decoupled;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; i++) {
         float p = param[i];
         if (decoupled) p = p * decay;
         float g = grad[i];
@@ -113,6 +125,16 @@ void adam_step_cpu(float *param, const float *grad, float *exp_avg, float *exp_a
         float denom = sqrtf(v) / bias_correction2_sqrt + eps;
         param[i] = p + neg_step_size * m / denom;
     }
+}
+
+void adam_step_cpu(float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
+                   int64_t n, const adam_step_args *args) {
+    adam_range_args r = {.param = param, .exp_avg = exp_avg, .exp_avg_sq = exp_avg_sq,
+                         .grad = grad, .args = args};
+    if (n > OPTIM_SERIAL)
+        tg_parallel_range(n, OPTIM_GRAIN, adam_range, &r);
+    else
+        adam_range(&r, 0, n);
 }
 
 static tg_status adam_step(tg_optim *opt, int64_t t) {

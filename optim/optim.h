@@ -14,6 +14,12 @@
 #include "../core/core.h"
 #include "kernels.h"
 
+/* The step kernels run stores of more than OPTIM_SERIAL floats on tg_parallel_range
+ * (core/pool.c), in chunks of at least OPTIM_GRAIN: every element is updated on its own,
+ * so the bits do not depend on the thread count. */
+#define OPTIM_SERIAL 65536
+#define OPTIM_GRAIN 16384
+
 /* ---------------------------------------------------------------- the optimizer object */
 
 /* The largest step count an optimizer (or a checkpoint) may hold: 2^53, where a double

@@ -31,23 +31,33 @@
 
 #include <math.h>
 
-void sgd_step_cpu(float *param, const float *grad, float *momentum_buf, int64_t n,
-                  const sgd_step_args *args) {
+typedef struct sgd_range_args {
+    float *param, *momentum_buf;
+    const float *grad;
+    const sgd_step_args *args;
+} sgd_range_args;
+
+/* Elements [begin, end): each on its own (tg_parallel_range). */
+static void sgd_range(void *arg, int64_t begin, int64_t end) {
+    const sgd_range_args *r = arg;
+    float *restrict param = r->param, *restrict momentum_buf = r->momentum_buf;
+    const float *restrict grad = r->grad;
+    const sgd_step_args *args = r->args;
     const float lr = args->lr, momentum = args->momentum, weight_decay = args->weight_decay;
     const float one_minus_dampening = args->one_minus_dampening;
     const bool nesterov = args->nesterov, first_step = args->first_step;
     if (momentum == 0.0f) {
         /* Plain SGD: no buffer (momentum_buf may be NULL, so it gets a loop of its own). */
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; i++) {
             float d = grad[i];
             if (weight_decay != 0.0f) d = d + weight_decay * param[i];
             param[i] = param[i] + (-lr) * d;
         }
         return;
     }
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; i++) {
         float d = grad[i];
         if (weight_decay != 0.0f) d = d + weight_decay * param[i];
         float b = first_step ? d : momentum_buf[i] * momentum + one_minus_dampening * d;
@@ -55,6 +65,16 @@ void sgd_step_cpu(float *param, const float *grad, float *momentum_buf, int64_t 
         d = nesterov ? d + momentum * b : b;
         param[i] = param[i] + (-lr) * d;
     }
+}
+
+void sgd_step_cpu(float *param, const float *grad, float *momentum_buf, int64_t n,
+                  const sgd_step_args *args) {
+    sgd_range_args r = {.param = param, .momentum_buf = momentum_buf, .grad = grad,
+                        .args = args};
+    if (n > OPTIM_SERIAL)
+        tg_parallel_range(n, OPTIM_GRAIN, sgd_range, &r);
+    else
+        sgd_range(&r, 0, n);
 }
 
 static sgd_step_args sgd_args(const tg_optim *opt, int64_t t) {

@@ -1,0 +1,204 @@
+/*
+ * core/pool.c — tg_parallel_range: a loop over [0, n) in chunks, run by the calling
+ * thread and by whichever pool threads arrive while chunks are left. No thread waits
+ * for a thread that has not started.
+ *
+ * WHY NOT `omp parallel for` FOR SHORT LOOPS. An OpenMP region ends at a barrier that
+ * every thread of the team must reach, including a worker that has not even been
+ * scheduled yet. On an idle machine a sleeping worker wakes in microseconds. When other
+ * processes hold the cores (bench/RESULTS.md, session 7: one busy loop per core), it
+ * waits for a time slice first, ~1 ms, so a relu that takes 0.17 ms idle took 1.26 ms per
+ * call, the master idle for most of it. Here the calling thread starts on the chunks at
+ * once, a worker that wakes in time takes chunks too, and the call returns as soon as
+ * every chunk is done: a late worker finds none left and goes back to sleep. Idle, both
+ * threads share the chunks as a static split would.
+ *
+ * ONLY FOR INDEPENDENT CHUNKS. Which thread runs a chunk is decided at run time, so fn
+ * must compute every element of a chunk the same way whoever runs it (element-wise
+ * maps, pooling windows, optimizer updates): the results are then the same bits at any
+ * thread count. A loop with per-thread partial sums must stay an OpenMP loop.
+ *
+ * THE PROTOCOL. `claim` packs generation (32 bits), chunk count (16) and next chunk
+ * (16) into one atomic word. The caller publishes a job under the mutex, then a new
+ * generation in `claim`, and wakes the workers; every thread claims chunks by
+ * compare-and-swap on `claim`, which fails once the generation moved on, so a late
+ * worker cannot take a chunk of a finished job. The chunk count travels in the same word
+ * so that "is a chunk left" is decided by the generation being claimed, never by a job
+ * struct the caller may already be refilling. A successful claim of a chunk of
+ * generation g proves that g is not finished (that chunk is not done), so the job fields
+ * read after it are g's. `done` counts finished chunks; the thread that finishes the
+ * last one wakes the caller if it sleeps. One job at a time: a second caller (another
+ * user thread) finding the pool busy, a call from inside an OpenMP region or from a pool
+ * thread, and a one-thread setting run the loop inline. After fork() the child has no
+ * pool threads (its calls run every chunk on the caller) until it grows new ones.
+ */
+#include "core.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define POOL_MAX 256       /* pool threads at most (the thread count minus the caller) */
+#define POOL_SPIN 2000     /* the caller's polls of `done` before it sleeps */
+#define POOL_CHUNKS_PER 8  /* chunks per thread when the caller gives no grain */
+#define POOL_MAX_CHUNKS 0xffff
+
+typedef struct pool_job {
+    tg_range_fn fn;
+    void *arg;
+    int64_t n, grain;
+    int helpers; /* pool threads asked to take part */
+} pool_job;
+
+static struct {
+    pthread_mutex_t lock;      /* job publication, sleeping and waking */
+    pthread_cond_t wake;       /* workers wait here for a new generation */
+    pthread_cond_t finished;   /* the caller waits here for `done` */
+    pthread_mutex_t submit;    /* held by the one caller whose job is running */
+    _Atomic uint64_t claim;    /* generation << 32 | chunks << 16 | next chunk */
+    _Atomic int64_t done;      /* chunks finished in this generation */
+    pool_job job;
+    int started;               /* pool threads created so far */
+    bool caller_sleeps;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .finished = PTHREAD_COND_INITIALIZER,
+          .submit = PTHREAD_MUTEX_INITIALIZER};
+
+static _Thread_local bool in_pool_thread;
+
+static uint32_t claim_gen(uint64_t c) { return (uint32_t)(c >> 32); }
+static int64_t claim_chunks(uint64_t c) { return (int64_t)((c >> 16) & 0xffff); }
+static int64_t claim_next(uint64_t c) { return (int64_t)(c & 0xffff); }
+
+/* Runs chunks of generation gen until none is left. */
+static void run_chunks(uint32_t gen) {
+    uint64_t c = atomic_load_explicit(&pool.claim, memory_order_acquire);
+    for (;;) {
+        if (claim_gen(c) != gen) return;
+        int64_t i = claim_next(c), nchunks = claim_chunks(c);
+        if (i >= nchunks) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.claim, &c, c + 1,
+                                                   memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* c now holds the current word */
+        /* Chunk i of generation gen is ours: gen cannot finish before we do. */
+        const pool_job *j = &pool.job;
+        int64_t begin = i * j->grain;
+        int64_t end = j->n - begin > j->grain ? begin + j->grain : j->n;
+        j->fn(j->arg, begin, end);
+        if (atomic_fetch_add_explicit(&pool.done, 1, memory_order_acq_rel) + 1 == nchunks) {
+            pthread_mutex_lock(&pool.lock);
+            if (pool.caller_sleeps) pthread_cond_signal(&pool.finished);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        c = atomic_load_explicit(&pool.claim, memory_order_acquire);
+    }
+}
+
+static void *pool_thread(void *arg) {
+    int id = (int)(intptr_t)arg;
+    in_pool_thread = true;
+#ifdef _OPENMP
+    /* A chunk that calls OpenBLAS (tg_sgemm's slices) must run it serially: its OpenMP
+     * build threads a call by the calling thread's omp_get_max_threads(). */
+    omp_set_num_threads(1);
+#endif
+    uint32_t seen = claim_gen(atomic_load_explicit(&pool.claim, memory_order_acquire));
+    for (;;) {
+        pthread_mutex_lock(&pool.lock);
+        uint32_t gen;
+        while ((gen = claim_gen(atomic_load_explicit(&pool.claim, memory_order_acquire))) ==
+               seen)
+            pthread_cond_wait(&pool.wake, &pool.lock);
+        int helpers = pool.job.helpers; /* under the lock: this generation's */
+        pthread_mutex_unlock(&pool.lock);
+        seen = gen;
+        if (id < helpers) run_chunks(gen);
+    }
+    return NULL;
+}
+
+/* In a forked child: no pool threads, and locks that a parent's thread may have held. */
+static void pool_after_fork(void) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_mutex_init(&pool.submit, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.finished, NULL);
+    pool.started = 0;
+    pool.caller_sleeps = false;
+}
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static void pool_register_fork(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+/* Called with pool.submit held: starts pool threads up to `want`; returns how many run. */
+static int pool_grow(int want) {
+    pthread_once(&pool_once, pool_register_fork);
+    if (want > POOL_MAX) want = POOL_MAX;
+    while (pool.started < want) {
+        pthread_t t;
+        pthread_attr_t attr;
+        if (pthread_attr_init(&attr)) break;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int err = pthread_create(&t, &attr, pool_thread, (void *)(intptr_t)pool.started);
+        pthread_attr_destroy(&attr);
+        if (err) break; /* run with the threads we have: the caller takes every chunk left */
+        pool.started++;
+    }
+    return pool.started < want ? pool.started : want;
+}
+
+static bool run_inline(void) {
+    if (in_pool_thread) return true;
+#ifdef _OPENMP
+    if (omp_in_parallel()) return true;
+#endif
+    return false;
+}
+
+void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
+    if (n <= 0) return;
+    int threads = tg_get_num_threads();
+    if (grain <= 0) grain = n / ((int64_t)threads * POOL_CHUNKS_PER);
+    if (grain < n / POOL_MAX_CHUNKS + 1) grain = n / POOL_MAX_CHUNKS + 1;
+    int64_t nchunks = (n - 1) / grain + 1; /* <= POOL_MAX_CHUNKS */
+    if (threads <= 1 || nchunks <= 1 || run_inline() ||
+        pthread_mutex_trylock(&pool.submit)) {
+        for (int64_t b = 0; b < n; b += grain) fn(arg, b, n - b > grain ? b + grain : n);
+        return;
+    }
+    int helpers = pool_grow(threads - 1);
+    if (helpers > nchunks - 1) helpers = (int)(nchunks - 1);
+
+    pthread_mutex_lock(&pool.lock);
+    pool.job = (pool_job){.fn = fn, .arg = arg, .n = n, .grain = grain, .helpers = helpers};
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    uint32_t gen = claim_gen(atomic_load_explicit(&pool.claim, memory_order_relaxed)) + 1;
+    atomic_store_explicit(&pool.claim, (uint64_t)gen << 32 | (uint64_t)nchunks << 16,
+                          memory_order_release);
+    if (helpers > 0) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    run_chunks(gen);
+    /* Every chunk is claimed; wait for the ones other threads are still running. */
+    for (int spin = 0; spin < POOL_SPIN; spin++) {
+        if (atomic_load_explicit(&pool.done, memory_order_acquire) == nchunks) break;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    if (atomic_load_explicit(&pool.done, memory_order_acquire) != nchunks) {
+        pthread_mutex_lock(&pool.lock);
+        pool.caller_sleeps = true;
+        while (atomic_load_explicit(&pool.done, memory_order_acquire) != nchunks)
+            pthread_cond_wait(&pool.finished, &pool.lock);
+        pool.caller_sleeps = false;
+        pthread_mutex_unlock(&pool.lock);
+    }
+    pthread_mutex_unlock(&pool.submit);
+}

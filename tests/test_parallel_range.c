@@ -1,0 +1,274 @@
+/*
+ * tests/test_parallel_range.c — tg_parallel_range (core/pool.c): every index runs exactly
+ * once in chunks that respect the grain, at 1 to 4 threads; thousands of jobs in a row
+ * (late pool threads must not take a chunk of a finished job); calls from inside a chunk,
+ * from inside an OpenMP region and from two user threads at once; and the kernels moved
+ * onto it give the same bits at every thread count.
+ */
+#include "testutil.h"
+
+#include "../core/core.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct count_job {
+    int *hits; /* per index: plain ints (a chunk run twice also shows in `chunks`) */
+    int64_t grain;
+    _Atomic int bad_chunks; /* chunks not aligned to the grain or longer than it */
+    _Atomic int64_t chunks;
+} count_job;
+
+static void count_range(void *arg, int64_t begin, int64_t end) {
+    count_job *j = arg;
+    atomic_fetch_add(&j->chunks, 1);
+    if (j->grain > 0 && (begin % j->grain != 0 || end - begin > j->grain))
+        atomic_fetch_add(&j->bad_chunks, 1);
+    for (int64_t i = begin; i < end; i++) j->hits[i]++;
+}
+
+/* The first index whose count is not `want`, or -1 (one assertion, not one per index:
+ * Check reports every passing assertion to its parent process). */
+static int64_t first_not(const int *hits, int64_t n, int want) {
+    for (int64_t i = 0; i < n; i++)
+        if (hits[i] != want) return i;
+    return -1;
+}
+
+/* Runs a counting job over n with grain; fails naming the first index not hit once. */
+static void check_once(int64_t n, int64_t grain, int threads) {
+    /* the grain the pool uses: raised so that there are at most 65,535 chunks */
+    int64_t used = grain > 0 && grain < n / 65535 + 1 ? n / 65535 + 1 : grain;
+    count_job j = {.hits = calloc((size_t)(n ? n : 1), sizeof(int)), .grain = used};
+    ck_assert_ptr_nonnull(j.hits);
+    tg_parallel_range(n, grain, count_range, &j);
+    int64_t wrong = first_not(j.hits, n, 1);
+    ck_assert_msg(wrong < 0, "n %lld, grain %lld, %d threads: index %lld ran %d times",
+                  (long long)n, (long long)grain, threads, (long long)wrong,
+                  wrong < 0 ? 1 : j.hits[wrong]);
+    ck_assert_int_eq(j.bad_chunks, 0);
+    if (n == 0) ck_assert_int_eq(j.chunks, 0); /* nothing to do: fn is not called */
+    if (grain > 0 && n > 0) ck_assert_int_eq(j.chunks, (n - 1) / used + 1);
+    free(j.hits);
+}
+
+START_TEST(every_index_once) {
+    const int saved = tg_get_num_threads();
+    const int64_t ns[] = {0, 1, 7, 1000, 65539, 300001};
+    const int64_t grains[] = {0, 1, 13, 16384};
+    for (int threads = 1; threads <= 4; threads++) {
+        tg_set_num_threads(threads);
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (size_t b = 0; b < sizeof grains / sizeof *grains; b++)
+                check_once(ns[a], grains[b], threads);
+    }
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+/* More chunks than the claim word holds (65,535): the grain is raised, every index still
+ * runs once. */
+START_TEST(grain_raised_past_the_chunk_limit) {
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(2);
+    count_job j = {.hits = calloc(200000, sizeof(int)), .grain = 0};
+    ck_assert_ptr_nonnull(j.hits);
+    tg_parallel_range(200000, 1, count_range, &j);
+    ck_assert_int_eq(first_not(j.hits, 200000, 1), -1);
+    ck_assert_int_le(j.chunks, 65535);
+    free(j.hits);
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+typedef struct sum_job {
+    const int64_t *v;
+    int64_t *partial; /* per chunk start / grain */
+    int64_t grain;
+} sum_job;
+
+static void sum_range(void *arg, int64_t begin, int64_t end) {
+    sum_job *j = arg;
+    int64_t s = 0;
+    for (int64_t i = begin; i < end; i++) s += j->v[i];
+    j->partial[begin / j->grain] = s;
+}
+
+/* Many short jobs back to back, each with a different answer: a pool thread that wakes
+ * late must find nothing left, never run a chunk of the next job with stale arguments. */
+START_TEST(thousands_of_jobs_in_a_row) {
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(3);
+    enum { N = 4096, GRAIN = 64, CHUNKS = N / GRAIN, JOBS = 2000 };
+    int64_t *v = malloc(N * sizeof *v), partial[CHUNKS];
+    ck_assert_ptr_nonnull(v);
+    for (int job = 0; job < JOBS; job++) {
+        for (int64_t i = 0; i < N; i++) v[i] = job * 7 + i;
+        for (int c = 0; c < CHUNKS; c++) partial[c] = -1;
+        sum_job j = {.v = v, .partial = partial, .grain = GRAIN};
+        tg_parallel_range(N, GRAIN, sum_range, &j);
+        int bad = -1;
+        int64_t want = 0;
+        for (int c = 0; c < CHUNKS && bad < 0; c++) {
+            want = 0;
+            for (int64_t i = c * GRAIN; i < (c + 1) * GRAIN; i++) want += job * 7 + i;
+            if (partial[c] != want) bad = c;
+        }
+        ck_assert_msg(bad < 0, "job %d chunk %d: %lld, want %lld", job, bad,
+                      (long long)(bad < 0 ? 0 : partial[bad]), (long long)want);
+    }
+    free(v);
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+typedef struct nested_job {
+    count_job inner;
+    int64_t inner_n;
+} nested_job;
+
+static void nested_range(void *arg, int64_t begin, int64_t end) {
+    nested_job *j = arg;
+    for (int64_t i = begin; i < end; i++) /* a whole inner loop per outer index, inline */
+        tg_parallel_range(j->inner_n, 16, count_range, &j->inner);
+}
+
+START_TEST(calls_from_a_chunk_run_inline) {
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(2);
+    nested_job j = {.inner = {.hits = calloc(1000, sizeof(int)), .grain = 16},
+                    .inner_n = 1000};
+    ck_assert_ptr_nonnull(j.inner.hits);
+    tg_parallel_range(10, 1, nested_range, &j);
+    ck_assert_int_eq(first_not(j.inner.hits, 1000, 10), -1);
+    ck_assert_int_eq(j.inner.bad_chunks, 0);
+    free(j.inner.hits);
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+START_TEST(calls_from_an_openmp_region) {
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(2);
+    count_job j = {.hits = calloc(40000, sizeof(int)), .grain = 100};
+    ck_assert_ptr_nonnull(j.hits);
+#pragma omp parallel for num_threads(2)
+    for (int half = 0; half < 2; half++) {
+        count_job mine = {.hits = j.hits + half * 20000, .grain = 100};
+        tg_parallel_range(20000, 100, count_range, &mine);
+        atomic_fetch_add(&j.bad_chunks, mine.bad_chunks);
+    }
+    ck_assert_int_eq(first_not(j.hits, 40000, 1), -1);
+    ck_assert_int_eq(j.bad_chunks, 0);
+    free(j.hits);
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+/* Two user threads with jobs of their own at the same time: one has the pool, the other
+ * runs inline; both get every index once. */
+static void *user_thread(void *arg) {
+    int64_t *failures = arg;
+    for (int round = 0; round < 200; round++) {
+        enum { N = 5000 };
+        count_job j = {.hits = calloc(N, sizeof(int)), .grain = 37};
+        if (!j.hits) {
+            (*failures)++;
+            return NULL;
+        }
+        tg_parallel_range(N, 37, count_range, &j);
+        *failures += first_not(j.hits, N, 1) >= 0;
+        *failures += j.bad_chunks;
+        free(j.hits);
+    }
+    return NULL;
+}
+
+START_TEST(two_user_threads_at_once) {
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(3);
+    pthread_t t[2];
+    int64_t failures[2] = {0, 0};
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_create(&t[i], NULL, user_thread,
+                                                                &failures[i]), 0);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    ck_assert_int_eq(failures[0], 0);
+    ck_assert_int_eq(failures[1], 0);
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+/* The ops moved onto tg_parallel_range, through the public API, at 1, 2 and 3 threads:
+ * forward and backward of tanh, a broadcast add, relu and a 2x2 max pool, then an Adam
+ * step, give the same bits (parameters and gradients) at every thread count. */
+static void train_once(int threads, float *out, int64_t nout) {
+    tg_set_num_threads(threads);
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    ck_assert_ptr_nonnull(ctx);
+    tg_params *ps = tg_params_new(TG_DEVICE_CPU);
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg_tensor *w = tg_params_add(ps, "w", tg_shape4(8, 16, 64, 64));
+    tg_tensor *b = tg_params_add(ps, "b", tg_shape4(1, 16, 1, 64));
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(b);
+    tg_rng_fill_uniform(&rng, w->data, w->numel, -2, 2);
+    tg_rng_fill_uniform(&rng, b->data, b->numel, -1, 1);
+    tg_adam_opts o = tg_adam_opts_default();
+    o.lr = 0.01;
+    tg_optim *opt = tg_adam_new(ps, o);
+    ck_assert_ptr_nonnull(opt);
+    for (int step = 0; step < 2; step++) {
+        tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
+        tg_tensor *p = tg_max_pool2d(ctx, h, tg_pool2d_opts_make(2, 2, 0));
+        tg_tensor *loss = tg_sum_all(ctx, tg_mul(ctx, p, p));
+        ck_assert_msg(loss != NULL, "%s", tg_error_message());
+        ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
+        ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
+        ck_assert_int_eq(tg_optim_step(opt), TG_OK);
+        tg_step_end(ctx);
+    }
+    ck_assert_int_eq(w->numel + b->numel, nout);
+    memcpy(out, w->data, (size_t)w->numel * sizeof(float));
+    memcpy(out + w->numel, b->data, (size_t)b->numel * sizeof(float));
+    tg_optim_free(opt);
+    tg_params_free(ps);
+    tg_ctx_free(ctx);
+}
+
+START_TEST(moved_ops_same_bits_every_thread_count) {
+    const int saved = tg_get_num_threads();
+    const int64_t n = 8 * 16 * 64 * 64 + 16 * 64;
+    float *one = malloc((size_t)n * sizeof(float)), *many = malloc((size_t)n * sizeof(float));
+    ck_assert(one && many);
+    train_once(1, one, n);
+    for (int threads = 2; threads <= 3; threads++) {
+        train_once(threads, many, n);
+        int64_t i = 0;
+        while (i < n && !memcmp(&one[i], &many[i], sizeof(float))) i++;
+        ck_assert_msg(i == n, "%d threads: parameter %lld is %.9g, with 1 thread %.9g",
+                      threads, (long long)i, i < n ? many[i] : 0.0, i < n ? one[i] : 0.0);
+    }
+    free(one);
+    free(many);
+    tg_set_num_threads(saved);
+}
+END_TEST
+
+Suite *parallel_range_suite(void) {
+    Suite *s = suite_create("parallel_range");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, every_index_once);
+    tcase_add_test(tc, grain_raised_past_the_chunk_limit);
+    tcase_add_test(tc, thousands_of_jobs_in_a_row);
+    tcase_add_test(tc, calls_from_a_chunk_run_inline);
+    tcase_add_test(tc, calls_from_an_openmp_region);
+    tcase_add_test(tc, two_user_threads_at_once);
+    tcase_add_test(tc, moved_ops_same_bits_every_thread_count);
+    suite_add_tcase(s, tc);
+    return s;
+}
