@@ -249,6 +249,14 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
  * another tg_parallel_range, or while another thread's loop has the pool. */
 typedef void (*tg_range_fn)(void *arg, int64_t begin, int64_t end);
 void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg);
+/* Who runs the chunks: the pool, or a static OpenMP loop over them. AUTO (the default)
+ * reads the environment once: the pool when the process's OpenMP threads sleep as soon as
+ * they wait (OMP_WAIT_POLICY=passive without GOMP_SPINCOUNT, or GOMP_SPINCOUNT=0), else
+ * OpenMP (spinning OpenMP workers would hold the cores the pool's threads need). Chunks
+ * are the same calls either way: the same bits. Setting it is for tests and benchmarks. */
+typedef enum tg_range_exec { TG_RANGE_AUTO, TG_RANGE_POOL, TG_RANGE_OPENMP } tg_range_exec;
+void tg_parallel_range_use(tg_range_exec e);
+tg_range_exec tg_parallel_range_exec(void); /* the executor in use (never AUTO) */
 
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */

@@ -31,12 +31,23 @@
  * user thread) finding the pool busy, a call from inside an OpenMP region or from a pool
  * thread, and a one-thread setting run the loop inline. After fork() the child has no
  * pool threads (its calls run every chunk on the caller) until it grows new ones.
+ *
+ * WHEN THE POOL, WHEN OPENMP. The pool's threads need the cores the moment a job starts.
+ * libgomp's threads, by default, spin for a while after every parallel region before they
+ * sleep: they would hold the cores a pool thread wakes for, and the caller would do every
+ * chunk alone (measured: the small-CNN epoch 30% slower idle with libgomp's default spin,
+ * bench/RESULTS.md session 7). So the chunks run on the pool only when the process's
+ * OpenMP threads sleep at once (OMP_WAIT_POLICY=passive without GOMP_SPINCOUNT, or
+ * GOMP_SPINCOUNT=0: what the `tapegrad` program sets, tools/tapegrad.c), and otherwise as
+ * a static OpenMP loop over the same chunks. Either way each chunk is the same call, so
+ * the results are the same bits.
  */
 #include "core.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -153,6 +164,41 @@ static int pool_grow(int want) {
     return pool.started < want ? pool.started : want;
 }
 
+/* ------------------------------------------------------------ which executor */
+
+static _Atomic int exec_mode = TG_RANGE_AUTO; /* as set; AUTO resolved on first use */
+static _Atomic int exec_resolved = TG_RANGE_AUTO;
+
+/* libgomp's rule: GOMP_SPINCOUNT wins; else OMP_WAIT_POLICY=passive means no spinning. */
+static tg_range_exec exec_from_env(void) {
+#ifdef _OPENMP
+    const char *spin = getenv("GOMP_SPINCOUNT");
+    if (spin && *spin) {
+        char *end;
+        double v = strtod(spin, &end);
+        return end != spin && v == 0 ? TG_RANGE_POOL : TG_RANGE_OPENMP;
+    }
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    return policy && !strcasecmp(policy, "passive") ? TG_RANGE_POOL : TG_RANGE_OPENMP;
+#else
+    return TG_RANGE_POOL; /* no OpenMP: the pool is the only way to use more threads */
+#endif
+}
+
+void tg_parallel_range_use(tg_range_exec e) {
+    exec_mode = e;
+    exec_resolved = e == TG_RANGE_AUTO ? exec_from_env() : e;
+}
+
+tg_range_exec tg_parallel_range_exec(void) {
+    int e = exec_resolved;
+    if (e == TG_RANGE_AUTO) {
+        e = exec_mode == TG_RANGE_AUTO ? (int)exec_from_env() : exec_mode;
+        exec_resolved = e;
+    }
+    return (tg_range_exec)e;
+}
+
 static bool run_inline(void) {
     if (in_pool_thread) return true;
 #ifdef _OPENMP
@@ -167,8 +213,20 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
     if (grain <= 0) grain = n / ((int64_t)threads * POOL_CHUNKS_PER);
     if (grain < n / POOL_MAX_CHUNKS + 1) grain = n / POOL_MAX_CHUNKS + 1;
     int64_t nchunks = (n - 1) / grain + 1; /* <= POOL_MAX_CHUNKS */
-    if (threads <= 1 || nchunks <= 1 || run_inline() ||
-        pthread_mutex_trylock(&pool.submit)) {
+    if (threads <= 1 || nchunks <= 1 || run_inline()) {
+        for (int64_t b = 0; b < n; b += grain) fn(arg, b, n - b > grain ? b + grain : n);
+        return;
+    }
+#ifdef _OPENMP
+    if (tg_parallel_range_exec() == TG_RANGE_OPENMP) {
+        int team = threads < nchunks ? threads : (int)nchunks;
+#pragma omp parallel for schedule(static) num_threads(team)
+        for (int64_t c = 0; c < nchunks; c++)
+            fn(arg, c * grain, n - c * grain > grain ? (c + 1) * grain : n);
+        return;
+    }
+#endif
+    if (pthread_mutex_trylock(&pool.submit)) { /* another thread's job has the pool */
         for (int64_t b = 0; b < n; b += grain) fn(arg, b, n - b > grain ? b + grain : n);
         return;
     }

@@ -1,5 +1,6 @@
 /*
- * tests/test_parallel_range.c — tg_parallel_range (core/pool.c): every index runs exactly
+ * tests/test_parallel_range.c — tg_parallel_range (core/pool.c), on the pool and as an
+ * OpenMP loop (every test runs with both executors): every index runs exactly
  * once in chunks that respect the grain, at 1 to 4 threads; thousands of jobs in a row
  * (late pool threads must not take a chunk of a finished job); calls from inside a chunk,
  * from inside an OpenMP region and from two user threads at once; and the kernels moved
@@ -14,6 +15,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Loop tests run twice: _i 0 on the pool, _i 1 as an OpenMP loop over the chunks. */
+static void use_executor(int i) { tg_parallel_range_use(i ? TG_RANGE_OPENMP : TG_RANGE_POOL); }
 
 typedef struct count_job {
     int *hits; /* per index: plain ints (a chunk run twice also shows in `chunks`) */
@@ -56,6 +60,7 @@ static void check_once(int64_t n, int64_t grain, int threads) {
 }
 
 START_TEST(every_index_once) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     const int64_t ns[] = {0, 1, 7, 1000, 65539, 300001};
     const int64_t grains[] = {0, 1, 13, 16384};
@@ -66,12 +71,14 @@ START_TEST(every_index_once) {
                 check_once(ns[a], grains[b], threads);
     }
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
 }
 END_TEST
 
 /* More chunks than the claim word holds (65,535): the grain is raised, every index still
  * runs once. */
 START_TEST(grain_raised_past_the_chunk_limit) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     tg_set_num_threads(2);
     count_job j = {.hits = calloc(200000, sizeof(int)), .grain = 0};
@@ -81,6 +88,7 @@ START_TEST(grain_raised_past_the_chunk_limit) {
     ck_assert_int_le(j.chunks, 65535);
     free(j.hits);
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
 }
 END_TEST
 
@@ -100,6 +108,7 @@ static void sum_range(void *arg, int64_t begin, int64_t end) {
 /* Many short jobs back to back, each with a different answer: a pool thread that wakes
  * late must find nothing left, never run a chunk of the next job with stale arguments. */
 START_TEST(thousands_of_jobs_in_a_row) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     tg_set_num_threads(3);
     enum { N = 4096, GRAIN = 64, CHUNKS = N / GRAIN, JOBS = 2000 };
@@ -122,35 +131,51 @@ START_TEST(thousands_of_jobs_in_a_row) {
     }
     free(v);
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
 }
 END_TEST
 
 typedef struct nested_job {
-    count_job inner;
-    int64_t inner_n;
+    int *hits;        /* [10][1000]: one row per outer index */
+    _Atomic int bad;  /* inner chunks over their grain of 16 */
 } nested_job;
+
+typedef struct inner_job {
+    int *row;
+    _Atomic int *bad;
+} inner_job;
+
+static void inner_range(void *arg, int64_t begin, int64_t end) {
+    inner_job *j = arg;
+    if (begin % 16 || end - begin > 16) atomic_fetch_add(j->bad, 1);
+    for (int64_t i = begin; i < end; i++) j->row[i]++;
+}
 
 static void nested_range(void *arg, int64_t begin, int64_t end) {
     nested_job *j = arg;
-    for (int64_t i = begin; i < end; i++) /* a whole inner loop per outer index, inline */
-        tg_parallel_range(j->inner_n, 16, count_range, &j->inner);
+    for (int64_t i = begin; i < end; i++) { /* a whole inner loop per outer index, inline */
+        inner_job in = {.row = j->hits + i * 1000, .bad = &j->bad};
+        tg_parallel_range(1000, 16, inner_range, &in);
+    }
 }
 
 START_TEST(calls_from_a_chunk_run_inline) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     tg_set_num_threads(2);
-    nested_job j = {.inner = {.hits = calloc(1000, sizeof(int)), .grain = 16},
-                    .inner_n = 1000};
-    ck_assert_ptr_nonnull(j.inner.hits);
+    nested_job j = {.hits = calloc(10 * 1000, sizeof(int))};
+    ck_assert_ptr_nonnull(j.hits);
     tg_parallel_range(10, 1, nested_range, &j);
-    ck_assert_int_eq(first_not(j.inner.hits, 1000, 10), -1);
-    ck_assert_int_eq(j.inner.bad_chunks, 0);
-    free(j.inner.hits);
+    ck_assert_int_eq(first_not(j.hits, 10 * 1000, 1), -1);
+    ck_assert_int_eq(j.bad, 0);
+    free(j.hits);
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
 }
 END_TEST
 
 START_TEST(calls_from_an_openmp_region) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     tg_set_num_threads(2);
     count_job j = {.hits = calloc(40000, sizeof(int)), .grain = 100};
@@ -165,6 +190,7 @@ START_TEST(calls_from_an_openmp_region) {
     ck_assert_int_eq(j.bad_chunks, 0);
     free(j.hits);
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
 }
 END_TEST
 
@@ -188,6 +214,7 @@ static void *user_thread(void *arg) {
 }
 
 START_TEST(two_user_threads_at_once) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     tg_set_num_threads(3);
     pthread_t t[2];
@@ -198,6 +225,7 @@ START_TEST(two_user_threads_at_once) {
     ck_assert_int_eq(failures[0], 0);
     ck_assert_int_eq(failures[1], 0);
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
 }
 END_TEST
 
@@ -240,6 +268,7 @@ static void train_once(int threads, float *out, int64_t nout) {
 }
 
 START_TEST(moved_ops_same_bits_every_thread_count) {
+    use_executor(_i);
     const int saved = tg_get_num_threads();
     const int64_t n = 8 * 16 * 64 * 64 + 16 * 64;
     float *one = malloc((size_t)n * sizeof(float)), *many = malloc((size_t)n * sizeof(float));
@@ -255,6 +284,52 @@ START_TEST(moved_ops_same_bits_every_thread_count) {
     free(one);
     free(many);
     tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
+}
+END_TEST
+
+/* AUTO follows libgomp's wait rule: the pool only when OpenMP's threads sleep at once. */
+static void setenv_or_unset(const char *name, const char *value) {
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+}
+
+START_TEST(auto_follows_the_openmp_wait_policy) {
+#ifdef _OPENMP
+    static const struct {
+        const char *policy, *spin;
+        tg_range_exec want;
+    } cases[] = {
+        {NULL, NULL, TG_RANGE_OPENMP},        /* libgomp's default: spins first */
+        {"passive", NULL, TG_RANGE_POOL},     /* passive alone: no spinning */
+        {"PASSIVE", NULL, TG_RANGE_POOL},
+        {"active", NULL, TG_RANGE_OPENMP},
+        {"passive", "10000", TG_RANGE_OPENMP}, /* the spin count wins */
+        {NULL, "0", TG_RANGE_POOL},
+        {"active", "0", TG_RANGE_POOL},
+    };
+    char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    policy = policy ? strdup(policy) : NULL;
+    spin = spin ? strdup(spin) : NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        setenv_or_unset("OMP_WAIT_POLICY", cases[i].policy);
+        setenv_or_unset("GOMP_SPINCOUNT", cases[i].spin);
+        tg_parallel_range_use(TG_RANGE_AUTO);
+        ck_assert_msg(tg_parallel_range_exec() == cases[i].want,
+                      "OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s: executor %d, want %d",
+                      cases[i].policy ? cases[i].policy : "(unset)",
+                      cases[i].spin ? cases[i].spin : "(unset)", (int)tg_parallel_range_exec(),
+                      (int)cases[i].want);
+    }
+    setenv_or_unset("OMP_WAIT_POLICY", policy);
+    setenv_or_unset("GOMP_SPINCOUNT", spin);
+    free(policy);
+    free(spin);
+#endif
+    tg_parallel_range_use(TG_RANGE_AUTO);
+    ck_assert_int_ne(tg_parallel_range_exec(), TG_RANGE_AUTO); /* always resolved */
 }
 END_TEST
 
@@ -262,13 +337,14 @@ Suite *parallel_range_suite(void) {
     Suite *s = suite_create("parallel_range");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, every_index_once);
-    tcase_add_test(tc, grain_raised_past_the_chunk_limit);
-    tcase_add_test(tc, thousands_of_jobs_in_a_row);
-    tcase_add_test(tc, calls_from_a_chunk_run_inline);
-    tcase_add_test(tc, calls_from_an_openmp_region);
-    tcase_add_test(tc, two_user_threads_at_once);
-    tcase_add_test(tc, moved_ops_same_bits_every_thread_count);
+    tcase_add_loop_test(tc, every_index_once, 0, 2);
+    tcase_add_loop_test(tc, grain_raised_past_the_chunk_limit, 0, 2);
+    tcase_add_loop_test(tc, thousands_of_jobs_in_a_row, 0, 2);
+    tcase_add_loop_test(tc, calls_from_a_chunk_run_inline, 0, 2);
+    tcase_add_loop_test(tc, calls_from_an_openmp_region, 0, 2);
+    tcase_add_loop_test(tc, two_user_threads_at_once, 0, 2);
+    tcase_add_loop_test(tc, moved_ops_same_bits_every_thread_count, 0, 2);
+    tcase_add_test(tc, auto_follows_the_openmp_wait_policy);
     suite_add_tcase(s, tc);
     return s;
 }
