@@ -257,6 +257,13 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg);
 typedef enum tg_range_exec { TG_RANGE_AUTO, TG_RANGE_POOL, TG_RANGE_OPENMP } tg_range_exec;
 void tg_parallel_range_use(tg_range_exec e);
 tg_range_exec tg_parallel_range_exec(void); /* the executor in use (never AUTO) */
+/* Since the process started: jobs run on more than one thread's behalf (pool or OpenMP),
+ * their chunks, and how many of those a thread other than the caller ran (on a busy
+ * machine, the share the caller did alone shows here). */
+typedef struct tg_range_stats {
+    int64_t jobs, chunks, helper_chunks;
+} tg_range_stats;
+tg_range_stats tg_parallel_range_stats(void);
 
 /* ------------------------------------------------------------ time (core/threads.c) */
 double tg_now(void); /* monotonic seconds */

@@ -82,6 +82,12 @@ static void sgemm_slice(void *arg, int64_t s0, int64_t s1) {
         int64_t b = t == j->nt - 1 ? j->len : j->tiles * (t + 1) / j->nt * SGEMM_SLICE_ALIGN;
         if (b > j->len) b = j->len;
         if (a >= b) continue;
+#ifdef _OPENMP
+        /* OpenBLAS's OpenMP build threads a call by the calling thread's
+         * omp_get_max_threads(): one here, whichever thread runs the slice. */
+        const int team = omp_get_max_threads();
+        if (team > 1) omp_set_num_threads(1);
+#endif
         if (j->by_rows)
             sgemm_call(j->ta, j->tb, b - a, j->N, j->K, j->alpha,
                        j->ta ? j->A + a : j->A + a * j->lda, j->lda, j->B, j->ldb, j->beta,
@@ -90,6 +96,9 @@ static void sgemm_slice(void *arg, int64_t s0, int64_t s1) {
             sgemm_call(j->ta, j->tb, j->M, b - a, j->K, j->alpha, j->A, j->lda,
                        j->tb ? j->B + a * j->ldb : j->B + a, j->ldb, j->beta, j->C + a,
                        j->ldc);
+#ifdef _OPENMP
+        if (team > 1) omp_set_num_threads(team);
+#endif
     }
 }
 
@@ -116,14 +125,5 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
                    .ldb = ldb, .ldc = ldc, .nt = nt};
     j.len = j.by_rows ? M : N;
     j.tiles = j.len / SGEMM_SLICE_ALIGN;
-#ifdef _OPENMP
-    /* This thread's own slices must not fork OpenBLAS threads either (pool threads run
-     * with one OpenMP thread already: core/pool.c). */
-    const int team = omp_get_max_threads();
-    if (team > 1) omp_set_num_threads(1);
-#endif
     tg_parallel_range(nt, 1, sgemm_slice, &j);
-#ifdef _OPENMP
-    if (team > 1) omp_set_num_threads(team);
-#endif
 }

@@ -82,17 +82,20 @@ static struct {
 
 static _Thread_local bool in_pool_thread;
 
+/* Counters for tg_parallel_range_stats (relaxed: a diagnostic, not a synchronisation). */
+static _Atomic int64_t stat_jobs, stat_chunks, stat_helper_chunks;
+
 static uint32_t claim_gen(uint64_t c) { return (uint32_t)(c >> 32); }
 static int64_t claim_chunks(uint64_t c) { return (int64_t)((c >> 16) & 0xffff); }
 static int64_t claim_next(uint64_t c) { return (int64_t)(c & 0xffff); }
 
-/* Runs chunks of generation gen until none is left. */
-static void run_chunks(uint32_t gen) {
+/* Runs chunks of generation gen until none is left; counts those a helper runs (before
+ * publishing them done, so the caller sees the count when it returns). */
+static void run_chunks(uint32_t gen, bool helper) {
     uint64_t c = atomic_load_explicit(&pool.claim, memory_order_acquire);
     for (;;) {
-        if (claim_gen(c) != gen) return;
+        if (claim_gen(c) != gen || claim_next(c) >= claim_chunks(c)) return;
         int64_t i = claim_next(c), nchunks = claim_chunks(c);
-        if (i >= nchunks) return;
         if (!atomic_compare_exchange_weak_explicit(&pool.claim, &c, c + 1,
                                                    memory_order_acq_rel,
                                                    memory_order_acquire))
@@ -102,6 +105,7 @@ static void run_chunks(uint32_t gen) {
         int64_t begin = i * j->grain;
         int64_t end = j->n - begin > j->grain ? begin + j->grain : j->n;
         j->fn(j->arg, begin, end);
+        if (helper) atomic_fetch_add_explicit(&stat_helper_chunks, 1, memory_order_relaxed);
         if (atomic_fetch_add_explicit(&pool.done, 1, memory_order_acq_rel) + 1 == nchunks) {
             pthread_mutex_lock(&pool.lock);
             if (pool.caller_sleeps) pthread_cond_signal(&pool.finished);
@@ -119,7 +123,9 @@ static void *pool_thread(void *arg) {
      * build threads a call by the calling thread's omp_get_max_threads(). */
     omp_set_num_threads(1);
 #endif
-    uint32_t seen = claim_gen(atomic_load_explicit(&pool.claim, memory_order_acquire));
+    /* Not the current generation: a thread created for a job that was published while
+     * it started looks at that job first (if it is finished, it finds nothing left). */
+    uint32_t seen = claim_gen(atomic_load_explicit(&pool.claim, memory_order_acquire)) - 1;
     for (;;) {
         pthread_mutex_lock(&pool.lock);
         uint32_t gen;
@@ -129,7 +135,7 @@ static void *pool_thread(void *arg) {
         int helpers = pool.job.helpers; /* under the lock: this generation's */
         pthread_mutex_unlock(&pool.lock);
         seen = gen;
-        if (id < helpers) run_chunks(gen);
+        if (id < helpers) run_chunks(gen, true);
     }
     return NULL;
 }
@@ -207,9 +213,22 @@ static bool run_inline(void) {
     return false;
 }
 
+tg_range_stats tg_parallel_range_stats(void) {
+    return (tg_range_stats){.jobs = atomic_load_explicit(&stat_jobs, memory_order_relaxed),
+                            .chunks = atomic_load_explicit(&stat_chunks, memory_order_relaxed),
+                            .helper_chunks = atomic_load_explicit(&stat_helper_chunks,
+                                                                  memory_order_relaxed)};
+}
+
+static void count_job(int64_t nchunks) {
+    atomic_fetch_add_explicit(&stat_jobs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&stat_chunks, nchunks, memory_order_relaxed);
+}
+
 void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
     if (n <= 0) return;
     int threads = tg_get_num_threads();
+    if (grain > n) grain = n; /* one chunk; also keeps `b += grain` below from wrapping */
     if (grain <= 0) grain = n / ((int64_t)threads * POOL_CHUNKS_PER);
     if (grain < n / POOL_MAX_CHUNKS + 1) grain = n / POOL_MAX_CHUNKS + 1;
     int64_t nchunks = (n - 1) / grain + 1; /* <= POOL_MAX_CHUNKS */
@@ -220,9 +239,18 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
 #ifdef _OPENMP
     if (tg_parallel_range_exec() == TG_RANGE_OPENMP) {
         int team = threads < nchunks ? threads : (int)nchunks;
-#pragma omp parallel for schedule(static) num_threads(team)
-        for (int64_t c = 0; c < nchunks; c++)
-            fn(arg, c * grain, n - c * grain > grain ? (c + 1) * grain : n);
+        count_job(nchunks);
+#pragma omp parallel num_threads(team)
+        {
+            int64_t ran = 0;
+#pragma omp for schedule(static)
+            for (int64_t c = 0; c < nchunks; c++) {
+                fn(arg, c * grain, n - c * grain > grain ? (c + 1) * grain : n);
+                ran++;
+            }
+            if (omp_get_thread_num() != 0 && ran)
+                atomic_fetch_add_explicit(&stat_helper_chunks, ran, memory_order_relaxed);
+        }
         return;
     }
 #endif
@@ -232,6 +260,7 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
     }
     int helpers = pool_grow(threads - 1);
     if (helpers > nchunks - 1) helpers = (int)(nchunks - 1);
+    count_job(nchunks);
 
     pthread_mutex_lock(&pool.lock);
     pool.job = (pool_job){.fn = fn, .arg = arg, .n = n, .grain = grain, .helpers = helpers};
@@ -242,7 +271,7 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
     if (helpers > 0) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
-    run_chunks(gen);
+    run_chunks(gen, false);
     /* Every chunk is claimed; wait for the ones other threads are still running. */
     for (int spin = 0; spin < POOL_SPIN; spin++) {
         if (atomic_load_explicit(&pool.done, memory_order_acquire) == nchunks) break;

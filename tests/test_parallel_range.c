@@ -15,6 +15,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Loop tests run twice: _i 0 on the pool, _i 1 as an OpenMP loop over the chunks. */
 static void use_executor(int i) { tg_parallel_range_use(i ? TG_RANGE_OPENMP : TG_RANGE_POOL); }
@@ -95,41 +98,146 @@ END_TEST
 typedef struct sum_job {
     const int64_t *v;
     int64_t *partial; /* per chunk start / grain */
-    int64_t grain;
+    int64_t grain, token;
 } sum_job;
 
 static void sum_range(void *arg, int64_t begin, int64_t end) {
     sum_job *j = arg;
     int64_t s = 0;
     for (int64_t i = begin; i < end; i++) s += j->v[i];
-    j->partial[begin / j->grain] = s;
+    j->partial[begin / j->grain] = s + j->token;
 }
 
-/* Many short jobs back to back, each with a different answer: a pool thread that wakes
- * late must find nothing left, never run a chunk of the next job with stale arguments. */
+/* Many short jobs back to back, each with its own freshly allocated arguments (freed
+ * after the call: a late pool thread reading a finished job's arguments is a
+ * use-after-free under ASan) and its own answer: a pool thread that wakes late must find
+ * nothing left, never run a chunk of the next job with stale arguments. */
 START_TEST(thousands_of_jobs_in_a_row) {
     use_executor(_i);
     const int saved = tg_get_num_threads();
     tg_set_num_threads(3);
     enum { N = 4096, GRAIN = 64, CHUNKS = N / GRAIN, JOBS = 2000 };
-    int64_t *v = malloc(N * sizeof *v), partial[CHUNKS];
-    ck_assert_ptr_nonnull(v);
     for (int job = 0; job < JOBS; job++) {
+        int64_t *v = malloc(N * sizeof *v), *partial = malloc(CHUNKS * sizeof *partial);
+        sum_job *j = malloc(sizeof *j);
+        ck_assert(v && partial && j);
         for (int64_t i = 0; i < N; i++) v[i] = job * 7 + i;
         for (int c = 0; c < CHUNKS; c++) partial[c] = -1;
-        sum_job j = {.v = v, .partial = partial, .grain = GRAIN};
-        tg_parallel_range(N, GRAIN, sum_range, &j);
+        *j = (sum_job){.v = v, .partial = partial, .grain = GRAIN, .token = 1000000 * job};
+        tg_parallel_range(N, GRAIN, sum_range, j);
         int bad = -1;
         int64_t want = 0;
         for (int c = 0; c < CHUNKS && bad < 0; c++) {
-            want = 0;
+            want = 1000000 * (int64_t)job;
             for (int64_t i = c * GRAIN; i < (c + 1) * GRAIN; i++) want += job * 7 + i;
             if (partial[c] != want) bad = c;
         }
         ck_assert_msg(bad < 0, "job %d chunk %d: %lld, want %lld", job, bad,
                       (long long)(bad < 0 ? 0 : partial[bad]), (long long)want);
+        free(j);
+        free(partial);
+        free(v);
     }
-    free(v);
+    tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
+}
+END_TEST
+
+/* The caller's first chunk waits (up to 10 s) until another thread has run a chunk: a
+ * pool whose threads never take work, or a loop that silently runs inline, fails here.
+ * The helpers' count in tg_parallel_range_stats grows by what they ran. */
+typedef struct helper_job {
+    pthread_t caller;
+    _Atomic int others; /* chunks run by a thread other than the caller */
+    _Atomic int waited_out;
+} helper_job;
+
+static void helper_range(void *arg, int64_t begin, int64_t end) {
+    helper_job *j = arg;
+    (void)end;
+    if (!pthread_equal(pthread_self(), j->caller)) {
+        atomic_fetch_add(&j->others, 1);
+        return;
+    }
+    if (begin != 0) return;
+    double t0 = tg_now();
+    while (!atomic_load(&j->others)) {
+        if (tg_now() - t0 > 10) {
+            atomic_store(&j->waited_out, 1);
+            return;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+START_TEST(other_threads_take_chunks) {
+    use_executor(_i);
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(2);
+    tg_range_stats before = tg_parallel_range_stats();
+    helper_job j = {.caller = pthread_self()};
+    tg_parallel_range(8, 1, helper_range, &j);
+    tg_range_stats after = tg_parallel_range_stats();
+    ck_assert_msg(!j.waited_out && j.others > 0, "no other thread ran a chunk in 10 s");
+    ck_assert_int_eq(after.jobs - before.jobs, 1);
+    ck_assert_int_eq(after.chunks - before.chunks, 8);
+    ck_assert_int_eq(after.helper_chunks - before.helper_chunks, j.others);
+    tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
+}
+END_TEST
+
+/* tg_sgemm hands its slices to tg_parallel_range: one job of one chunk per slice (a
+ * caller that ran them itself, as a regression once did when it held OpenMP to one
+ * thread before the pool read the thread count, submits none). */
+START_TEST(sgemm_slices_are_one_parallel_job) {
+    use_executor(_i);
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(2);
+    enum { M = 256, N = 256, K = 256 };
+    float *A = calloc(M * K, sizeof(float)), *B = calloc(K * N, sizeof(float));
+    float *C = calloc(M * N, sizeof(float));
+    ck_assert(A && B && C);
+    tg_range_stats before = tg_parallel_range_stats();
+    tg_sgemm(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    tg_range_stats after = tg_parallel_range_stats();
+    ck_assert_int_eq(after.jobs - before.jobs, 1);
+    ck_assert_int_eq(after.chunks - before.chunks, 2);
+    free(A);
+    free(B);
+    free(C);
+    tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
+}
+END_TEST
+
+/* A child forked after the pool has threads has none: its jobs still finish, every index
+ * once (the caller takes every chunk until the child grows threads of its own). Pool
+ * only: libgomp itself does not survive fork() after a parallel region. */
+START_TEST(jobs_after_fork) {
+    tg_parallel_range_use(TG_RANGE_POOL);
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(3);
+    check_once(100000, 100, 3); /* the pool now has threads */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int ok = 1;
+        for (int round = 0; round < 50 && ok; round++) {
+            int *hits = calloc(100000, sizeof(int));
+            count_job j = {.hits = hits, .grain = 100};
+            if (!hits) _exit(2);
+            tg_parallel_range(100000, 100, count_range, &j);
+            ok = first_not(hits, 100000, 1) < 0 && j.chunks == 1000;
+            free(hits);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the forked child's jobs went wrong (status %d)", status);
     tg_set_num_threads(saved);
     tg_parallel_range_use(TG_RANGE_AUTO);
 }
@@ -340,6 +448,9 @@ Suite *parallel_range_suite(void) {
     tcase_add_loop_test(tc, every_index_once, 0, 2);
     tcase_add_loop_test(tc, grain_raised_past_the_chunk_limit, 0, 2);
     tcase_add_loop_test(tc, thousands_of_jobs_in_a_row, 0, 2);
+    tcase_add_loop_test(tc, other_threads_take_chunks, 0, 2);
+    tcase_add_loop_test(tc, sgemm_slices_are_one_parallel_job, 0, 2);
+    tcase_add_test(tc, jobs_after_fork);
     tcase_add_loop_test(tc, calls_from_a_chunk_run_inline, 0, 2);
     tcase_add_loop_test(tc, calls_from_an_openmp_region, 0, 2);
     tcase_add_loop_test(tc, two_user_threads_at_once, 0, 2);
