@@ -28,17 +28,57 @@
 #include <math.h>
 #include <stdio.h>
 
+/* Element i's mask depends on (key, i) alone, so chunks on tg_parallel_range (core/pool.c)
+ * give the same bits whoever runs them. */
+#define DROPOUT_SERIAL 65536
+#define DROPOUT_GRAIN 16384
+
+typedef struct dropout_job {
+    float *dst;
+    const float *src;
+    uint64_t key, threshold;
+    float scale;
+} dropout_job;
+
+static void dropout_forward_range(void *arg, int64_t begin, int64_t end) {
+    const dropout_job *j = arg;
+    float *restrict y = j->dst;
+    const float *restrict x = j->src;
+    const uint64_t key = j->key, threshold = j->threshold;
+    const float scale = j->scale;
+#pragma omp simd
+    for (int64_t i = begin; i < end; i++)
+        y[i] = dropout_keep(key, i, threshold) ? x[i] * scale : 0.0f;
+}
+
+static void dropout_backward_range(void *arg, int64_t begin, int64_t end) {
+    const dropout_job *j = arg;
+    float *restrict dx = j->dst;
+    const float *restrict dy = j->src;
+    const uint64_t key = j->key, threshold = j->threshold;
+    const float scale = j->scale;
+#pragma omp simd
+    for (int64_t i = begin; i < end; i++)
+        dx[i] += dropout_keep(key, i, threshold) ? dy[i] * scale : 0.0f;
+}
+
+static void dropout_run(tg_range_fn fn, dropout_job *j, int64_t n) {
+    if (n > DROPOUT_SERIAL)
+        tg_parallel_range(n, DROPOUT_GRAIN, fn, j);
+    else
+        fn(j, 0, n);
+}
+
 void dropout_forward_cpu(float *y, const float *x, int64_t n, uint64_t key, uint64_t threshold,
                          float scale) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) y[i] = dropout_keep(key, i, threshold) ? x[i] * scale : 0.0f;
+    dropout_job j = {.dst = y, .src = x, .key = key, .threshold = threshold, .scale = scale};
+    dropout_run(dropout_forward_range, &j, n);
 }
 
 void dropout_backward_cpu(float *dx, const float *dy, int64_t n, uint64_t key,
                           uint64_t threshold, float scale) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += dropout_keep(key, i, threshold) ? dy[i] * scale : 0.0f;
+    dropout_job j = {.dst = dx, .src = dy, .key = key, .threshold = threshold, .scale = scale};
+    dropout_run(dropout_backward_range, &j, n);
 }
 
 typedef struct dropout_params {

@@ -25,26 +25,56 @@
 
 #define EMB_COLS 16
 
-void embedding_forward_cpu(float *out, const float *weight, const int32_t *idx, int64_t n,
-                           int64_t D) {
-#pragma omp parallel for schedule(static) if (n * D > 65536)
-    for (int64_t i = 0; i < n; i++)
-        memcpy(out + i * D, weight + (int64_t)idx[i] * D, (size_t)D * sizeof(float));
+/* Both loops run on tg_parallel_range (core/pool.c): a row copy, or a column chunk over
+ * every position in order, is the same whoever runs it. */
+#define EMB_SERIAL 65536
+#define EMB_CHUNK 8192 /* elements per forward chunk, about */
+
+typedef struct emb_job {
+    float *dst;
+    const float *src;
+    const int32_t *idx;
+    int64_t n, D;
+} emb_job;
+
+static void embedding_rows(void *arg, int64_t i0, int64_t i1) {
+    const emb_job *j = arg;
+    const int64_t D = j->D;
+    for (int64_t i = i0; i < i1; i++)
+        memcpy(j->dst + i * D, j->src + (int64_t)j->idx[i] * D, (size_t)D * sizeof(float));
 }
 
-void embedding_backward_cpu(float *dweight, const float *dout, const int32_t *idx, int64_t n,
-                            int64_t D) {
-    int64_t chunks = (D + EMB_COLS - 1) / EMB_COLS;
-#pragma omp parallel for schedule(static) if (n * D > 65536)
-    for (int64_t c = 0; c < chunks; c++) {
+static void embedding_col_chunks(void *arg, int64_t c0, int64_t c1) {
+    const emb_job *j = arg;
+    const int64_t D = j->D;
+    for (int64_t c = c0; c < c1; c++) {
         int64_t d0 = c * EMB_COLS, len = D - d0 < EMB_COLS ? D - d0 : EMB_COLS;
-        for (int64_t i = 0; i < n; i++) {
-            float *dw = dweight + (int64_t)idx[i] * D + d0;
-            const float *g = dout + i * D + d0;
+        for (int64_t i = 0; i < j->n; i++) {
+            float *dw = j->dst + (int64_t)j->idx[i] * D + d0;
+            const float *g = j->src + i * D + d0;
 #pragma omp simd
             for (int64_t d = 0; d < len; d++) dw[d] += g[d];
         }
     }
+}
+
+void embedding_forward_cpu(float *out, const float *weight, const int32_t *idx, int64_t n,
+                           int64_t D) {
+    emb_job j = {.dst = out, .src = weight, .idx = idx, .n = n, .D = D};
+    if ((double)n * (double)D <= EMB_SERIAL)
+        embedding_rows(&j, 0, n);
+    else
+        tg_parallel_range(n, D >= EMB_CHUNK ? 1 : EMB_CHUNK / D, embedding_rows, &j);
+}
+
+void embedding_backward_cpu(float *dweight, const float *dout, const int32_t *idx, int64_t n,
+                            int64_t D) {
+    emb_job j = {.dst = dweight, .src = dout, .idx = idx, .n = n, .D = D};
+    int64_t chunks = (D + EMB_COLS - 1) / EMB_COLS;
+    if ((double)n * (double)D <= EMB_SERIAL)
+        embedding_col_chunks(&j, 0, chunks);
+    else
+        tg_parallel_range(chunks, 1, embedding_col_chunks, &j);
 }
 
 typedef struct embedding_params {

@@ -47,31 +47,54 @@ static void ln_row_stats(const float *x, int64_t M, float eps, float *mean, floa
     *rstd = 1.0f / sqrtf(v / (float)M + eps);
 }
 
+/* Both passes run on tg_parallel_range (core/pool.c): a row, or a fixed range of rows with
+ * its own partial sums, is computed the same whoever runs it. */
+#define LN_SERIAL 32768
+#define LN_CHUNK 8192 /* elements per forward chunk, about */
+
+typedef struct ln_job {
+    float *y, *mean, *rstd, *dx, *dweight, *dbias, *partial;
+    const float *x, *dy, *weight, *bias, *cmean, *crstd;
+    int64_t rows, M, chunks;
+    float eps;
+} ln_job;
+
+static void ln_forward_rows(void *arg, int64_t r0, int64_t r1) {
+    const ln_job *j = arg;
+    const int64_t M = j->M;
+    const float *weight = j->weight, *bias = j->bias;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = j->x + r * M;
+        float *yr = j->y + r * M;
+        float mu, rs;
+        ln_row_stats(xr, M, j->eps, &mu, &rs);
+        j->mean[r] = mu;
+        j->rstd[r] = rs;
+        if (weight && bias) {
+#pragma omp simd
+            for (int64_t c = 0; c < M; c++) yr[c] = (xr[c] - mu) * rs * weight[c] + bias[c];
+        } else if (weight) {
+#pragma omp simd
+            for (int64_t c = 0; c < M; c++) yr[c] = (xr[c] - mu) * rs * weight[c];
+        } else if (bias) {
+#pragma omp simd
+            for (int64_t c = 0; c < M; c++) yr[c] = (xr[c] - mu) * rs + bias[c];
+        } else {
+#pragma omp simd
+            for (int64_t c = 0; c < M; c++) yr[c] = (xr[c] - mu) * rs;
+        }
+    }
+}
+
 void layernorm_forward_cpu(float *y, float *mean, float *rstd, const float *x,
                            const float *weight, const float *bias, int64_t rows, int64_t M,
                            float eps) {
-#pragma omp parallel for schedule(static) if (rows * M > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * M;
-        float *yr = y + r * M;
-        float mu, rs;
-        ln_row_stats(xr, M, eps, &mu, &rs);
-        mean[r] = mu;
-        rstd[r] = rs;
-        if (weight && bias) {
-#pragma omp simd
-            for (int64_t j = 0; j < M; j++) yr[j] = (xr[j] - mu) * rs * weight[j] + bias[j];
-        } else if (weight) {
-#pragma omp simd
-            for (int64_t j = 0; j < M; j++) yr[j] = (xr[j] - mu) * rs * weight[j];
-        } else if (bias) {
-#pragma omp simd
-            for (int64_t j = 0; j < M; j++) yr[j] = (xr[j] - mu) * rs + bias[j];
-        } else {
-#pragma omp simd
-            for (int64_t j = 0; j < M; j++) yr[j] = (xr[j] - mu) * rs;
-        }
-    }
+    ln_job j = {.y = y, .mean = mean, .rstd = rstd, .x = x, .weight = weight, .bias = bias,
+                .rows = rows, .M = M, .eps = eps};
+    if ((double)rows * (double)M <= LN_SERIAL)
+        ln_forward_rows(&j, 0, rows);
+    else
+        tg_parallel_range(rows, M >= LN_CHUNK ? 1 : LN_CHUNK / M, ln_forward_rows, &j);
 }
 
 static int64_t ln_chunks(int64_t rows) { return rows < LN_CHUNKS ? rows : LN_CHUNKS; }
@@ -110,33 +133,52 @@ static void ln_backward_row(float *dx, float *pw, float *pb, const float *dy, co
 /* Rows are cut into `chunks` fixed ranges; each range accumulates its own dweight/dbias
  * partial sums (while computing its rows' dx in the same sweep), added in range order at
  * the end: one pass over dy and x, and a result independent of the thread count. */
+/* Chunks [c0, c1) of the backward: each its rows' dx and its own partial sums. */
+static void ln_backward_chunks(void *arg, int64_t c0, int64_t c1) {
+    const ln_job *j = arg;
+    const int64_t M = j->M, rows = j->rows, chunks = j->chunks;
+    const bool params = j->dweight || j->dbias;
+    for (int64_t c = c0; c < c1; c++) {
+        float *pw = NULL, *pb = NULL;
+        if (params) {
+            pw = j->dweight ? j->partial + 2 * c * M : NULL;
+            pb = j->dbias ? j->partial + (2 * c + 1) * M : NULL;
+            memset(j->partial + 2 * c * M, 0, 2 * (size_t)M * sizeof(float));
+        }
+        for (int64_t r = c * rows / chunks; r < (c + 1) * rows / chunks; r++)
+            ln_backward_row(j->dx ? j->dx + r * M : NULL, pw, pb, j->dy + r * M, j->x + r * M,
+                            j->cmean[r], j->crstd[r], j->weight, M);
+    }
+}
+
+/* Rows are cut into `chunks` fixed ranges; each range accumulates its own dweight/dbias
+ * partial sums (while computing its rows' dx in the same sweep), added in range order at
+ * the end: one pass over dy and x, and a result independent of the thread count. */
 void layernorm_backward_cpu(float *dx, float *dweight, float *dbias, float *partial,
                             const float *dy, const float *x, const float *mean,
                             const float *rstd, const float *weight, int64_t rows, int64_t M) {
     bool params = dweight || dbias;
     int64_t chunks = params ? ln_chunks(rows) : rows;
-#pragma omp parallel for schedule(static) if (rows * M > 32768)
-    for (int64_t c = 0; c < chunks; c++) {
-        float *pw = NULL, *pb = NULL;
-        if (params) {
-            pw = dweight ? partial + 2 * c * M : NULL;
-            pb = dbias ? partial + (2 * c + 1) * M : NULL;
-            memset(partial + 2 * c * M, 0, 2 * (size_t)M * sizeof(float));
-        }
-        for (int64_t r = c * rows / chunks; r < (c + 1) * rows / chunks; r++)
-            ln_backward_row(dx ? dx + r * M : NULL, pw, pb, dy + r * M, x + r * M, mean[r],
-                            rstd[r], weight, M);
+    ln_job j = {.dx = dx, .dweight = dweight, .dbias = dbias, .partial = partial, .dy = dy,
+                .x = x, .cmean = mean, .crstd = rstd, .weight = weight, .rows = rows, .M = M,
+                .chunks = chunks};
+    if ((double)rows * (double)M <= LN_SERIAL) {
+        ln_backward_chunks(&j, 0, chunks);
+    } else {
+        /* chunks of about LN_CHUNK elements when there is a chunk per row */
+        int64_t per = rows / chunks * M, grain = per >= LN_CHUNK ? 1 : LN_CHUNK / per;
+        tg_parallel_range(chunks, grain, ln_backward_chunks, &j);
     }
     if (!params) return;
     for (int64_t c = 0; c < chunks; c++) {
         const float *pw = partial + 2 * c * M, *pb = pw + M;
         if (dweight) {
 #pragma omp simd
-            for (int64_t j = 0; j < M; j++) dweight[j] += pw[j];
+            for (int64_t k = 0; k < M; k++) dweight[k] += pw[k];
         }
         if (dbias) {
 #pragma omp simd
-            for (int64_t j = 0; j < M; j++) dbias[j] += pb[j];
+            for (int64_t k = 0; k < M; k++) dbias[k] += pb[k];
         }
     }
 }

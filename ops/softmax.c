@@ -150,20 +150,54 @@ static void softmax_tile(float *y, const float *x, int64_t D, int64_t inner, int
     }
 }
 
-void softmax_forward_cpu(float *y, const float *x, int64_t outer, int64_t D, int64_t inner,
-                         bool log) {
-    int64_t blocks = (inner + SM_TILE - 1) / SM_TILE, ntasks = outer * blocks;
-    if (inner == 1) {
-#pragma omp parallel for schedule(static) if (outer * D > 32768)
-        for (int64_t o = 0; o < outer; o++) softmax_row(y + o * D, x + o * D, D, log);
+/* The loops below run on tg_parallel_range (core/pool.c): a row or tile is computed the
+ * same whoever runs it, so the bits do not depend on the thread count. A chunk holds
+ * about SM_CHUNK elements. */
+#define SM_CHUNK 8192
+#define SM_SERIAL 32768
+
+typedef struct softmax_job {
+    float *out;             /* y (forward) or dx (backward) */
+    const float *a, *b;     /* forward: x; backward: dy, y */
+    int64_t D, inner, blocks;
+    bool log;
+} softmax_job;
+
+static void softmax_rows(void *arg, int64_t o0, int64_t o1) {
+    const softmax_job *j = arg;
+    const int64_t D = j->D;
+    for (int64_t o = o0; o < o1; o++) softmax_row(j->out + o * D, j->a + o * D, D, j->log);
+}
+
+static void softmax_tiles(void *arg, int64_t k0, int64_t k1) {
+    const softmax_job *j = arg;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t o = k / j->blocks, i0 = (k % j->blocks) * SM_TILE;
+        int64_t len = j->inner - i0 < SM_TILE ? j->inner - i0 : SM_TILE;
+        int64_t off = o * j->D * j->inner + i0;
+        softmax_tile(j->out + off, j->a + off, j->D, j->inner, len, j->log);
+    }
+}
+
+/* fn over `tasks` items of `per_task` elements each, in chunks of about SM_CHUNK elements;
+ * on the calling thread alone below SM_SERIAL elements in all. */
+static void softmax_run(tg_range_fn fn, softmax_job *j, int64_t tasks, int64_t per_task) {
+    if ((double)tasks * (double)per_task <= SM_SERIAL) {
+        fn(j, 0, tasks);
         return;
     }
-#pragma omp parallel for schedule(static) if (outer * D * inner > 32768)
-    for (int64_t k = 0; k < ntasks; k++) {
-        int64_t o = k / blocks, i0 = (k % blocks) * SM_TILE;
-        int64_t len = inner - i0 < SM_TILE ? inner - i0 : SM_TILE;
-        softmax_tile(y + o * D * inner + i0, x + o * D * inner + i0, D, inner, len, log);
+    tg_parallel_range(tasks, per_task >= SM_CHUNK ? 1 : SM_CHUNK / per_task, fn, j);
+}
+
+void softmax_forward_cpu(float *y, const float *x, int64_t outer, int64_t D, int64_t inner,
+                         bool log) {
+    softmax_job j = {.out = y, .a = x, .D = D, .inner = inner, .log = log};
+    if (inner == 1) {
+        softmax_run(softmax_rows, &j, outer, D);
+        return;
     }
+    j.blocks = (inner + SM_TILE - 1) / SM_TILE;
+    softmax_run(softmax_tiles, &j, outer * j.blocks, D * (inner < SM_TILE ? inner : SM_TILE));
 }
 
 static void softmax_backward_row(float *dx, const float *dy, const float *y, int64_t D,
@@ -204,44 +238,82 @@ static void softmax_backward_tile(float *dx, const float *dy, const float *y, in
     }
 }
 
-void softmax_backward_cpu(float *dx, const float *dy, const float *y, int64_t outer, int64_t D,
-                          int64_t inner, bool log) {
-    if (inner == 1) {
-#pragma omp parallel for schedule(static) if (outer * D > 32768)
-        for (int64_t o = 0; o < outer; o++)
-            softmax_backward_row(dx + o * D, dy + o * D, y + o * D, D, log);
-        return;
-    }
-    int64_t blocks = (inner + SM_TILE - 1) / SM_TILE, ntasks = outer * blocks;
-#pragma omp parallel for schedule(static) if (outer * D * inner > 32768)
-    for (int64_t k = 0; k < ntasks; k++) {
-        int64_t o = k / blocks, i0 = (k % blocks) * SM_TILE;
-        int64_t len = inner - i0 < SM_TILE ? inner - i0 : SM_TILE;
-        int64_t off = o * D * inner + i0;
-        softmax_backward_tile(dx + off, dy + off, y + off, D, inner, len, log);
+static void softmax_backward_rows(void *arg, int64_t o0, int64_t o1) {
+    const softmax_job *j = arg;
+    const int64_t D = j->D;
+    for (int64_t o = o0; o < o1; o++)
+        softmax_backward_row(j->out + o * D, j->a + o * D, j->b + o * D, D, j->log);
+}
+
+static void softmax_backward_tiles(void *arg, int64_t k0, int64_t k1) {
+    const softmax_job *j = arg;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t o = k / j->blocks, i0 = (k % j->blocks) * SM_TILE;
+        int64_t len = j->inner - i0 < SM_TILE ? j->inner - i0 : SM_TILE;
+        int64_t off = o * j->D * j->inner + i0;
+        softmax_backward_tile(j->out + off, j->a + off, j->b + off, j->D, j->inner, len,
+                              j->log);
     }
 }
 
-void causal_mask_forward_cpu(float *y, const float *x, int64_t B, int64_t T) {
-#pragma omp parallel for schedule(static) if (B * T * T > 65536)
-    for (int64_t r = 0; r < B * T; r++) {
+void softmax_backward_cpu(float *dx, const float *dy, const float *y, int64_t outer, int64_t D,
+                          int64_t inner, bool log) {
+    softmax_job j = {.out = dx, .a = dy, .b = y, .D = D, .inner = inner, .log = log};
+    if (inner == 1) {
+        softmax_run(softmax_backward_rows, &j, outer, D);
+        return;
+    }
+    j.blocks = (inner + SM_TILE - 1) / SM_TILE;
+    softmax_run(softmax_backward_tiles, &j, outer * j.blocks,
+                D * (inner < SM_TILE ? inner : SM_TILE));
+}
+
+typedef struct mask_job {
+    float *out;
+    const float *in;
+    int64_t T;
+} mask_job;
+
+static void causal_mask_rows(void *arg, int64_t r0, int64_t r1) {
+    const mask_job *m = arg;
+    const int64_t T = m->T;
+    for (int64_t r = r0; r < r1; r++) {
         int64_t i = r % T;
-        const float *xr = x + r * T;
-        float *yr = y + r * T;
+        const float *xr = m->in + r * T;
+        float *yr = m->out + r * T;
 #pragma omp simd
         for (int64_t j = 0; j < T; j++) yr[j] = j <= i ? xr[j] : -INFINITY;
     }
 }
 
-void causal_mask_backward_cpu(float *dx, const float *dy, int64_t B, int64_t T) {
-#pragma omp parallel for schedule(static) if (B * T * T > 65536)
-    for (int64_t r = 0; r < B * T; r++) {
+static void causal_mask_backward_rows(void *arg, int64_t r0, int64_t r1) {
+    const mask_job *m = arg;
+    const int64_t T = m->T;
+    for (int64_t r = r0; r < r1; r++) {
         int64_t i = r % T;
-        const float *dyr = dy + r * T;
-        float *dxr = dx + r * T;
+        const float *dyr = m->in + r * T;
+        float *dxr = m->out + r * T;
 #pragma omp simd
         for (int64_t j = 0; j <= i; j++) dxr[j] += dyr[j];
     }
+}
+
+static void causal_mask_run(tg_range_fn fn, mask_job *m, int64_t rows) {
+    if ((double)rows * (double)m->T <= 65536) {
+        fn(m, 0, rows);
+        return;
+    }
+    tg_parallel_range(rows, m->T >= SM_CHUNK ? 1 : SM_CHUNK / m->T, fn, m);
+}
+
+void causal_mask_forward_cpu(float *y, const float *x, int64_t B, int64_t T) {
+    mask_job m = {.out = y, .in = x, .T = T};
+    causal_mask_run(causal_mask_rows, &m, B * T);
+}
+
+void causal_mask_backward_cpu(float *dx, const float *dy, int64_t B, int64_t T) {
+    mask_job m = {.out = dx, .in = dy, .T = T};
+    causal_mask_run(causal_mask_backward_rows, &m, B * T);
 }
 
 /* ---------------------------------------------------------------- softmax op */

@@ -338,8 +338,15 @@ START_TEST(two_user_threads_at_once) {
 END_TEST
 
 /* The ops moved onto tg_parallel_range, through the public API, at 1, 2 and 3 threads:
- * forward and backward of tanh, a broadcast add, relu and a 2x2 max pool, then an Adam
- * step, give the same bits (parameters and gradients) at every thread count. */
+ * forward and backward of tanh, a broadcast add, relu, the causal mask, softmax, layer
+ * norm, dropout, a 2x2 max pool and an embedding, then an Adam step, give the same bits
+ * (parameters after two steps) at every thread count. Every tensor is above the ops'
+ * thresholds for running in parallel. */
+enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
+#define W_NUMEL (8 * 16 * 64 * 64)
+#define B_NUMEL (16 * 64)
+#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D)
+
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
     tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
@@ -349,27 +356,36 @@ static void train_once(int threads, float *out, int64_t nout) {
     tg_rng_seed(&rng, 5);
     tg_tensor *w = tg_params_add(ps, "w", tg_shape4(8, 16, 64, 64));
     tg_tensor *b = tg_params_add(ps, "b", tg_shape4(1, 16, 1, 64));
-    ck_assert_ptr_nonnull(w);
-    ck_assert_ptr_nonnull(b);
+    tg_tensor *e = tg_params_add(ps, "e", tg_shape2(EMB_V, EMB_D));
+    ck_assert(w && b && e);
     tg_rng_fill_uniform(&rng, w->data, w->numel, -2, 2);
     tg_rng_fill_uniform(&rng, b->data, b->numel, -1, 1);
+    tg_rng_fill_uniform(&rng, e->data, e->numel, -1, 1);
+    static int32_t idx[EMB_N];
+    for (int i = 0; i < EMB_N; i++) idx[i] = (int32_t)((i * 37) % EMB_V);
     tg_adam_opts o = tg_adam_opts_default();
     o.lr = 0.01;
     tg_optim *opt = tg_adam_new(ps, o);
     ck_assert_ptr_nonnull(opt);
     for (int step = 0; step < 2; step++) {
         tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
-        tg_tensor *p = tg_max_pool2d(ctx, h, tg_pool2d_opts_make(2, 2, 0));
-        tg_tensor *loss = tg_sum_all(ctx, tg_mul(ctx, p, p));
+        tg_tensor *sm = tg_softmax(ctx, tg_causal_mask(ctx, h), -1);
+        tg_tensor *ln = tg_layer_norm(ctx, sm, 1, NULL, NULL, 1e-5f);
+        tg_tensor *p = tg_max_pool2d(ctx, tg_dropout(ctx, ln, 0.1f, true),
+                                     tg_pool2d_opts_make(2, 2, 0));
+        tg_tensor *em = tg_embedding(ctx, e, idx, tg_shape1(EMB_N));
+        tg_tensor *loss = tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, p, p)),
+                                 tg_sum_all(ctx, tg_mul(ctx, em, em)));
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
         ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
         ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
         tg_step_end(ctx);
     }
-    ck_assert_int_eq(w->numel + b->numel, nout);
+    ck_assert_int_eq(w->numel + b->numel + e->numel, nout);
     memcpy(out, w->data, (size_t)w->numel * sizeof(float));
     memcpy(out + w->numel, b->data, (size_t)b->numel * sizeof(float));
+    memcpy(out + w->numel + b->numel, e->data, (size_t)e->numel * sizeof(float));
     tg_optim_free(opt);
     tg_params_free(ps);
     tg_ctx_free(ctx);
@@ -378,7 +394,7 @@ static void train_once(int threads, float *out, int64_t nout) {
 START_TEST(moved_ops_same_bits_every_thread_count) {
     use_executor(_i);
     const int saved = tg_get_num_threads();
-    const int64_t n = 8 * 16 * 64 * 64 + 16 * 64;
+    const int64_t n = ALL_NUMEL;
     float *one = malloc((size_t)n * sizeof(float)), *many = malloc((size_t)n * sizeof(float));
     ck_assert(one && many);
     train_once(1, one, n);
