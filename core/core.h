@@ -249,6 +249,12 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
  * another tg_parallel_range, or while another thread's loop has the pool. */
 typedef void (*tg_range_fn)(void *arg, int64_t begin, int64_t end);
 void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg);
+/* The kernels' common use: fn over `items` items of about `per_item` elements each, as one
+ * call fn(arg, 0, items) on the calling thread when they hold `serial_max` elements or
+ * fewer (threads would cost more than they save), else on tg_parallel_range in chunks of
+ * about `chunk` elements (at least one item each). */
+void tg_parallel_items(int64_t items, double per_item, double serial_max, double chunk,
+                       tg_range_fn fn, void *arg);
 /* Who runs the chunks: the pool, or a static OpenMP loop over them. AUTO (the default)
  * reads the environment once: the pool when the process's OpenMP threads sleep as soon as
  * they wait (OMP_WAIT_POLICY=passive without GOMP_SPINCOUNT, or GOMP_SPINCOUNT=0), else

@@ -213,6 +213,17 @@ static bool run_inline(void) {
     return false;
 }
 
+void tg_parallel_items(int64_t items, double per_item, double serial_max, double chunk,
+                       tg_range_fn fn, void *arg) {
+    if ((double)items * per_item <= serial_max) {
+        if (items > 0) fn(arg, 0, items);
+        return;
+    }
+    if (!(per_item > 0)) per_item = 1; /* no item is free (and no division by zero) */
+    double grain = per_item >= chunk ? 1 : chunk / per_item;
+    tg_parallel_range(items, grain < (double)items ? (int64_t)grain : items, fn, arg);
+}
+
 tg_range_stats tg_parallel_range_stats(void) {
     return (tg_range_stats){.jobs = atomic_load_explicit(&stat_jobs, memory_order_relaxed),
                             .chunks = atomic_load_explicit(&stat_chunks, memory_order_relaxed),

@@ -75,23 +75,16 @@ static void relu_backward_range(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-static void relu_run(tg_range_fn fn, relu_args *r, int64_t n) {
-    if (n > ELEMENTWISE_SERIAL)
-        tg_parallel_range(n, ELEMENTWISE_GRAIN, fn, r);
-    else
-        fn(r, 0, n);
-}
-
 void relu_forward_cpu(float *out, const float *inp, int64_t n, float cap) {
     relu_args r = {.dst = out, .a = inp, .cap = cap};
-    relu_run(relu_forward_range, &r, n);
+    tg_parallel_items(n, 1, ELEMENTWISE_SERIAL, ELEMENTWISE_GRAIN, relu_forward_range, &r);
 }
 
 void relu_backward_cpu(float *dinp, const float *dout, const float *out, int64_t n, float cap,
                        bool fresh) {
     relu_args r = {.dst = dinp, .a = dout, .b = out, .hi = cap < INFINITY ? cap : NAN,
                    .fresh = fresh};
-    relu_run(relu_backward_range, &r, n);
+    tg_parallel_items(n, 1, ELEMENTWISE_SERIAL, ELEMENTWISE_GRAIN, relu_backward_range, &r);
 }
 
 typedef struct relu_params {

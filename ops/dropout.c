@@ -62,23 +62,16 @@ static void dropout_backward_range(void *arg, int64_t begin, int64_t end) {
         dx[i] += dropout_keep(key, i, threshold) ? dy[i] * scale : 0.0f;
 }
 
-static void dropout_run(tg_range_fn fn, dropout_job *j, int64_t n) {
-    if (n > DROPOUT_SERIAL)
-        tg_parallel_range(n, DROPOUT_GRAIN, fn, j);
-    else
-        fn(j, 0, n);
-}
-
 void dropout_forward_cpu(float *y, const float *x, int64_t n, uint64_t key, uint64_t threshold,
                          float scale) {
     dropout_job j = {.dst = y, .src = x, .key = key, .threshold = threshold, .scale = scale};
-    dropout_run(dropout_forward_range, &j, n);
+    tg_parallel_items(n, 1, DROPOUT_SERIAL, DROPOUT_GRAIN, dropout_forward_range, &j);
 }
 
 void dropout_backward_cpu(float *dx, const float *dy, int64_t n, uint64_t key,
                           uint64_t threshold, float scale) {
     dropout_job j = {.dst = dx, .src = dy, .key = key, .threshold = threshold, .scale = scale};
-    dropout_run(dropout_backward_range, &j, n);
+    tg_parallel_items(n, 1, DROPOUT_SERIAL, DROPOUT_GRAIN, dropout_backward_range, &j);
 }
 
 typedef struct dropout_params {

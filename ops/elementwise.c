@@ -54,21 +54,14 @@ static void accumulate_range(void *arg, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) dst[i] += src[i];
 }
 
-static void flat_run(tg_range_fn fn, flat_job *j, int64_t n) {
-    if (n > PARALLEL_MIN)
-        tg_parallel_range(n, ROW_CHUNK, fn, j);
-    else
-        fn(j, 0, n);
-}
-
 void add_forward_cpu(float *out, const float *a, const float *b, int64_t n) {
     flat_job j = {.dst = out, .a = a, .b = b};
-    flat_run(add_range, &j, n);
+    tg_parallel_items(n, 1, PARALLEL_MIN, ROW_CHUNK, add_range, &j);
 }
 
 void accumulate_cpu(float *dst, const float *src, int64_t n) {
     flat_job j = {.dst = dst, .a = src};
-    flat_run(accumulate_range, &j, n);
+    tg_parallel_items(n, 1, PARALLEL_MIN, ROW_CHUNK, accumulate_range, &j);
 }
 
 /* ---------------------------------------------------------------- the broadcast walk */
@@ -124,13 +117,9 @@ static void walk(const tg_bcast *plan, const walk_job *j, row_fn fn) {
     int64_t rows = numel / w.inner;
     w.per_row = (w.inner + ROW_CHUNK - 1) / ROW_CHUNK;
     int64_t tasks = rows * w.per_row;
-    if (numel <= PARALLEL_MIN) {
-        walk_range(&w, 0, tasks);
-        return;
-    }
-    /* about ROW_CHUNK elements per chunk of tasks */
-    int64_t per_task = w.inner < ROW_CHUNK ? w.inner : ROW_CHUNK;
-    tg_parallel_range(tasks, ROW_CHUNK / per_task, walk_range, &w);
+    /* a task is ROW_CHUNK elements or a whole shorter row */
+    tg_parallel_items(tasks, (double)numel / (double)tasks, PARALLEL_MIN, ROW_CHUNK, walk_range,
+                      &w);
 }
 
 /* One loop per stride pattern (u from a, v from b); both 0 only for a single element. */

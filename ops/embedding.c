@@ -61,20 +61,15 @@ static void embedding_col_chunks(void *arg, int64_t c0, int64_t c1) {
 void embedding_forward_cpu(float *out, const float *weight, const int32_t *idx, int64_t n,
                            int64_t D) {
     emb_job j = {.dst = out, .src = weight, .idx = idx, .n = n, .D = D};
-    if ((double)n * (double)D <= EMB_SERIAL)
-        embedding_rows(&j, 0, n);
-    else
-        tg_parallel_range(n, D >= EMB_CHUNK ? 1 : EMB_CHUNK / D, embedding_rows, &j);
+    tg_parallel_items(n, (double)D, EMB_SERIAL, EMB_CHUNK, embedding_rows, &j);
 }
 
 void embedding_backward_cpu(float *dweight, const float *dout, const int32_t *idx, int64_t n,
                             int64_t D) {
     emb_job j = {.dst = dweight, .src = dout, .idx = idx, .n = n, .D = D};
     int64_t chunks = (D + EMB_COLS - 1) / EMB_COLS;
-    if ((double)n * (double)D <= EMB_SERIAL)
-        embedding_col_chunks(&j, 0, chunks);
-    else
-        tg_parallel_range(chunks, 1, embedding_col_chunks, &j);
+    /* a column chunk walks every position: one per tg_parallel_range chunk */
+    tg_parallel_items(chunks, (double)n * EMB_COLS, EMB_SERIAL, 1, embedding_col_chunks, &j);
 }
 
 typedef struct embedding_params {

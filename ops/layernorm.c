@@ -91,10 +91,7 @@ void layernorm_forward_cpu(float *y, float *mean, float *rstd, const float *x,
                            float eps) {
     ln_job j = {.y = y, .mean = mean, .rstd = rstd, .x = x, .weight = weight, .bias = bias,
                 .rows = rows, .M = M, .eps = eps};
-    if ((double)rows * (double)M <= LN_SERIAL)
-        ln_forward_rows(&j, 0, rows);
-    else
-        tg_parallel_range(rows, M >= LN_CHUNK ? 1 : LN_CHUNK / M, ln_forward_rows, &j);
+    tg_parallel_items(rows, (double)M, LN_SERIAL, LN_CHUNK, ln_forward_rows, &j);
 }
 
 static int64_t ln_chunks(int64_t rows) { return rows < LN_CHUNKS ? rows : LN_CHUNKS; }
@@ -162,13 +159,8 @@ void layernorm_backward_cpu(float *dx, float *dweight, float *dbias, float *part
     ln_job j = {.dx = dx, .dweight = dweight, .dbias = dbias, .partial = partial, .dy = dy,
                 .x = x, .cmean = mean, .crstd = rstd, .weight = weight, .rows = rows, .M = M,
                 .chunks = chunks};
-    if ((double)rows * (double)M <= LN_SERIAL) {
-        ln_backward_chunks(&j, 0, chunks);
-    } else {
-        /* chunks of about LN_CHUNK elements when there is a chunk per row */
-        int64_t per = rows / chunks * M, grain = per >= LN_CHUNK ? 1 : LN_CHUNK / per;
-        tg_parallel_range(chunks, grain, ln_backward_chunks, &j);
-    }
+    tg_parallel_items(chunks, (double)rows / (double)chunks * (double)M, LN_SERIAL, LN_CHUNK,
+                      ln_backward_chunks, &j);
     if (!params) return;
     for (int64_t c = 0; c < chunks; c++) {
         const float *pw = partial + 2 * c * M, *pb = pw + M;

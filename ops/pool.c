@@ -175,16 +175,9 @@ static void max_pool_backward_planes(void *arg, int64_t p0, int64_t p1) {
     }
 }
 
-/* fn over every plane; `work` (elements touched, as a double: no wrap) and `per_plane`
- * decide between one thread and chunks of whole planes. */
-static void over_planes(tg_range_fn fn, max_pool_args *a, double work, int64_t per_plane) {
-    int64_t planes = a->g->planes;
-    if (work <= POOL_SERIAL) {
-        fn(a, 0, planes);
-        return;
-    }
-    int64_t grain = per_plane >= POOL_CHUNK_MIN ? 1 : POOL_CHUNK_MIN / per_plane;
-    tg_parallel_range(planes, grain, fn, a);
+/* fn over every plane, `per_plane` elements touched in each: chunks of whole planes. */
+static void over_planes(tg_range_fn fn, max_pool_args *a, double per_plane) {
+    tg_parallel_items(a->g->planes, per_plane, POOL_SERIAL, POOL_CHUNK_MIN, fn, a);
 }
 
 void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const pool2d_geom *g) {
@@ -192,18 +185,16 @@ void max_pool2d_forward_cpu(float *y, int32_t *argmax, const float *x, const poo
     int64_t window = (int64_t)g->kernel_h * g->kernel_w, OHW = g->OH * g->OW;
     if (g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 &&
         g->pad_h == 0 && g->pad_w == 0) {
-        over_planes(max_pool2x2_planes, &a, (double)g->planes * OHW, OHW);
+        over_planes(max_pool2x2_planes, &a, (double)OHW);
         return;
     }
-    over_planes(max_pool_planes, &a, (double)g->planes * OHW * window,
-                OHW * window < POOL_CHUNK_MIN ? OHW * window : POOL_CHUNK_MIN);
+    over_planes(max_pool_planes, &a, (double)OHW * (double)window);
 }
 
 void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax,
                              const pool2d_geom *g, bool fresh) {
     max_pool_args a = {.dx = dx, .dy = dy, .argmax = argmax, .g = g, .fresh = fresh};
-    int64_t HW = g->H * g->W;
-    over_planes(max_pool_backward_planes, &a, (double)g->planes * HW, HW);
+    over_planes(max_pool_backward_planes, &a, (double)(g->H * g->W));
 }
 
 void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {

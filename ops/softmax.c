@@ -179,14 +179,9 @@ static void softmax_tiles(void *arg, int64_t k0, int64_t k1) {
     }
 }
 
-/* fn over `tasks` items of `per_task` elements each, in chunks of about SM_CHUNK elements;
- * on the calling thread alone below SM_SERIAL elements in all. */
+/* fn over `tasks` items of `per_task` elements each (tg_parallel_items). */
 static void softmax_run(tg_range_fn fn, softmax_job *j, int64_t tasks, int64_t per_task) {
-    if ((double)tasks * (double)per_task <= SM_SERIAL) {
-        fn(j, 0, tasks);
-        return;
-    }
-    tg_parallel_range(tasks, per_task >= SM_CHUNK ? 1 : SM_CHUNK / per_task, fn, j);
+    tg_parallel_items(tasks, (double)per_task, SM_SERIAL, SM_CHUNK, fn, j);
 }
 
 void softmax_forward_cpu(float *y, const float *x, int64_t outer, int64_t D, int64_t inner,
@@ -298,22 +293,14 @@ static void causal_mask_backward_rows(void *arg, int64_t r0, int64_t r1) {
     }
 }
 
-static void causal_mask_run(tg_range_fn fn, mask_job *m, int64_t rows) {
-    if ((double)rows * (double)m->T <= 65536) {
-        fn(m, 0, rows);
-        return;
-    }
-    tg_parallel_range(rows, m->T >= SM_CHUNK ? 1 : SM_CHUNK / m->T, fn, m);
-}
-
 void causal_mask_forward_cpu(float *y, const float *x, int64_t B, int64_t T) {
     mask_job m = {.out = y, .in = x, .T = T};
-    causal_mask_run(causal_mask_rows, &m, B * T);
+    tg_parallel_items(B * T, (double)T, 65536, SM_CHUNK, causal_mask_rows, &m);
 }
 
 void causal_mask_backward_cpu(float *dx, const float *dy, int64_t B, int64_t T) {
     mask_job m = {.out = dx, .in = dy, .T = T};
-    causal_mask_run(causal_mask_backward_rows, &m, B * T);
+    tg_parallel_items(B * T, (double)T, 65536, SM_CHUNK, causal_mask_backward_rows, &m);
 }
 
 /* ---------------------------------------------------------------- softmax op */

@@ -90,22 +90,15 @@ static void unary_backward_range(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-static void unary_run(tg_range_fn fn, unary_job *j, int64_t n) {
-    if (n > PARALLEL_MIN)
-        tg_parallel_range(n, UNARY_GRAIN, fn, j);
-    else
-        fn(j, 0, n);
-}
-
 void unary_forward_cpu(float *out, const float *x, int64_t n, unary_kind kind, unary_args a) {
     unary_job j = {.dst = out, .x = x, .kind = kind, .a = a};
-    unary_run(unary_forward_range, &j, n);
+    tg_parallel_items(n, 1, PARALLEL_MIN, UNARY_GRAIN, unary_forward_range, &j);
 }
 
 void unary_backward_cpu(float *dx, const float *dout, const float *x, const float *y,
                         int64_t n, unary_kind kind, unary_args a) {
     unary_job j = {.dst = dx, .dout = dout, .x = x, .y = y, .kind = kind, .a = a};
-    unary_run(unary_backward_range, &j, n);
+    tg_parallel_items(n, 1, PARALLEL_MIN, UNARY_GRAIN, unary_backward_range, &j);
 }
 
 typedef struct unary_params {

@@ -131,10 +131,7 @@ void adam_step_cpu(float *param, const float *grad, float *exp_avg, float *exp_a
                    int64_t n, const adam_step_args *args) {
     adam_range_args r = {.param = param, .exp_avg = exp_avg, .exp_avg_sq = exp_avg_sq,
                          .grad = grad, .args = args};
-    if (n > OPTIM_SERIAL)
-        tg_parallel_range(n, OPTIM_GRAIN, adam_range, &r);
-    else
-        adam_range(&r, 0, n);
+    tg_parallel_items(n, 1, OPTIM_SERIAL, OPTIM_GRAIN, adam_range, &r);
 }
 
 static tg_status adam_step(tg_optim *opt, int64_t t) {

@@ -71,10 +71,7 @@ void sgd_step_cpu(float *param, const float *grad, float *momentum_buf, int64_t 
                   const sgd_step_args *args) {
     sgd_range_args r = {.param = param, .momentum_buf = momentum_buf, .grad = grad,
                         .args = args};
-    if (n > OPTIM_SERIAL)
-        tg_parallel_range(n, OPTIM_GRAIN, sgd_range, &r);
-    else
-        sgd_range(&r, 0, n);
+    tg_parallel_items(n, 1, OPTIM_SERIAL, OPTIM_GRAIN, sgd_range, &r);
 }
 
 static sgd_step_args sgd_args(const tg_optim *opt, int64_t t) {
