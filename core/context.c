@@ -145,6 +145,11 @@ tg_status tg_ctx_ensure_grad(tg_ctx *ctx, tg_tensor *t) {
     return tg_ctx_new_grad(ctx, t, true);
 }
 
+/* Floats [begin, end) of a gradient buffer set to zero (tg_parallel_items). */
+static void zero_range(void *arg, int64_t begin, int64_t end) {
+    memset((float *)arg + begin, 0, (size_t)(end - begin) * sizeof(float));
+}
+
 tg_status tg_ctx_new_grad(tg_ctx *ctx, tg_tensor *t, bool zero) {
     for (int i = 0; i < ctx->nfree_grads; i++) {
         if (ctx->free_grad_numel[i] == t->numel) {
@@ -162,12 +167,8 @@ tg_status tg_ctx_new_grad(tg_ctx *ctx, tg_tensor *t, bool zero) {
     if (t->device != TG_DEVICE_CPU)
         return tg_device_zero(t->device, t->grad, (size_t)t->numel * sizeof(float));
     /* Activation gradients are large (a 256x256x256 layer is 64 MiB): zero them with all
-     * threads, in page-sized chunks. */
-    float *g = t->grad;
-    int64_t n = t->numel;
-#pragma omp parallel for schedule(static) if (n > (1 << 18))
-    for (int64_t i = 0; i < n; i += 4096)
-        memset(g + i, 0, (size_t)(n - i < 4096 ? n - i : 4096) * sizeof(float));
+     * threads, in 64 KiB chunks. */
+    tg_parallel_items(t->numel, 1, 1 << 18, 1 << 14, zero_range, t->grad);
     return TG_OK;
 }
 

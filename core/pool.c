@@ -215,8 +215,9 @@ static bool run_inline(void) {
 
 void tg_parallel_items(int64_t items, double per_item, double serial_max, double chunk,
                        tg_range_fn fn, void *arg) {
+    if (items <= 0) return;
     if ((double)items * per_item <= serial_max) {
-        if (items > 0) fn(arg, 0, items);
+        fn(arg, 0, items);
         return;
     }
     if (!(per_item > 0)) per_item = 1; /* no item is free (and no division by zero) */

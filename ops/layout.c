@@ -44,46 +44,49 @@ permute_geom permute_inverse(const permute_geom *g) {
     return inv;
 }
 
-void permute_cpu(float *out, const float *x, const permute_geom *g, bool accumulate) {
-    int64_t in_stride[4], od[4], st[4];
-    in_stride[3] = 1;
-    for (int k = 2; k >= 0; k--) in_stride[k] = in_stride[k + 1] * g->in_shape[k + 1];
-    for (int k = 0; k < 4; k++) {
-        od[k] = g->in_shape[g->perm[k]];
-        st[k] = in_stride[g->perm[k]]; /* input stride of output dim k */
-    }
-    int64_t total = od[0] * od[1] * od[2] * od[3];
-    if (st[3] == 1) {
-        /* The last dim stays last: whole rows of od[3] contiguous floats. */
-#pragma omp parallel for schedule(static) if (total > PAR_MIN)
-        for (int64_t r = 0; r < od[0] * od[1] * od[2]; r++) {
-            int64_t i2 = r % od[2], i1 = (r / od[2]) % od[1], i0 = r / (od[2] * od[1]);
-            const float *src = x + i0 * st[0] + i1 * st[1] + i2 * st[2];
-            float *dst = out + r * od[3];
-            if (accumulate) {
+/* The loops below run on tg_parallel_items (core/pool.c): each row, tile or block is
+ * copied (or added) the same whoever runs it. */
+typedef struct layout_job {
+    float *out;
+    const float *x;
+    int64_t od[4], st[4], row_tiles;     /* permute */
+    int64_t dst_stride, src_stride, len, nblk; /* copy_rows */
+    bool accumulate;
+} layout_job;
+
+/* Output rows [r0, r1) when the last dim stays last: whole rows of od[3] floats. */
+static void permute_rows(void *arg, int64_t r0, int64_t r1) {
+    const layout_job *j = arg;
+    const int64_t *od = j->od, *st = j->st;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t i2 = r % od[2], i1 = (r / od[2]) % od[1], i0 = r / (od[2] * od[1]);
+        const float *src = j->x + i0 * st[0] + i1 * st[1] + i2 * st[2];
+        float *dst = j->out + r * od[3];
+        if (j->accumulate) {
 #pragma omp simd
-                for (int64_t i3 = 0; i3 < od[3]; i3++) dst[i3] += src[i3];
-            } else {
-                memcpy(dst, src, (size_t)od[3] * sizeof *dst);
-            }
+            for (int64_t i3 = 0; i3 < od[3]; i3++) dst[i3] += src[i3];
+        } else {
+            memcpy(dst, src, (size_t)od[3] * sizeof *dst);
         }
-        return;
     }
-    /* Tiles of TILE rows (dim 2) by TILE columns (dim 3) of each output plane. */
-    int64_t row_tiles = (od[2] + TILE - 1) / TILE;
-#pragma omp parallel for schedule(static) if (total > PAR_MIN)
-    for (int64_t t = 0; t < od[0] * od[1] * row_tiles; t++) {
-        int64_t rt = t % row_tiles, plane = t / row_tiles;
+}
+
+/* Tasks [t0, t1): TILE rows (dim 2) by every TILE columns (dim 3) of one output plane. */
+static void permute_tiles(void *arg, int64_t t0, int64_t t1) {
+    const layout_job *j = arg;
+    const int64_t *od = j->od, *st = j->st;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t rt = t % j->row_tiles, plane = t / j->row_tiles;
         int64_t i1 = plane % od[1], i0 = plane / od[1];
-        const float *src = x + i0 * st[0] + i1 * st[1];
-        float *dst = out + plane * od[2] * od[3];
+        const float *src = j->x + i0 * st[0] + i1 * st[1];
+        float *dst = j->out + plane * od[2] * od[3];
         int64_t r0 = rt * TILE, r1 = r0 + TILE < od[2] ? r0 + TILE : od[2];
         for (int64_t c0 = 0; c0 < od[3]; c0 += TILE) {
             int64_t c1 = c0 + TILE < od[3] ? c0 + TILE : od[3];
             for (int64_t i2 = r0; i2 < r1; i2++) {
                 float *d = dst + i2 * od[3];
                 const float *s = src + i2 * st[2];
-                if (accumulate)
+                if (j->accumulate)
                     for (int64_t i3 = c0; i3 < c1; i3++) d[i3] += s[i3 * st[3]];
                 else
                     for (int64_t i3 = c0; i3 < c1; i3++) d[i3] = s[i3 * st[3]];
@@ -92,23 +95,50 @@ void permute_cpu(float *out, const float *x, const permute_geom *g, bool accumul
     }
 }
 
-void copy_rows_cpu(float *dst, int64_t dst_stride, const float *src, int64_t src_stride,
-                   int64_t rows, int64_t len, bool accumulate) {
-    /* Tasks of (row, block of ROW_BLOCK floats), so one long row also spreads out. */
-    int64_t nblk = (len + ROW_BLOCK - 1) / ROW_BLOCK;
-#pragma omp parallel for schedule(static) if (rows * len > PAR_MIN)
-    for (int64_t t = 0; t < rows * nblk; t++) {
-        int64_t r = t / nblk, k0 = (t % nblk) * ROW_BLOCK;
-        int64_t n = k0 + ROW_BLOCK < len ? ROW_BLOCK : len - k0;
-        float *d = dst + r * dst_stride + k0;
-        const float *s = src + r * src_stride + k0;
-        if (accumulate) {
+void permute_cpu(float *out, const float *x, const permute_geom *g, bool accumulate) {
+    layout_job j = {.out = out, .x = x, .accumulate = accumulate};
+    int64_t in_stride[4];
+    in_stride[3] = 1;
+    for (int k = 2; k >= 0; k--) in_stride[k] = in_stride[k + 1] * g->in_shape[k + 1];
+    for (int k = 0; k < 4; k++) {
+        j.od[k] = g->in_shape[g->perm[k]];
+        j.st[k] = in_stride[g->perm[k]]; /* input stride of output dim k */
+    }
+    const int64_t *od = j.od;
+    if (j.st[3] == 1) {
+        tg_parallel_items(od[0] * od[1] * od[2], (double)od[3], PAR_MIN, ROW_BLOCK,
+                          permute_rows, &j);
+        return;
+    }
+    j.row_tiles = (od[2] + TILE - 1) / TILE;
+    tg_parallel_items(od[0] * od[1] * j.row_tiles, (double)TILE * (double)od[3], PAR_MIN,
+                      ROW_BLOCK, permute_tiles, &j);
+}
+
+/* Tasks [t0, t1) of (row, block of ROW_BLOCK floats), so one long row also spreads out. */
+static void copy_row_blocks(void *arg, int64_t t0, int64_t t1) {
+    const layout_job *j = arg;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t r = t / j->nblk, k0 = (t % j->nblk) * ROW_BLOCK;
+        int64_t n = k0 + ROW_BLOCK < j->len ? ROW_BLOCK : j->len - k0;
+        float *d = j->out + r * j->dst_stride + k0;
+        const float *s = j->x + r * j->src_stride + k0;
+        if (j->accumulate) {
 #pragma omp simd
             for (int64_t k = 0; k < n; k++) d[k] += s[k];
         } else {
             memcpy(d, s, (size_t)n * sizeof *d);
         }
     }
+}
+
+void copy_rows_cpu(float *dst, int64_t dst_stride, const float *src, int64_t src_stride,
+                   int64_t rows, int64_t len, bool accumulate) {
+    layout_job j = {.out = dst, .x = src, .dst_stride = dst_stride, .src_stride = src_stride,
+                    .len = len, .nblk = (len + ROW_BLOCK - 1) / ROW_BLOCK,
+                    .accumulate = accumulate};
+    tg_parallel_items(rows * j.nblk, (double)len / (double)j.nblk, PAR_MIN, ROW_BLOCK,
+                      copy_row_blocks, &j);
 }
 
 /* ---------------------------------------------------------------- permute / transpose */

@@ -26,17 +26,29 @@
 
 #include <limits.h>
 
+typedef struct bias_rows_job {
+    float *y;
+    const float *bias;
+    int64_t out;
+} bias_rows_job;
+
+/* Rows [n0, n1) of y set to the bias (tg_parallel_items: each row the same whoever). */
+static void bias_rows(void *arg, int64_t n0, int64_t n1) {
+    const bias_rows_job *j = arg;
+    for (int64_t n = n0; n < n1; n++) {
+        float *row = j->y + n * j->out;
+#pragma omp simd
+        for (int64_t o = 0; o < j->out; o++) row[o] = j->bias[o];
+    }
+}
+
 void linear_forward_cpu(float *y, const float *x, const float *weight, const float *bias,
                         int64_t N, int64_t in, int64_t out) {
     /* With a bias, start y at b in every row and let the GEMM add x W^T (beta = 1). */
     float beta = 0.0f;
     if (bias) {
-#pragma omp parallel for schedule(static) if (N * out > 65536)
-        for (int64_t n = 0; n < N; n++) {
-            float *row = y + n * out;
-#pragma omp simd
-            for (int64_t o = 0; o < out; o++) row[o] = bias[o];
-        }
+        bias_rows_job j = {.y = y, .bias = bias, .out = out};
+        tg_parallel_items(N, (double)out, 65536, 16384, bias_rows, &j);
         beta = 1.0f;
     }
     tg_sgemm(false, true, N, out, in, 1.0f, x, in, weight, in, beta, y, out);
