@@ -339,7 +339,8 @@ END_TEST
 
 /* The ops moved onto tg_parallel_range, through the public API, at 1, 2 and 3 threads:
  * forward and backward of tanh, a broadcast add, relu, the causal mask, softmax, layer
- * norm, dropout, a 2x2 max pool and an embedding, then an Adam step, give the same bits
+ * norm, both permute paths, slice and concat, dropout, a 2x2 max pool and an embedding,
+ * then an Adam step, give the same bits
  * (parameters after two steps) at every thread count. Every tensor is above the ops'
  * thresholds for running in parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
@@ -371,7 +372,11 @@ static void train_once(int threads, float *out, int64_t nout) {
         tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
         tg_tensor *sm = tg_softmax(ctx, tg_causal_mask(ctx, h), -1);
         tg_tensor *ln = tg_layer_norm(ctx, sm, 1, NULL, NULL, 1e-5f);
-        tg_tensor *p = tg_max_pool2d(ctx, tg_dropout(ctx, ln, 0.1f, true),
+        static const int rows_perm[4] = {0, 2, 1, 3}, tiles_perm[4] = {0, 1, 3, 2};
+        tg_tensor *pr = tg_permute(ctx, tg_permute(ctx, ln, rows_perm), tiles_perm);
+        tg_tensor *halves[2] = {tg_slice(ctx, pr, 2, 0, 32), tg_slice(ctx, pr, 2, 32, 64)};
+        tg_tensor *cat = tg_concat(ctx, halves, 2, 2);
+        tg_tensor *p = tg_max_pool2d(ctx, tg_dropout(ctx, cat, 0.1f, true),
                                      tg_pool2d_opts_make(2, 2, 0));
         tg_tensor *em = tg_embedding(ctx, e, idx, tg_shape1(EMB_N));
         tg_tensor *loss = tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, p, p)),
