@@ -69,7 +69,8 @@ void embedding_backward_cpu(float *dweight, const float *dout, const int32_t *id
     emb_job j = {.dst = dweight, .src = dout, .idx = idx, .n = n, .D = D};
     int64_t chunks = (D + EMB_COLS - 1) / EMB_COLS;
     /* a column chunk walks every position: one per tg_parallel_range chunk */
-    tg_parallel_items(chunks, (double)n * EMB_COLS, EMB_SERIAL, 1, embedding_col_chunks, &j);
+    tg_parallel_items(chunks, (double)n * (double)D / (double)chunks, EMB_SERIAL, 1,
+                      embedding_col_chunks, &j);
 }
 
 typedef struct embedding_params {

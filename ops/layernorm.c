@@ -127,9 +127,6 @@ static void ln_backward_row(float *dx, float *pw, float *pb, const float *dy, co
     }
 }
 
-/* Rows are cut into `chunks` fixed ranges; each range accumulates its own dweight/dbias
- * partial sums (while computing its rows' dx in the same sweep), added in range order at
- * the end: one pass over dy and x, and a result independent of the thread count. */
 /* Chunks [c0, c1) of the backward: each its rows' dx and its own partial sums. */
 static void ln_backward_chunks(void *arg, int64_t c0, int64_t c1) {
     const ln_job *j = arg;

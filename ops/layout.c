@@ -111,7 +111,8 @@ void permute_cpu(float *out, const float *x, const permute_geom *g, bool accumul
         return;
     }
     j.row_tiles = (od[2] + TILE - 1) / TILE;
-    tg_parallel_items(od[0] * od[1] * j.row_tiles, (double)TILE * (double)od[3], PAR_MIN,
+    int64_t tiles = od[0] * od[1] * j.row_tiles; /* the last row tile may be short */
+    tg_parallel_items(tiles, (double)od[0] * od[1] * od[2] * od[3] / (double)tiles, PAR_MIN,
                       ROW_BLOCK, permute_tiles, &j);
 }
 

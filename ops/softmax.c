@@ -179,20 +179,20 @@ static void softmax_tiles(void *arg, int64_t k0, int64_t k1) {
     }
 }
 
-/* fn over `tasks` items of `per_task` elements each (tg_parallel_items). */
-static void softmax_run(tg_range_fn fn, softmax_job *j, int64_t tasks, int64_t per_task) {
-    tg_parallel_items(tasks, (double)per_task, SM_SERIAL, SM_CHUNK, fn, j);
+/* fn over `tasks` items holding `total` elements in all (tg_parallel_items). */
+static void softmax_run(tg_range_fn fn, softmax_job *j, int64_t tasks, double total) {
+    tg_parallel_items(tasks, tasks > 0 ? total / (double)tasks : 1, SM_SERIAL, SM_CHUNK, fn, j);
 }
 
 void softmax_forward_cpu(float *y, const float *x, int64_t outer, int64_t D, int64_t inner,
                          bool log) {
     softmax_job j = {.out = y, .a = x, .D = D, .inner = inner, .log = log};
     if (inner == 1) {
-        softmax_run(softmax_rows, &j, outer, D);
+        softmax_run(softmax_rows, &j, outer, (double)outer * (double)D);
         return;
     }
     j.blocks = (inner + SM_TILE - 1) / SM_TILE;
-    softmax_run(softmax_tiles, &j, outer * j.blocks, D * (inner < SM_TILE ? inner : SM_TILE));
+    softmax_run(softmax_tiles, &j, outer * j.blocks, (double)outer * (double)D * (double)inner);
 }
 
 static void softmax_backward_row(float *dx, const float *dy, const float *y, int64_t D,
@@ -255,12 +255,12 @@ void softmax_backward_cpu(float *dx, const float *dy, const float *y, int64_t ou
                           int64_t inner, bool log) {
     softmax_job j = {.out = dx, .a = dy, .b = y, .D = D, .inner = inner, .log = log};
     if (inner == 1) {
-        softmax_run(softmax_backward_rows, &j, outer, D);
+        softmax_run(softmax_backward_rows, &j, outer, (double)outer * (double)D);
         return;
     }
     j.blocks = (inner + SM_TILE - 1) / SM_TILE;
     softmax_run(softmax_backward_tiles, &j, outer * j.blocks,
-                D * (inner < SM_TILE ? inner : SM_TILE));
+                (double)outer * (double)D * (double)inner);
 }
 
 typedef struct mask_job {

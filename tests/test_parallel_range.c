@@ -338,15 +338,16 @@ START_TEST(two_user_threads_at_once) {
 END_TEST
 
 /* The ops moved onto tg_parallel_range, through the public API, at 1, 2 and 3 threads:
- * forward and backward of tanh, a broadcast add, relu, the causal mask, softmax, layer
- * norm, both permute paths, slice and concat, dropout, a 2x2 max pool and an embedding,
- * then an Adam step, give the same bits
- * (parameters after two steps) at every thread count. Every tensor is above the ops'
- * thresholds for running in parallel. */
+ * forward and backward of tanh, a broadcast add, relu, the causal mask, softmax over rows
+ * and over tiles of inner dims, layer norm with weight and bias (its partial-sum chunks),
+ * both permute paths, slice and concat, dropout, the 2x2 and the generic max pool, and an
+ * embedding whose rows repeat (the scatter-add order matters), then an Adam step, give
+ * the same bits (parameters after two steps) at every thread count. Every tensor is above
+ * the ops' thresholds for running in parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define W_NUMEL (8 * 16 * 64 * 64)
 #define B_NUMEL (16 * 64)
-#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D)
+#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64)
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -358,26 +359,33 @@ static void train_once(int threads, float *out, int64_t nout) {
     tg_tensor *w = tg_params_add(ps, "w", tg_shape4(8, 16, 64, 64));
     tg_tensor *b = tg_params_add(ps, "b", tg_shape4(1, 16, 1, 64));
     tg_tensor *e = tg_params_add(ps, "e", tg_shape2(EMB_V, EMB_D));
-    ck_assert(w && b && e);
+    tg_tensor *lw = tg_params_add(ps, "lw", tg_shape1(64));
+    tg_tensor *lb = tg_params_add(ps, "lb", tg_shape1(64));
+    ck_assert(w && b && e && lw && lb);
+    tg_rng_fill_uniform(&rng, lw->data, 64, 0.5f, 1.5f);
+    tg_rng_fill_uniform(&rng, lb->data, 64, -0.5f, 0.5f);
     tg_rng_fill_uniform(&rng, w->data, w->numel, -2, 2);
     tg_rng_fill_uniform(&rng, b->data, b->numel, -1, 1);
     tg_rng_fill_uniform(&rng, e->data, e->numel, -1, 1);
     static int32_t idx[EMB_N];
-    for (int i = 0; i < EMB_N; i++) idx[i] = (int32_t)((i * 37) % EMB_V);
+    /* every used row at 4 positions: the scatter-add order matters */
+    for (int i = 0; i < EMB_N; i++) idx[i] = (int32_t)((i * 37) % (EMB_V / 2));
     tg_adam_opts o = tg_adam_opts_default();
     o.lr = 0.01;
     tg_optim *opt = tg_adam_new(ps, o);
     ck_assert_ptr_nonnull(opt);
     for (int step = 0; step < 2; step++) {
         tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
-        tg_tensor *sm = tg_softmax(ctx, tg_causal_mask(ctx, h), -1);
-        tg_tensor *ln = tg_layer_norm(ctx, sm, 1, NULL, NULL, 1e-5f);
+        /* softmax over the last dim (rows) and over dim 1 (tiles of the inner dims) */
+        tg_tensor *sm = tg_softmax(ctx, tg_softmax(ctx, tg_causal_mask(ctx, h), -1), 1);
+        tg_tensor *ln = tg_layer_norm(ctx, sm, 1, lw, lb, 1e-5f); /* partial-sum chunks */
         static const int rows_perm[4] = {0, 2, 1, 3}, tiles_perm[4] = {0, 1, 3, 2};
         tg_tensor *pr = tg_permute(ctx, tg_permute(ctx, ln, rows_perm), tiles_perm);
         tg_tensor *halves[2] = {tg_slice(ctx, pr, 2, 0, 32), tg_slice(ctx, pr, 2, 32, 64)};
         tg_tensor *cat = tg_concat(ctx, halves, 2, 2);
         tg_tensor *p = tg_max_pool2d(ctx, tg_dropout(ctx, cat, 0.1f, true),
                                      tg_pool2d_opts_make(2, 2, 0));
+        p = tg_max_pool2d(ctx, p, tg_pool2d_opts_make(3, 1, 1)); /* the generic path */
         tg_tensor *em = tg_embedding(ctx, e, idx, tg_shape1(EMB_N));
         tg_tensor *loss = tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, p, p)),
                                  tg_sum_all(ctx, tg_mul(ctx, em, em)));
@@ -387,10 +395,14 @@ static void train_once(int threads, float *out, int64_t nout) {
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
         tg_step_end(ctx);
     }
-    ck_assert_int_eq(w->numel + b->numel + e->numel, nout);
-    memcpy(out, w->data, (size_t)w->numel * sizeof(float));
-    memcpy(out + w->numel, b->data, (size_t)b->numel * sizeof(float));
-    memcpy(out + w->numel + b->numel, e->data, (size_t)e->numel * sizeof(float));
+    tg_tensor *all[] = {w, b, e, lw, lb};
+    int64_t at = 0;
+    for (int k = 0; k < 5; k++) {
+        ck_assert_int_le(at + all[k]->numel, nout);
+        memcpy(out + at, all[k]->data, (size_t)all[k]->numel * sizeof(float));
+        at += all[k]->numel;
+    }
+    ck_assert_int_eq(at, nout);
     tg_optim_free(opt);
     tg_params_free(ps);
     tg_ctx_free(ctx);
