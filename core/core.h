@@ -263,6 +263,10 @@ void tg_parallel_items(int64_t items, double per_item, double serial_max, double
 typedef enum tg_range_exec { TG_RANGE_AUTO, TG_RANGE_POOL, TG_RANGE_OPENMP } tg_range_exec;
 void tg_parallel_range_use(tg_range_exec e);
 tg_range_exec tg_parallel_range_exec(void); /* the executor in use (never AUTO) */
+/* True inside a chunk of tg_parallel_range on the pool (run by a pool thread or by the
+ * caller): a nested tg_parallel_range runs inline there, so a kernel that would split
+ * its work (tg_sgemm) makes one serial call instead, as inside an OpenMP region. */
+bool tg_parallel_range_nested(void);
 /* Since the process started: jobs run on more than one thread's behalf (pool or OpenMP),
  * their chunks, and how many of those a thread other than the caller ran (on a busy
  * machine, the share the caller did alone shows here). */

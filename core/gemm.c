@@ -48,7 +48,8 @@ static void sgemm_call(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float 
  * split dimension (the ragged end goes to the last slice) and SGEMM_SLICE_MIN_MACS. */
 static int sgemm_slices(int64_t M, int64_t N, int64_t K) {
 #ifdef _OPENMP
-    if (omp_in_parallel() || !tg_blas_nests()) return 1; /* no nesting */
+    if (omp_in_parallel() || tg_parallel_range_nested() || !tg_blas_nests())
+        return 1; /* no nesting */
     const int64_t len = M >= N ? M : N, other = M >= N ? N : M;
     const int64_t full_tiles = len / SGEMM_SLICE_ALIGN;
     int64_t nt = tg_get_num_threads();
@@ -111,7 +112,9 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
         /* OpenBLAS's OpenMP build threads a call by omp_get_max_threads(): one thread here,
          * or a small product would be split OpenBLAS's way (other bits, and its spinning
          * waits). Inside a parallel region it runs serially anyway. */
-        const int team = omp_in_parallel() || !tg_blas_nests() ? 1 : omp_get_max_threads();
+        const int team = omp_in_parallel() || tg_parallel_range_nested() || !tg_blas_nests()
+                             ? 1
+                             : omp_get_max_threads();
         if (team > 1) omp_set_num_threads(1);
         sgemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (team > 1) omp_set_num_threads(team);

@@ -81,6 +81,7 @@ static struct {
           .submit = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local bool in_pool_thread;
+static _Thread_local int in_job; /* > 0 while this thread runs chunks of its own job */
 
 /* Counters for tg_parallel_range_stats (relaxed: a diagnostic, not a synchronisation). */
 static _Atomic int64_t stat_jobs, stat_chunks, stat_helper_chunks;
@@ -205,8 +206,10 @@ tg_range_exec tg_parallel_range_exec(void) {
     return (tg_range_exec)e;
 }
 
+bool tg_parallel_range_nested(void) { return in_pool_thread || in_job > 0; }
+
 static bool run_inline(void) {
-    if (in_pool_thread) return true;
+    if (in_pool_thread || in_job > 0) return true;
 #ifdef _OPENMP
     if (omp_in_parallel()) return true;
 #endif
@@ -283,7 +286,9 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
     if (helpers > 0) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
+    in_job++;
     run_chunks(gen, false);
+    in_job--;
     /* Every chunk is claimed; wait for the ones other threads are still running. */
     for (int spin = 0; spin < POOL_SPIN; spin++) {
         if (atomic_load_explicit(&pool.done, memory_order_acquire) == nchunks) break;

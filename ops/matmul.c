@@ -138,12 +138,44 @@ static void gemm_one(const gemm_batch *g, const float *A, const float *B, float 
              g->ldc);
 }
 
+typedef struct batch_job {
+    const gemm_batch *g;
+    const float *A, *B;
+    float *C;
+    int par[2], ser[2], npd, nsd;
+    int64_t nser;
+} batch_job;
+
+/* Products [p0, p1) of the parallel dims, each with its serial dims in order (those sum
+ * into one C): one serial SGEMM each, the same whoever runs it (tg_parallel_range). */
+static void batch_products(void *arg, int64_t p0, int64_t p1) {
+    const batch_job *j = arg;
+    const gemm_batch *g = j->g;
+    for (int64_t p = p0; p < p1; p++) {
+        for (int64_t s = 0; s < j->nser; s++) {
+            int64_t idx[2] = {0, 0}, rest = p;
+            for (int d = j->npd - 1; d >= 0; d--) {
+                idx[j->par[d]] = rest % g->count[j->par[d]];
+                rest /= g->count[j->par[d]];
+            }
+            rest = s;
+            for (int d = j->nsd - 1; d >= 0; d--) {
+                idx[j->ser[d]] = rest % g->count[j->ser[d]];
+                rest /= g->count[j->ser[d]];
+            }
+            gemm_one(g, j->A + idx[0] * g->sa[0] + idx[1] * g->sa[1],
+                     j->B + idx[0] * g->sb[0] + idx[1] * g->sb[1],
+                     j->C + idx[0] * g->sc[0] + idx[1] * g->sc[1]);
+        }
+    }
+}
+
 void gemm_batch_cpu(const gemm_batch *g, const float *A, const float *B, float *C,
                     gemm_batch_mode mode) {
     if (g->M <= 0 || g->N <= 0) return;
     /* Dims along which every product writes its own C can run in parallel ("par");
      * dims along which C repeats (stride 0) sum into one matrix and run serially. */
-    int par[2], ser[2], npd = 0, nsd = 0;
+    int par[2] = {0, 0}, ser[2] = {0, 0}, npd = 0, nsd = 0;
     int64_t npar = 1, nser = 1;
     for (int k = 0; k < 2; k++) {
         if (g->sc[k] != 0 || g->count[k] == 1) {
@@ -164,24 +196,9 @@ void gemm_batch_cpu(const gemm_batch *g, const float *A, const float *B, float *
                          C + i0 * g->sc[0] + i1 * g->sc[1]);
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < npar; p++) {
-        for (int64_t s = 0; s < nser; s++) {
-            int64_t idx[2] = {0, 0}, rest = p;
-            for (int d = npd - 1; d >= 0; d--) {
-                idx[par[d]] = rest % g->count[par[d]];
-                rest /= g->count[par[d]];
-            }
-            rest = s;
-            for (int d = nsd - 1; d >= 0; d--) {
-                idx[ser[d]] = rest % g->count[ser[d]];
-                rest /= g->count[ser[d]];
-            }
-            gemm_one(g, A + idx[0] * g->sa[0] + idx[1] * g->sa[1],
-                     B + idx[0] * g->sb[0] + idx[1] * g->sb[1],
-                     C + idx[0] * g->sc[0] + idx[1] * g->sc[1]);
-        }
-    }
+    batch_job j = {.g = g, .A = A, .B = B, .C = C, .npd = npd, .nsd = nsd, .nser = nser,
+                   .par = {par[0], par[1]}, .ser = {ser[0], ser[1]}};
+    tg_parallel_range(npar, 1, batch_products, &j);
 }
 
 void matmul_forward_cpu(float *out, const float *a, const float *b, const matmul_geom *g) {

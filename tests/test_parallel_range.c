@@ -341,13 +341,14 @@ END_TEST
  * forward and backward of tanh, a broadcast add, relu, the causal mask, softmax over rows
  * and over tiles of inner dims, layer norm with weight and bias (its partial-sum chunks),
  * both permute paths, slice and concat, dropout, the 2x2 and the generic max pool, and an
- * embedding whose rows repeat (the scatter-add order matters), then an Adam step, give
+ * embedding whose rows repeat (the scatter-add order matters) and a batched matmul of 64
+ * small products, then an Adam step, give
  * the same bits (parameters after two steps) at every thread count. Every tensor is above
  * the ops' thresholds for running in parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define W_NUMEL (8 * 16 * 64 * 64)
 #define B_NUMEL (16 * 64)
-#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64)
+#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32)
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -361,7 +362,9 @@ static void train_once(int threads, float *out, int64_t nout) {
     tg_tensor *e = tg_params_add(ps, "e", tg_shape2(EMB_V, EMB_D));
     tg_tensor *lw = tg_params_add(ps, "lw", tg_shape1(64));
     tg_tensor *lb = tg_params_add(ps, "lb", tg_shape1(64));
-    ck_assert(w && b && e && lw && lb);
+    tg_tensor *mm = tg_params_add(ps, "mm", tg_shape3(64, 32, 32));
+    ck_assert(w && b && e && lw && lb && mm);
+    tg_rng_fill_uniform(&rng, mm->data, mm->numel, -0.5f, 0.5f);
     tg_rng_fill_uniform(&rng, lw->data, 64, 0.5f, 1.5f);
     tg_rng_fill_uniform(&rng, lb->data, 64, -0.5f, 0.5f);
     tg_rng_fill_uniform(&rng, w->data, w->numel, -2, 2);
@@ -387,17 +390,19 @@ static void train_once(int threads, float *out, int64_t nout) {
                                      tg_pool2d_opts_make(2, 2, 0));
         p = tg_max_pool2d(ctx, p, tg_pool2d_opts_make(3, 1, 1)); /* the generic path */
         tg_tensor *em = tg_embedding(ctx, e, idx, tg_shape1(EMB_N));
+        tg_tensor *prod = tg_matmul(ctx, mm, mm); /* 64 small products: the batched path */
         tg_tensor *loss = tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, p, p)),
                                  tg_sum_all(ctx, tg_mul(ctx, em, em)));
+        loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, prod, prod)));
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
         ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
         ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
         tg_step_end(ctx);
     }
-    tg_tensor *all[] = {w, b, e, lw, lb};
+    tg_tensor *all[] = {w, b, e, lw, lb, mm};
     int64_t at = 0;
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
         ck_assert_int_le(at + all[k]->numel, nout);
         memcpy(out + at, all[k]->data, (size_t)all[k]->numel * sizeof(float));
         at += all[k]->numel;
