@@ -5,6 +5,7 @@
 #include "core.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
@@ -133,6 +134,49 @@ const char *tg_blas_core_better(void) {
         return "Haswell";
 #endif
     return NULL;
+}
+
+/* ------------------------------------------------------------ settings read at load time
+ *
+ * libgomp (and OpenBLAS's OpenMP build, which shares its threads) reads OMP_WAIT_POLICY
+ * and GOMP_SPINCOUNT once, when the program is loaded, and OpenBLAS picks its kernels
+ * then too: a library cannot change them for the process it is loaded in. So
+ * tg_runtime_defaults sets the environment variables and re-executes the program once
+ * (execv of /proc/self/exe with the same arguments), marking the environment so that the
+ * second start goes on. The wait policy: a waiting OpenMP thread sleeps at once
+ * (OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=0). libgomp's default spins ~300,000 times
+ * first; on an idle machine that makes back-to-back regions cheap, but when another
+ * process holds a core the spinning thread takes the time slice the thread with the work
+ * needs, and a small CNN's epoch ran 14-30x slower (issue 14; the measurements behind 0
+ * are in tools/tapegrad.c and bench/RESULTS.md). Each setting has its own marker so that
+ * turning one off keeps the other; the user's own variables always win. */
+bool tg_runtime_defaults(char **argv) {
+    bool omp = !getenv("TAPEGRAD_OMP_DEFAULTS") && !getenv("OMP_WAIT_POLICY") &&
+               !getenv("GOMP_SPINCOUNT");
+    const char *core = getenv("TAPEGRAD_BLAS_FIXED") || getenv("OPENBLAS_CORETYPE")
+                           ? NULL : tg_blas_core_better();
+    if (!omp && !core) return true; /* in force already, or the user's choice */
+    if (!argv || !argv[0]) return false;
+    if ((omp && (setenv("OMP_WAIT_POLICY", "passive", 1) != 0 ||
+                 setenv("GOMP_SPINCOUNT", "0", 1) != 0 ||
+                 setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)) ||
+        (core && (setenv("OPENBLAS_CORETYPE", core, 1) != 0 ||
+                  setenv("TAPEGRAD_BLAS_FIXED", core, 1) != 0)))
+        return false;
+    fflush(NULL); /* buffered output would be lost with this image, or printed twice */
+    execv("/proc/self/exe", argv);
+    /* Still here: no /proc. This process keeps the settings its libraries read at load
+     * time; children (a plotter, ...) should not inherit settings never in force. */
+    if (omp) {
+        unsetenv("OMP_WAIT_POLICY");
+        unsetenv("GOMP_SPINCOUNT");
+        unsetenv("TAPEGRAD_OMP_DEFAULTS");
+    }
+    if (core) {
+        unsetenv("OPENBLAS_CORETYPE");
+        unsetenv("TAPEGRAD_BLAS_FIXED");
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------ adapting to a busy machine

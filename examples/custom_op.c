@@ -196,6 +196,7 @@ fail:
 enum { N = 256 };
 
 int main(int argc, char **argv) {
+    tg_runtime_defaults(argv); /* sleeping OpenMP waits, fitting BLAS kernels: may re-exec */
     const char *ckpt = argc > 1 ? argv[1] : "custom_op.ckpt";
     if (check_gradient() != 0) {
         fprintf(stderr, "custom_op: gradcheck failed: %s\n", tg_error_message());

@@ -19,6 +19,7 @@
 enum { BATCH = 32 };
 
 int main(int argc, char **argv) {
+    tg_runtime_defaults(argv); /* sleeping OpenMP waits, fitting BLAS kernels: may re-exec */
     const char *path = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
     int steps = argc > 2 ? atoi(argv[2]) : 300;
     tg_words *words = tg_words_load(path);

@@ -35,6 +35,7 @@ static double accuracy(tg_ctx *ctx, tg_model *m, const tg_dataset *ds) {
 }
 
 int main(int argc, char **argv) {
+    tg_runtime_defaults(argv); /* sleeping OpenMP waits, fitting BLAS kernels: may re-exec */
     const char *dir = argc > 1 ? argv[1] : "data/mnist";
     int epochs = argc > 2 ? atoi(argv[2]) : 3;
     tg_dataset *train = tg_mnist_load(dir, true), *test = tg_mnist_load(dir, false);

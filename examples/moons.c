@@ -11,7 +11,9 @@
 
 enum { N = 512 };
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    tg_runtime_defaults(argv); /* sleeping OpenMP waits, fitting BLAS kernels: may re-exec */
     static float x[N * 2];
     static int32_t y[N];
     tg_rng rng;

@@ -151,8 +151,22 @@ const char *tg_blas_core(void);
 /* NULL when the BLAS kernels fit this CPU; otherwise the OPENBLAS_CORETYPE to set before
  * the program starts (OpenBLAS chooses when it is loaded): a CPU newer than the OpenBLAS
  * release falls back to its oldest x86-64 kernels ("Prescott"), 5-6x slower SGEMM on an
- * AVX-512 CPU. The `tapegrad` program sets it itself (tools/tapegrad.c). */
+ * AVX-512 CPU. tg_runtime_defaults sets it. */
 const char *tg_blas_core_better(void);
+/* Call first thing in main(), before any other tapegrad or OpenMP call: runs the program
+ * with the settings tapegrad measured for a machine other processes also use. OpenMP's
+ * waiting threads sleep at once instead of spinning (OMP_WAIT_POLICY=passive,
+ * GOMP_SPINCOUNT=0: with one busy process per core a small CNN's epoch took 14-30x its
+ * idle time under libgomp's default spin, about 2.5x with this), and OpenBLAS gets the
+ * kernels of tg_blas_core_better when it chose older ones. Both are read when the program
+ * is loaded, so the function sets the variables and re-executes the program once (execv
+ * of /proc/self/exe, the same argv; buffered output is flushed first); the second start
+ * returns at once. Variables the user set win (nothing is changed), and
+ * TAPEGRAD_OMP_DEFAULTS=off / TAPEGRAD_BLAS_FIXED=off (any value) keep libgomp's
+ * defaults / OpenBLAS's choice. Returns true when the settings are in force (or the
+ * user's own are), false when they could not be applied (no /proc, or argv NULL): the
+ * program then goes on with the library defaults. */
+bool tg_runtime_defaults(char **argv);
 
 /* ---------------------------------------------------------------- shapes, tensors */
 

@@ -24,18 +24,18 @@
  *
  * libgomp (and OpenBLAS's OpenMP build, which shares its threads) reads OMP_WAIT_POLICY
  * and GOMP_SPINCOUNT once, when the program is loaded, so setting them in main() is too
- * late: when the user set neither, main() sets OMP_WAIT_POLICY=passive and
- * GOMP_SPINCOUNT=TAPEGRAD_SPINCOUNT and
- * re-executes the program once (execv of /proc/self/exe, same arguments), marking the
- * environment with TAPEGRAD_OMP_DEFAULTS=applied so it happens only once. The user's own
- * OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins (nothing is changed), and
- * TAPEGRAD_OMP_DEFAULTS=off (any value) keeps libgomp's built-in defaults. Without
- * /proc the program runs on with libgomp's defaults.
+ * late: main() calls tg_runtime_defaults (core/threads.c, public so that users' own
+ * programs get the same), which sets OMP_WAIT_POLICY=passive and GOMP_SPINCOUNT=0 when the
+ * user set neither and re-executes the program once (execv of /proc/self/exe, same
+ * arguments), marking the environment with TAPEGRAD_OMP_DEFAULTS=applied so it happens
+ * only once. The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins (nothing is
+ * changed), and TAPEGRAD_OMP_DEFAULTS=off (any value) keeps libgomp's built-in defaults.
+ * Without /proc the program runs on with libgomp's defaults.
  *
  * THE BLAS KERNELS. The same re-execution sets OPENBLAS_CORETYPE when OpenBLAS chose
  * kernels older than the CPU (tg_blas_core_better: a CPU newer than the OpenBLAS release
- * gets its SSE3 "Prescott" kernels; on this project's AVX-512 VM SGEMM ran 5-6x slower).
- * A user's own OPENBLAS_CORETYPE wins; TAPEGRAD_BLAS_FIXED=off (any value) keeps
+ * gets its SSE3 "Prescott" kernels; on an Intel AVX-512 VM of this project SGEMM ran 5-6x
+ * slower). A user's own OPENBLAS_CORETYPE wins; TAPEGRAD_BLAS_FIXED=off (any value) keeps
  * OpenBLAS's own choice, as TAPEGRAD_OMP_DEFAULTS=off keeps libgomp's defaults.
  *
  * THE THREAD COUNT. Sleeping waits are not enough when other processes hold the cores: a
@@ -53,36 +53,7 @@
 #include <tapegrad.h>
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-/* Spins before an idle OpenMP thread sleeps (see above; bench/wait_policy.sh). */
-#define TAPEGRAD_SPINCOUNT "0"
-
-/* Returns only when the environment is left as it is (or the re-exec failed). */
-static void apply_omp_defaults(char **argv) {
-    /* Each setting has its own marker, so that turning one off keeps the other. */
-    bool omp = !getenv("TAPEGRAD_OMP_DEFAULTS") && !getenv("OMP_WAIT_POLICY") &&
-               !getenv("GOMP_SPINCOUNT");
-    const char *core = getenv("TAPEGRAD_BLAS_FIXED") || getenv("OPENBLAS_CORETYPE")
-                           ? NULL : tg_blas_core_better();
-    if (!omp && !core) return;
-    if ((omp && (setenv("OMP_WAIT_POLICY", "passive", 1) != 0 ||
-                 setenv("GOMP_SPINCOUNT", TAPEGRAD_SPINCOUNT, 1) != 0 ||
-                 setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)) ||
-        (core && (setenv("OPENBLAS_CORETYPE", core, 1) != 0 ||
-                  setenv("TAPEGRAD_BLAS_FIXED", core, 1) != 0)))
-        return;
-    execv("/proc/self/exe", argv);
-    /* Still here: no /proc. This process keeps the settings its libraries read at load
-     * time; children (gnuplot, ...) should not inherit settings never in force. */
-    if (omp) {
-        unsetenv("OMP_WAIT_POLICY");
-        unsetenv("GOMP_SPINCOUNT");
-    }
-    if (core) unsetenv("OPENBLAS_CORETYPE");
-}
 
 typedef struct command {
     const char *name;
@@ -110,7 +81,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    apply_omp_defaults(argv);
+    tg_runtime_defaults(argv); /* returns here once the settings are in force */
     if (argc < 2) {
         usage(stderr);
         return 2;
