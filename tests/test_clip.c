@@ -5,6 +5,8 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 static tg_params *store(tg_fixture *fx) {
     tg_params *ps = tg_params_new(TG_DEVICE_CPU);
@@ -45,18 +47,33 @@ END_TEST
 START_TEST(noclip_golden) { check("noclip"); }
 END_TEST
 
-/* After clipping, the global norm is max_norm (up to the 1e-6 and rounding). */
+/* A store above the threshold for threads (90,300 elements: 12 partial sums, the last one
+ * short): the norm matches a float64 sum, every gradient is scaled by the same c, and
+ * after clipping the global norm is max_norm (up to the 1e-6 and rounding). */
 START_TEST(clip_norm_after) {
     tg_params *ps = tg_params_new(TG_DEVICE_CPU);
-    tg_tensor *a = tg_params_add(ps, "a", tg_shape2(300, 300));
+    tg_tensor *a = tg_params_add(ps, "a", tg_shape2(300, 301));
     tg_rng rng;
     tg_rng_seed(&rng, 61);
     tg_rng_fill_normal(&rng, a->grad, a->numel, 0, 1);
+    float *g = malloc((size_t)a->numel * sizeof(float));
+    ck_assert_ptr_nonnull(g);
+    memcpy(g, a->grad, (size_t)a->numel * sizeof(float));
+    double ref = 0;
+    for (int64_t i = 0; i < a->numel; i++) ref += (double)g[i] * g[i];
+    ref = sqrt(ref);
     float before, after;
     ck_assert_int_eq(tg_clip_grad_norm(ps, 5.0f, &before), TG_OK);
-    ck_assert(before > 250 && before < 350);
+    ck_assert_msg(fabs(before - ref) <= 1e-6 * ref, "norm %.9g, float64 reference %.9g",
+                  (double)before, ref);
+    float c = (float)(5.0 / ((double)before + 1e-6));
+    int64_t i = 0;
+    while (i < a->numel && a->grad[i] == g[i] * c) i++;
+    ck_assert_msg(i == a->numel, "gradient %lld is %.9g, want %.9g", (long long)i,
+                  (double)a->grad[i < a->numel ? i : 0], (double)(g[i < a->numel ? i : 0] * c));
     ck_assert_int_eq(tg_clip_grad_norm(ps, 1e9f, &after), TG_OK);
     ck_assert_msg(fabsf(after - 5.0f) < 1e-4f, "norm after clipping %g", after);
+    free(g);
     tg_params_free(ps);
 }
 END_TEST

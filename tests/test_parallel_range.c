@@ -342,13 +342,14 @@ END_TEST
  * and over tiles of inner dims, layer norm with weight and bias (its partial-sum chunks),
  * both permute paths, slice and concat, dropout, the 2x2 and the generic max pool, and an
  * embedding whose rows repeat (the scatter-add order matters) and a batched matmul of 64
- * small products, then an Adam step, give
- * the same bits (parameters after two steps) at every thread count. Every tensor is above
+ * small products, then the gradients clipped by their global norm (its partial sums) and
+ * an Adam step, give the same bits (the parameters after two steps and the last norm) at
+ * every thread count. Every tensor is above
  * the ops' thresholds for running in parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define W_NUMEL (8 * 16 * 64 * 64)
 #define B_NUMEL (16 * 64)
-#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32)
+#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 1) /* + norm */
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -377,6 +378,7 @@ static void train_once(int threads, float *out, int64_t nout) {
     o.lr = 0.01;
     tg_optim *opt = tg_adam_new(ps, o);
     ck_assert_ptr_nonnull(opt);
+    float norm = 0;
     for (int step = 0; step < 2; step++) {
         tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
         /* softmax over the last dim (rows) and over dim 1 (tiles of the inner dims) */
@@ -397,6 +399,8 @@ static void train_once(int threads, float *out, int64_t nout) {
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
         ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
         ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
+        ck_assert_int_eq(tg_clip_grad_norm(ps, 1.0f, &norm), TG_OK);
+        ck_assert(norm > 1.0f); /* the scaling ran too */
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
         tg_step_end(ctx);
     }
@@ -407,7 +411,8 @@ static void train_once(int threads, float *out, int64_t nout) {
         memcpy(out + at, all[k]->data, (size_t)all[k]->numel * sizeof(float));
         at += all[k]->numel;
     }
-    ck_assert_int_eq(at, nout);
+    ck_assert_int_eq(at + 1, nout);
+    out[at] = norm;
     tg_optim_free(opt);
     tg_params_free(ps);
     tg_ctx_free(ctx);
