@@ -94,45 +94,72 @@ static double ce_forward_tile(float *max, float *logsum, const float *x, const i
     return nll;
 }
 
+/* The loops below run on tg_parallel_items (core/pool.c): each tile or chunk is computed
+ * the same whoever runs it, and partial sums are added in order afterwards, so the loss
+ * and the gradients are the same bits at every thread count. */
+#define LOSS_SERIAL 32768 /* elements at or below which one thread does it all */
+#define LOSS_GRAIN 32768  /* elements per chunk of the parallel loops */
+
+typedef struct ce_job {
+    float *max, *logsum, *dlogits;
+    double *partial;
+    const float *logits;
+    const int32_t *target;
+    int32_t ignore_index;
+    float scale;
+    int64_t C, inner, blocks;
+    bool fresh;
+} ce_job;
+
+/* The tile k's image n, first position p0 and length. */
+static int64_t ce_tile(const ce_job *j, int64_t k, int64_t *n, int64_t *p0) {
+    *n = k / j->blocks;
+    *p0 = (k % j->blocks) * CE_TILE;
+    return j->inner - *p0 < CE_TILE ? j->inner - *p0 : CE_TILE;
+}
+
+static void ce_forward_tiles(void *arg, int64_t k0, int64_t k1) {
+    const ce_job *j = arg;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t n, p0, len = ce_tile(j, k, &n, &p0), q = n * j->inner + p0;
+        j->partial[k] = ce_forward_tile(j->max + q, j->logsum + q,
+                                        j->logits + n * j->C * j->inner + p0, j->target + q,
+                                        j->ignore_index, j->C, j->inner, len);
+    }
+}
+
 void cross_entropy_forward_cpu(float *loss, float *max, float *logsum, double *partial,
                                const float *logits, const int32_t *target, int32_t ignore_index,
                                int64_t count, int64_t N, int64_t C, int64_t inner) {
-    int64_t blocks = ce_blocks(inner), ntiles = N * blocks;
-#pragma omp parallel for schedule(static) if (N * C * inner > 32768)
-    for (int64_t k = 0; k < ntiles; k++) {
-        int64_t n = k / blocks, p0 = (k % blocks) * CE_TILE;
-        int64_t len = inner - p0 < CE_TILE ? inner - p0 : CE_TILE;
-        int64_t q = n * inner + p0;
-        partial[k] = ce_forward_tile(max + q, logsum + q, logits + n * C * inner + p0,
-                                     target + q, ignore_index, C, inner, len);
-    }
+    ce_job j = {.max = max, .logsum = logsum, .partial = partial, .logits = logits,
+                .target = target, .ignore_index = ignore_index, .C = C, .inner = inner,
+                .blocks = ce_blocks(inner)};
+    int64_t ntiles = N * j.blocks;
+    tg_parallel_items(ntiles, (double)C * (double)inner / (double)j.blocks, LOSS_SERIAL,
+                      LOSS_GRAIN, ce_forward_tiles, &j);
     double sum = 0;
     for (int64_t k = 0; k < ntiles; k++) sum += partial[k];
     /* Every target ignored: 0/0, NaN, as PyTorch (written out: no division by zero). */
     loss[0] = count > 0 ? (float)(sum / (double)count) : NAN;
 }
 
-void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *max,
-                                const float *logsum, const int32_t *target,
-                                int32_t ignore_index, float scale, int64_t N, int64_t C,
-                                int64_t inner, bool fresh) {
-    int64_t blocks = ce_blocks(inner), ntiles = N * blocks;
-#pragma omp parallel for schedule(static) if (N * C * inner > 32768)
-    for (int64_t k = 0; k < ntiles; k++) {
-        int64_t n = k / blocks, p0 = (k % blocks) * CE_TILE;
-        int64_t len = inner - p0 < CE_TILE ? inner - p0 : CE_TILE;
-        int64_t q = n * inner + p0;
-        const float *x = logits + n * C * inner + p0, *mx = max + q, *ls = logsum + q;
-        const int32_t *t = target + q;
-        float *dx = dlogits + n * C * inner + p0;
+static void ce_backward_tiles(void *arg, int64_t k0, int64_t k1) {
+    const ce_job *j = arg;
+    const int64_t C = j->C, inner = j->inner;
+    const float scale = j->scale;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t n, p0, len = ce_tile(j, k, &n, &p0), q = n * inner + p0;
+        const float *x = j->logits + n * C * inner + p0, *mx = j->max + q, *ls = j->logsum + q;
+        const int32_t *t = j->target + q;
+        float *dx = j->dlogits + n * C * inner + p0;
         /* Ignored positions get weight 0 (keeping the inner loop branch-free) ... */
         float w[CE_TILE];
-        for (int64_t p = 0; p < len; p++) w[p] = t[p] == ignore_index ? 0.0f : scale;
+        for (int64_t p = 0; p < len; p++) w[p] = t[p] == j->ignore_index ? 0.0f : scale;
         /* ... the softmax part, class by class along contiguous positions ... */
         for (int64_t c = 0; c < C; c++) {
             const float *xc = x + c * inner;
             float *dxc = dx + c * inner;
-            if (fresh) { /* the tape's buffer is uninitialised: write it (tg_grad_fresh) */
+            if (j->fresh) { /* the tape's buffer is uninitialised: write it (tg_grad_fresh) */
 #pragma omp simd
                 for (int64_t p = 0; p < len; p++) dxc[p] = expf((xc[p] - mx[p]) - ls[p]) * w[p];
             } else {
@@ -142,40 +169,75 @@ void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float
         }
         /* ... then the one-hot part, one element per position. */
         for (int64_t p = 0; p < len; p++)
-            if (t[p] != ignore_index) dx[(int64_t)t[p] * inner + p] -= scale;
+            if (t[p] != j->ignore_index) dx[(int64_t)t[p] * inner + p] -= scale;
     }
+}
+
+void cross_entropy_backward_cpu(float *dlogits, const float *logits, const float *max,
+                                const float *logsum, const int32_t *target,
+                                int32_t ignore_index, float scale, int64_t N, int64_t C,
+                                int64_t inner, bool fresh) {
+    ce_job j = {.max = (float *)max, .logsum = (float *)logsum, .dlogits = dlogits,
+                .logits = logits, .target = target, .ignore_index = ignore_index,
+                .scale = scale, .C = C, .inner = inner, .blocks = ce_blocks(inner),
+                .fresh = fresh};
+    tg_parallel_items(N * j.blocks, (double)C * (double)inner / (double)j.blocks, LOSS_SERIAL,
+                      LOSS_GRAIN, ce_backward_tiles, &j);
 }
 
 int64_t mse_partials(int64_t n) { return (n + MSE_CHUNK - 1) / MSE_CHUNK; }
 
-void mse_forward_cpu(float *loss, double *partial, const float *pred, const float *target,
-                     int64_t n) {
-    int64_t nchunks = mse_partials(n);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t k = 0; k < nchunks; k++) {
-        int64_t end = (k + 1) * MSE_CHUNK < n ? (k + 1) * MSE_CHUNK : n;
+typedef struct mse_job {
+    double *partial;
+    float *dpred, *dtarget;
+    const float *pred, *target;
+    float scale;
+    int64_t n;
+} mse_job;
+
+static void mse_forward_chunks(void *arg, int64_t k0, int64_t k1) {
+    const mse_job *j = arg;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t end = (k + 1) * MSE_CHUNK < j->n ? (k + 1) * MSE_CHUNK : j->n;
         double s = 0;
         for (int64_t i = k * MSE_CHUNK; i < end; i++) {
-            double d = (double)pred[i] - (double)target[i];
+            double d = (double)j->pred[i] - (double)j->target[i];
             s += d * d;
         }
-        partial[k] = s;
+        j->partial[k] = s;
     }
+}
+
+void mse_forward_cpu(float *loss, double *partial, const float *pred, const float *target,
+                     int64_t n) {
+    mse_job j = {.partial = partial, .pred = pred, .target = target, .n = n};
+    int64_t nchunks = mse_partials(n);
+    tg_parallel_items(nchunks, MSE_CHUNK, 2 * LOSS_SERIAL, LOSS_GRAIN, mse_forward_chunks, &j);
     double sum = 0;
     for (int64_t k = 0; k < nchunks; k++) sum += partial[k];
     loss[0] = (float)(sum / (double)n);
 }
 
+static void mse_backward_range(void *arg, int64_t i0, int64_t i1) {
+    const mse_job *j = arg;
+    const float *pred = j->pred, *target = j->target, scale = j->scale;
+    if (j->dpred) {
+        float *d = j->dpred;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; i++) d[i] += scale * (pred[i] - target[i]);
+    }
+    if (j->dtarget) {
+        float *d = j->dtarget;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; i++) d[i] -= scale * (pred[i] - target[i]);
+    }
+}
+
 void mse_backward_cpu(float *dpred, float *dtarget, const float *pred, const float *target,
                       float scale, int64_t n) {
-    if (dpred) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) dpred[i] += scale * (pred[i] - target[i]);
-    }
-    if (dtarget) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) dtarget[i] -= scale * (pred[i] - target[i]);
-    }
+    mse_job j = {.dpred = dpred, .dtarget = dtarget, .pred = pred, .target = target,
+                 .scale = scale, .n = n};
+    tg_parallel_items(n, 1, 2 * LOSS_SERIAL, LOSS_GRAIN, mse_backward_range, &j);
 }
 
 /* ---------------------------------------------------------------- cross entropy op */

@@ -54,33 +54,58 @@ void nll_backward_cpu(float *dlog_probs, const int32_t *target, float scale, int
 
 int64_t bce_partials(int64_t n) { return (n + BCE_CHUNK - 1) / BCE_CHUNK; }
 
-void bce_forward_cpu(float *loss, double *partial, const float *x, const float *t, int64_t n) {
-    int64_t chunks = bce_partials(n);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t k = 0; k < chunks; k++) {
-        int64_t end = (k + 1) * BCE_CHUNK < n ? (k + 1) * BCE_CHUNK : n;
+/* Both BCE loops run on tg_parallel_items (core/pool.c): the same bits whoever runs a
+ * chunk; the partial sums are added in order here. */
+#define BCE_SERIAL 65536 /* elements at or below which one thread does it all */
+#define BCE_GRAIN 32768  /* elements per chunk of the parallel loops */
+
+typedef struct bce_job {
+    double *partial;
+    float *dx, *dt;
+    const float *x, *t;
+    float scale;
+    int64_t n;
+} bce_job;
+
+static void bce_forward_chunks(void *arg, int64_t k0, int64_t k1) {
+    const bce_job *j = arg;
+    const float *x = j->x, *t = j->t;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t end = (k + 1) * BCE_CHUNK < j->n ? (k + 1) * BCE_CHUNK : j->n;
         double s = 0;
         for (int64_t i = k * BCE_CHUNK; i < end; i++) {
             float xi = x[i];
             s += (double)((xi > 0 ? xi : 0.0f) - xi * t[i] + log1pf(expf(-fabsf(xi))));
         }
-        partial[k] = s;
+        j->partial[k] = s;
     }
+}
+
+void bce_forward_cpu(float *loss, double *partial, const float *x, const float *t, int64_t n) {
+    bce_job j = {.partial = partial, .x = x, .t = t, .n = n};
+    int64_t chunks = bce_partials(n);
+    tg_parallel_items(chunks, BCE_CHUNK, BCE_SERIAL, BCE_GRAIN, bce_forward_chunks, &j);
     double sum = 0;
     for (int64_t k = 0; k < chunks; k++) sum += partial[k];
     loss[0] = (float)(sum / (double)n);
 }
 
+static void bce_backward_range(void *arg, int64_t i0, int64_t i1) {
+    const bce_job *j = arg;
+    const float *x = j->x, *t = j->t, scale = j->scale;
+    if (j->dx)
+        for (int64_t i = i0; i < i1; i++) j->dx[i] += (1.0f / (1.0f + expf(-x[i])) - t[i]) * scale;
+    if (j->dt) {
+        float *dt = j->dt;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; i++) dt[i] -= x[i] * scale;
+    }
+}
+
 void bce_backward_cpu(float *dx, float *dt, const float *x, const float *t, float scale,
                       int64_t n) {
-    if (dx) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) dx[i] += (1.0f / (1.0f + expf(-x[i])) - t[i]) * scale;
-    }
-    if (dt) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) dt[i] -= x[i] * scale;
-    }
+    bce_job j = {.dx = dx, .dt = dt, .x = x, .t = t, .scale = scale, .n = n};
+    tg_parallel_items(n, 1, BCE_SERIAL, BCE_GRAIN, bce_backward_range, &j);
 }
 
 /* ---------------------------------------------------------------- nll op */

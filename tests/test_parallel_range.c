@@ -342,14 +342,15 @@ END_TEST
  * and over tiles of inner dims, layer norm with weight and bias (its partial-sum chunks),
  * both permute paths, slice and concat, dropout, the 2x2 and the generic max pool, and an
  * embedding whose rows repeat (the scatter-add order matters) and a batched matmul of 64
- * small products, then the gradients clipped by their global norm (its partial sums) and
- * an Adam step, give the same bits (the parameters after two steps and the last norm) at
- * every thread count. Every tensor is above
- * the ops' thresholds for running in parallel. */
+ * small products, cross entropy (ignored targets too), MSE and BCE on 131,072 elements,
+ * then the gradients clipped by their global norm (its partial sums) and an Adam step,
+ * give the same bits (the parameters after two steps, the last norm and the losses'
+ * value) at every thread count. Every tensor is above the ops' thresholds for running in
+ * parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define W_NUMEL (8 * 16 * 64 * 64)
 #define B_NUMEL (16 * 64)
-#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 1) /* + norm */
+#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 2) /* + norm, loss */
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -374,11 +375,15 @@ static void train_once(int threads, float *out, int64_t nout) {
     static int32_t idx[EMB_N];
     /* every used row at 4 positions: the scatter-add order matters */
     for (int i = 0; i < EMB_N; i++) idx[i] = (int32_t)((i * 37) % (EMB_V / 2));
+    static int32_t class_target[8 * 32 * 8]; /* 64 classes along dim 1 */
+    static float loss_target[8 * 64 * 32 * 8];
+    for (int i = 0; i < 8 * 32 * 8; i++) class_target[i] = i % 7 == 3 ? -100 : i * 5 % 64;
+    tg_rng_fill_uniform(&rng, loss_target, 8 * 64 * 32 * 8, 0, 1);
     tg_adam_opts o = tg_adam_opts_default();
     o.lr = 0.01;
     tg_optim *opt = tg_adam_new(ps, o);
     ck_assert_ptr_nonnull(opt);
-    float norm = 0;
+    float norm = 0, losses_value = 0;
     for (int step = 0; step < 2; step++) {
         tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
         /* softmax over the last dim (rows) and over dim 1 (tiles of the inner dims) */
@@ -393,12 +398,19 @@ static void train_once(int threads, float *out, int64_t nout) {
         p = tg_max_pool2d(ctx, p, tg_pool2d_opts_make(3, 1, 1)); /* the generic path */
         tg_tensor *em = tg_embedding(ctx, e, idx, tg_shape1(EMB_N));
         tg_tensor *prod = tg_matmul(ctx, mm, mm); /* 64 small products: the batched path */
+        /* the losses' tiles and partial sums: p is (8, 64, 32, 8), 131,072 elements */
+        tg_tensor *q = tg_tensor_from(ctx, tg_shape4(8, 64, 32, 8), loss_target);
+        tg_tensor *losses = tg_add(ctx, tg_cross_entropy(ctx, p, class_target),
+                                   tg_add(ctx, tg_mse_loss(ctx, p, q),
+                                          tg_bce_with_logits(ctx, p, q)));
         tg_tensor *loss = tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, p, p)),
                                  tg_sum_all(ctx, tg_mul(ctx, em, em)));
+        loss = tg_add(ctx, loss, losses);
         loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, prod, prod)));
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
         ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
         ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
+        losses_value = losses->data[0];
         ck_assert_int_eq(tg_clip_grad_norm(ps, 1.0f, &norm), TG_OK);
         ck_assert(norm > 1.0f); /* the scaling ran too */
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
@@ -411,8 +423,9 @@ static void train_once(int threads, float *out, int64_t nout) {
         memcpy(out + at, all[k]->data, (size_t)all[k]->numel * sizeof(float));
         at += all[k]->numel;
     }
-    ck_assert_int_eq(at + 1, nout);
+    ck_assert_int_eq(at + 2, nout);
     out[at] = norm;
+    out[at + 1] = losses_value;
     tg_optim_free(opt);
     tg_params_free(ps);
     tg_ctx_free(ctx);
