@@ -111,10 +111,10 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 #ifdef _OPENMP
         /* OpenBLAS's OpenMP build threads a call by omp_get_max_threads(): one thread here,
          * or a small product would be split OpenBLAS's way (other bits, and its spinning
-         * waits). Inside a parallel region it runs serially anyway. */
-        const int team = omp_in_parallel() || tg_parallel_range_nested() || !tg_blas_nests()
-                             ? 1
-                             : omp_get_max_threads();
+         * waits). Inside a parallel region it runs serially anyway. Inside a chunk of
+         * tg_parallel_range the calling thread may be the job's caller, whose count is
+         * the process's: held to one as well (a pool thread's is one already). */
+        const int team = omp_in_parallel() || !tg_blas_nests() ? 1 : omp_get_max_threads();
         if (team > 1) omp_set_num_threads(1);
         sgemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (team > 1) omp_set_num_threads(team);

@@ -58,7 +58,6 @@
 
 #include "../core/core.h"
 
-#include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -130,7 +129,7 @@ static inline void valid_range(int64_t off, int64_t s, int64_t len, int64_t n_ou
  * does not nest, one thread, and the GEMMs thread themselves. */
 static int team_for(double macs, int64_t units) {
 #ifdef _OPENMP
-    int64_t nt = macs < CONV2D_PARALLEL_MIN_MACS ? 1 : omp_get_max_threads();
+    int64_t nt = macs < CONV2D_PARALLEL_MIN_MACS ? 1 : tg_get_num_threads();
     if (omp_in_parallel() || !tg_blas_nests()) nt = 1; /* no nesting */
     if (nt > units) nt = units;
     return nt < 1 ? 1 : (int)nt;
@@ -141,20 +140,31 @@ static int team_for(double macs, int64_t units) {
 #endif
 }
 
-static inline int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
+/* PARTS. Each kernel below cuts its work into nt parts, part t being what thread t of an
+ * OpenMP team of nt did before (its own columns or rows, its own part of the workspace),
+ * and runs them on tg_parallel_range (core/pool.c): on a busy machine the calling thread
+ * starts at once and takes a part no other thread has claimed, instead of waiting at a
+ * barrier for a thread that has not been scheduled. A part is the same calls whoever runs
+ * it, so the bits are as with a team. Inside a part, tg_sgemm makes one serial call. */
+typedef void (*part_fn)(void *arg, int t, int T);
+typedef struct parts_job {
+    part_fn fn;
+    void *arg;
+    int T;
+} parts_job;
+
+static void parts_range(void *arg, int64_t t0, int64_t t1) {
+    const parts_job *p = arg;
+    for (int64_t t = t0; t < t1; t++) p->fn(p->arg, (int)t, p->T);
 }
 
-static inline int team_size(void) {
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
+static void run_parts(int nt, part_fn fn, void *arg) {
+    if (nt <= 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    parts_job p = {.fn = fn, .arg = arg, .T = nt};
+    tg_parallel_range(nt, 1, parts_range, &p);
 }
 
 /* Column chunks per (image, group) item in the forwards: whole items when they share out
@@ -188,13 +198,25 @@ static void bias_sums(float *dbias, const float *dout, int64_t N, int64_t C, int
     }
 }
 
-/* db[o] += sum over n and the plane of dy[n, o]. Each thread owns whole channels. The GEMM
- * backwards below do the same inside their own parallel region (one fork, not two: each
- * costs a time slice on a loaded machine); a channel's sum is the same either way. */
+typedef struct bias_job {
+    float *dbias;
+    const float *dout;
+    int64_t N, C, plane;
+} bias_job;
+
+static void bias_channels(void *arg, int64_t o0, int64_t o1) {
+    const bias_job *j = arg;
+    bias_sums(j->dbias, j->dout, j->N, j->C, j->plane, o0, o1);
+}
+
+/* db[o] += sum over n and the plane of dy[n, o], whole channels per chunk of
+ * tg_parallel_items. The GEMM backwards below do the same inside their own parallel
+ * region (one fork, not two: each costs a time slice on a loaded machine); a channel's
+ * sum is the same either way. */
 void conv2d_bias_backward_cpu(float *dbias, const float *dout, int64_t N, int64_t C,
                               int64_t plane) {
-#pragma omp parallel for schedule(static) if (N * C * plane > 65536)
-    for (int64_t o = 0; o < C; o++) bias_sums(dbias, dout, N, C, plane, o, o + 1);
+    bias_job j = {.dbias = dbias, .dout = dout, .N = N, .C = C, .plane = plane};
+    tg_parallel_items(C, (double)N * (double)plane, 65536, 32768, bias_channels, &j);
 }
 
 /* ---------------------------------------------------------------- im2col / col2im tiles */
@@ -278,49 +300,115 @@ static void col2im_tile(float *dx, const float *dcol, const conv2d_geom *g, int6
 
 /* ---------------------------------------------------------------- dense and grouped */
 
-/* THREADS. One parallel region per call, no barrier inside, every GEMM single-threaded
- * (OpenBLAS runs serially inside a parallel region): with one image of MNIST's 14x14
- * the GEMMs are too small for OpenBLAS to split well, and a fork per im2col tile and per
- * GEMM cost more than the work. The forward gives each thread whole (image, group)
- * items, or a slice of every item's output columns when the items do not share out
- * evenly; each thread builds its own columns' im2col in its own part of the workspace
- * (tile_cols / nt columns). The backward gives each thread a slice of the K rows of the
- * im2col matrix, whole input channels when dx is wanted: its rows of col, its columns of
- * dW, its rows of dcol and its channels of dx; it walks every image and tile in order.
+/* THREADS. One tg_parallel_range of nt parts per call (run_parts above), every GEMM a
+ * single serial call inside its part: with one image of MNIST's 14x14 the GEMMs are too
+ * small for OpenBLAS to split well, and a fork per im2col tile and per GEMM cost more
+ * than the work. The forward gives each part whole (image, group) items, or a slice of
+ * every item's output columns when the items do not share out evenly; each part builds
+ * its own columns' im2col in its own part of the workspace (tile_cols / nt columns). The
+ * backward gives each part a slice of the K rows of the im2col matrix, whole input
+ * channels when dx is wanted: its rows of col, its columns of dW, its rows of dcol and
+ * its channels of dx; it walks every image and tile in order.
  * Either way each output element is computed by the same sequence of operations as with
  * one thread (a column or row slice of a GEMM computes those elements exactly as the
  * whole GEMM does), so results do not depend on the thread count
  * (tests/test_conv2d.c checks 1, 2 and 3 threads bit for bit). */
 
+typedef struct gemm_fwd_job {
+    float *out, *workspace;
+    const float *inp, *weight, *bias;
+    const conv2d_geom *g;
+    int64_t chunks, items, sub;
+} gemm_fwd_job;
+
+/* Part t of the forward: items t/T of the (image, group, column chunk) list, tile by tile,
+ * its im2col in part t of the workspace. */
+static void gemm_forward_part(void *arg, int t, int T) {
+    const gemm_fwd_job *j = arg;
+    const conv2d_geom *g = j->g;
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G;
+    const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW, HW = g->H * g->W;
+    const int64_t chunks = j->chunks, items = j->items, sub = j->sub;
+    float *col = j->workspace + t * K * sub; /* this part's K x sub columns */
+    for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
+        const int64_t n = it / (G * chunks), grp = it / chunks % G, c = it % chunks;
+        const int64_t a = ncols * c / chunks, b = ncols * (c + 1) / chunks;
+        const float *x = j->inp + (n * g->C_in + grp * Cg) * HW;
+        float *y = j->out + (n * g->C_out + grp * Cog) * ncols;
+        for (int64_t c0 = a; c0 < b; c0 += sub) {
+            int64_t tc = b - c0 < sub ? b - c0 : sub;
+            /* the bias goes into this tile's columns just before the GEMM adds onto them,
+             * so they are still in cache */
+            if (j->bias) fill_bias_cols(y, j->bias + grp * Cog, Cog, ncols, c0, c0 + tc);
+            im2col_tile(col, x, g, 0, K, c0, tc);
+            /* y[:, c0 : c0+tc] (Cog x tc, ldc OH OW) = W[grp] (Cog x K) . col (K x tc) */
+            tg_sgemm(false, false, Cog, tc, K, 1.0f, j->weight + grp * Cog * K, K, col, tc,
+                     j->bias ? 1.0f : 0.0f, y + c0, ncols);
+        }
+    }
+}
+
 void conv2d_gemm_forward_cpu(float *out, const float *inp, const float *weight,
                              const float *bias, const conv2d_geom *g, float *workspace,
                              int64_t tile_cols) {
-    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G;
-    const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW, HW = g->H * g->W;
-    const float beta = bias ? 1.0f : 0.0f; /* the GEMMs add onto the bias */
+    const int64_t G = g->groups, Cg = g->C_in / G;
+    const int64_t K = Cg * g->KH * g->KW, ncols = g->OH * g->OW;
     if (tile_cols > ncols) tile_cols = ncols; /* the workspace holds no more */
     const int nt = team_for((double)g->N * g->C_out * K * ncols, tile_cols);
     const int64_t chunks = chunks_per_item(g->N * G, ncols, nt);
-    const int64_t items = g->N * G * chunks, sub = tile_cols / nt;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int t = thread_id(), T = team_size();
-        float *col = workspace + t * K * sub; /* this thread's K x sub columns */
-        for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
-            const int64_t n = it / (G * chunks), grp = it / chunks % G, j = it % chunks;
-            const int64_t a = ncols * j / chunks, b = ncols * (j + 1) / chunks;
-            const float *x = inp + (n * g->C_in + grp * Cg) * HW;
-            float *y = out + (n * g->C_out + grp * Cog) * ncols;
-            for (int64_t c0 = a; c0 < b; c0 += sub) {
-                int64_t tc = b - c0 < sub ? b - c0 : sub;
-                /* the bias goes into this tile's columns just before the GEMM adds onto
-                 * them, so they are still in cache */
-                if (bias) fill_bias_cols(y, bias + grp * Cog, Cog, ncols, c0, c0 + tc);
-                im2col_tile(col, x, g, 0, K, c0, tc);
-                /* y[:, c0 : c0+tc] (Cog x tc, ldc OH OW) = W[grp] (Cog x K) . col (K x tc) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)tc,
-                            (int)K, 1.0f, weight + grp * Cog * K, (int)K, col, (int)tc, beta,
-                            y + c0, (int)ncols);
+    gemm_fwd_job j = {.out = out, .workspace = workspace, .inp = inp, .weight = weight,
+                      .bias = bias, .g = g, .chunks = chunks, .items = g->N * G * chunks,
+                      .sub = tile_cols / nt};
+    run_parts(nt, gemm_forward_part, &j);
+}
+
+typedef struct gemm_bwd_job {
+    float *dinp, *dweight, *dbias, *workspace;
+    const float *dout, *inp, *weight;
+    const conv2d_geom *g;
+    int64_t tile_cols, unit, units;
+    bool dinp_fresh;
+} gemm_bwd_job;
+
+/* Part t of the backward: rows k0 .. k1-1 of the im2col matrix (whole input channels when
+ * dx is wanted), every image and tile in order, and its share of the bias channels. */
+static void gemm_backward_part(void *arg, int t, int T) {
+    const gemm_bwd_job *j = arg;
+    const conv2d_geom *g = j->g;
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, KK = g->KH * g->KW;
+    const int64_t K = Cg * KK, ncols = g->OH * g->OW, HW = g->H * g->W;
+    const int64_t tile_cols = j->tile_cols, unit = j->unit, units = j->units;
+    const int64_t k0 = units * t / T * unit, k1 = units * (t + 1) / T * unit, kt = k1 - k0;
+    float *dinp = j->dinp, *dweight = j->dweight;
+    if (j->dbias) /* this part's share of the bias channels */
+        bias_sums(j->dbias, j->dout, g->N, g->C_out, ncols, g->C_out * t / T,
+                  g->C_out * (t + 1) / T);
+    float *col = j->workspace + k0 * tile_cols; /* rows k0 .. k1-1 of the tile */
+    for (int64_t n = 0; kt > 0 && n < g->N; n++) {
+        for (int64_t grp = 0; grp < G; grp++) {
+            const float *x = j->inp + (n * g->C_in + grp * Cg) * HW;
+            const float *dy = j->dout + (n * g->C_out + grp * Cog) * ncols;
+            const float *w = j->weight + grp * Cog * K;
+            float *dxc = dinp ? dinp + (n * g->C_in + grp * Cg + k0 / KK) * HW : NULL;
+            /* col2im adds: a fresh dx gets this part's channels of this image zeroed here,
+             * just before they are accumulated (cache-warm) */
+            if (dxc && j->dinp_fresh) memset(dxc, 0, (size_t)(kt / KK * HW) * sizeof(float));
+            for (int64_t c0 = 0; c0 < ncols; c0 += tile_cols) {
+                int64_t tc = ncols - c0 < tile_cols ? ncols - c0 : tile_cols;
+                if (dweight) {
+                    /* dW[grp][:, k0:k1] (Cog x kt) += dy tile (Cog x tc) . col^T */
+                    im2col_tile(col, x, g, k0, k1, c0, tc);
+                    tg_sgemm(false, true, Cog, kt, tc, 1.0f, dy + c0, ncols, col, tc, 1.0f,
+                             dweight + grp * Cog * K + k0, K);
+                }
+                if (dinp) {
+                    /* dcol rows k0:k1 (kt x tc) = W[grp][:, k0:k1]^T (kt x Cog) . dy tile
+                     * (Cog x tc), reusing the rows, then scatter-added into dx. */
+                    tg_sgemm(true, false, kt, tc, Cog, 1.0f, w + k0, K, dy + c0, ncols, 0.0f,
+                             col, tc);
+                    col2im_tile(dinp + (n * g->C_in + grp * Cg) * HW, col, g, k0 / KK, k1 / KK,
+                                c0, tc);
+                }
             }
         }
     }
@@ -329,57 +417,20 @@ void conv2d_gemm_forward_cpu(float *out, const float *inp, const float *weight,
 void conv2d_gemm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, const conv2d_geom *g,
                               float *workspace, int64_t tile_cols, bool dinp_fresh) {
-    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, KK = g->KH * g->KW;
-    const int64_t K = Cg * KK, ncols = g->OH * g->OW, HW = g->H * g->W;
+    const int64_t KK = g->KH * g->KW, K = g->C_in / g->groups * KK, ncols = g->OH * g->OW;
     if (!dinp && !dweight) {
         if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, ncols);
         return;
     }
     if (tile_cols > ncols) tile_cols = ncols; /* the workspace holds no more */
-    /* Threads own whole input channels when dx is wanted (col2im of a channel's rows
+    /* Parts own whole input channels when dx is wanted (col2im of a channel's rows
      * writes that channel only), single rows of col otherwise. */
     const int64_t unit = dinp ? KK : 1, units = K / unit;
-    const int nt = team_for((double)g->N * g->C_out * K * ncols, units);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int t = thread_id(), T = team_size();
-        const int64_t k0 = units * t / T * unit, k1 = units * (t + 1) / T * unit;
-        const int64_t kt = k1 - k0;
-        if (dbias) /* this thread's share of the bias channels */
-            bias_sums(dbias, dout, g->N, g->C_out, ncols, g->C_out * t / T,
-                      g->C_out * (t + 1) / T);
-        float *col = workspace + k0 * tile_cols; /* rows k0 .. k1-1 of the tile */
-        for (int64_t n = 0; kt > 0 && n < g->N; n++) {
-            for (int64_t grp = 0; grp < G; grp++) {
-                const float *x = inp + (n * g->C_in + grp * Cg) * HW;
-                const float *dy = dout + (n * g->C_out + grp * Cog) * ncols;
-                const float *w = weight + grp * Cog * K;
-                float *dxc = dinp ? dinp + (n * g->C_in + grp * Cg + k0 / KK) * HW : NULL;
-                /* col2im adds: a fresh dx gets this thread's channels of this image zeroed
-                 * here, just before they are accumulated (cache-warm) */
-                if (dxc && dinp_fresh) memset(dxc, 0, (size_t)(kt / KK * HW) * sizeof(float));
-                for (int64_t c0 = 0; c0 < ncols; c0 += tile_cols) {
-                    int64_t tc = ncols - c0 < tile_cols ? ncols - c0 : tile_cols;
-                    if (dweight) {
-                        /* dW[grp][:, k0:k1] (Cog x kt) += dy tile (Cog x tc) . col^T */
-                        im2col_tile(col, x, g, k0, k1, c0, tc);
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog,
-                                    (int)kt, (int)tc, 1.0f, dy + c0, (int)ncols, col, (int)tc,
-                                    1.0f, dweight + grp * Cog * K + k0, (int)K);
-                    }
-                    if (dinp) {
-                        /* dcol rows k0:k1 (kt x tc) = W[grp][:, k0:k1]^T (kt x Cog) . dy
-                         * tile (Cog x tc), reusing the rows, then scatter-added into dx. */
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kt, (int)tc,
-                                    (int)Cog, 1.0f, w + k0, (int)K, dy + c0, (int)ncols, 0.0f,
-                                    col, (int)tc);
-                        col2im_tile(dinp + (n * g->C_in + grp * Cg) * HW, col, g, k0 / KK,
-                                    k1 / KK, c0, tc);
-                    }
-                }
-            }
-        }
-    }
+    gemm_bwd_job j = {.dinp = dinp, .dweight = dweight, .dbias = dbias,
+                      .workspace = workspace, .dout = dout, .inp = inp, .weight = weight,
+                      .g = g, .tile_cols = tile_cols, .unit = unit, .units = units,
+                      .dinp_fresh = dinp_fresh};
+    run_parts(team_for((double)g->N * g->C_out * K * ncols, units), gemm_backward_part, &j);
 }
 
 /* ---------------------------------------------------------------- pointwise */
@@ -403,26 +454,40 @@ static int64_t pw_dx_cols(int64_t HW) {
     return c < 1024 ? 1024 : c > 8192 ? 8192 : c;
 }
 
+typedef struct pw_job {
+    float *out, *dinp, *dweight, *dbias;
+    const float *inp, *dout, *weight, *bias;
+    const conv2d_geom *g;
+    int64_t chunks, items, cols, per;
+    bool by_cols, dinp_fresh;
+} pw_job;
+
+/* Part t of the forward: items t/T of the (image, group, column chunk) list. */
+static void pointwise_forward_part(void *arg, int t, int T) {
+    const pw_job *j = arg;
+    const conv2d_geom *g = j->g;
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
+    const int64_t chunks = j->chunks, items = j->items;
+    for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
+        const int64_t n = it / (G * chunks), grp = it / chunks % G, c = it % chunks;
+        const int64_t a = HW * c / chunks, b = HW * (c + 1) / chunks;
+        float *y = j->out + (n * g->C_out + grp * Cog) * HW;
+        if (j->bias) fill_bias_cols(y, j->bias + grp * Cog, Cog, HW, a, b);
+        /* y[n, grp][:, a:b] (Cog x (b-a)) = W[grp] (Cog x Cg) . x[n, grp][:, a:b] */
+        tg_sgemm(false, false, Cog, b - a, Cg, 1.0f, j->weight + grp * Cog * Cg, Cg,
+                 j->inp + (n * g->C_in + grp * Cg) * HW + a, HW, j->bias ? 1.0f : 0.0f, y + a,
+                 HW);
+    }
+}
+
 void conv2d_pointwise_forward_cpu(float *out, const float *inp, const float *weight,
                                   const float *bias, const conv2d_geom *g) {
-    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
-    const float beta = bias ? 1.0f : 0.0f;
+    const int64_t G = g->groups, Cg = g->C_in / G, HW = g->H * g->W;
     const int nt = team_for((double)g->N * g->C_out * Cg * HW, g->N * G * HW);
-    const int64_t chunks = chunks_per_item(g->N * G, HW, nt), items = g->N * G * chunks;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int t = thread_id(), T = team_size();
-        for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
-            const int64_t n = it / (G * chunks), grp = it / chunks % G, j = it % chunks;
-            const int64_t a = HW * j / chunks, b = HW * (j + 1) / chunks;
-            float *y = out + (n * g->C_out + grp * Cog) * HW;
-            if (bias) fill_bias_cols(y, bias + grp * Cog, Cog, HW, a, b);
-            /* y[n, grp][:, a:b] (Cog x (b-a)) = W[grp] (Cog x Cg) . x[n, grp][:, a:b] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Cog, (int)(b - a),
-                        (int)Cg, 1.0f, weight + grp * Cog * Cg, (int)Cg,
-                        inp + (n * g->C_in + grp * Cg) * HW + a, (int)HW, beta, y + a, (int)HW);
-        }
-    }
+    const int64_t chunks = chunks_per_item(g->N * G, HW, nt);
+    pw_job j = {.out = out, .inp = inp, .weight = weight, .bias = bias, .g = g,
+                .chunks = chunks, .items = g->N * G * chunks};
+    run_parts(nt, pointwise_forward_part, &j);
 }
 
 /* dx[n, grp][r0:r1, a:b] (+)= W[grp][:, r0:r1]^T . dy[n, grp][:, a:b]: rows r0 .. r1-1 and
@@ -431,48 +496,53 @@ static void pointwise_dx(float *dinp, const float *dout, const float *weight,
                          const conv2d_geom *g, int64_t n, int64_t grp, int64_t r0, int64_t r1,
                          int64_t a, int64_t b, bool fresh) {
     const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(r1 - r0), (int)(b - a),
-                (int)Cog, 1.0f, weight + grp * Cog * Cg + r0, (int)Cg,
-                dout + (n * g->C_out + grp * Cog) * HW + a, (int)HW, fresh ? 0.0f : 1.0f,
-                dinp + (n * g->C_in + grp * Cg + r0) * HW + a, (int)HW);
+    tg_sgemm(true, false, r1 - r0, b - a, Cog, 1.0f, weight + grp * Cog * Cg + r0, Cg,
+             dout + (n * g->C_out + grp * Cog) * HW + a, HW, fresh ? 0.0f : 1.0f,
+             dinp + (n * g->C_in + grp * Cg + r0) * HW + a, HW);
+}
+
+/* Part t of the backward: its share of the bias channels, chunks t/T of dx's column
+ * chunks (large planes), and input channels c0 .. c1-1 of dW (and of dx, small planes). */
+static void pointwise_backward_part(void *arg, int t, int T) {
+    const pw_job *j = arg;
+    const conv2d_geom *g = j->g;
+    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
+    const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, ct = c1 - c0;
+    const int64_t chunks = j->chunks, per = j->per, cols = j->cols;
+    float *dinp = j->dinp;
+    if (j->dbias) /* this part's share of the bias channels */
+        bias_sums(j->dbias, j->dout, g->N, g->C_out, HW, g->C_out * t / T,
+                  g->C_out * (t + 1) / T);
+    for (int64_t it = chunks * t / T; dinp && j->by_cols && it < chunks * (t + 1) / T; it++) {
+        const int64_t n = it / (G * per), grp = it / per % G, c = it % per;
+        const int64_t a = c * cols, b = a + cols < HW ? a + cols : HW;
+        pointwise_dx(dinp, j->dout, j->weight, g, n, grp, 0, Cg, a, b, j->dinp_fresh);
+    }
+    for (int64_t n = 0; ct > 0 && n < g->N; n++) {
+        for (int64_t grp = 0; grp < G; grp++) {
+            if (dinp && !j->by_cols)
+                pointwise_dx(dinp, j->dout, j->weight, g, n, grp, c0, c1, 0, HW, j->dinp_fresh);
+            if (j->dweight) /* dW[grp][:, c0:c1] (Cog x ct) += dy (Cog x HW) . x[c0:c1]^T */
+                tg_sgemm(false, true, Cog, ct, HW, 1.0f, j->dout + (n * g->C_out + grp * Cog) * HW,
+                         HW, j->inp + (n * g->C_in + grp * Cg + c0) * HW, HW, 1.0f,
+                         j->dweight + grp * Cog * Cg + c0, Cg);
+        }
+    }
 }
 
 void conv2d_pointwise_backward_cpu(float *dinp, float *dweight, float *dbias,
                                    const float *dout, const float *inp, const float *weight,
                                    const conv2d_geom *g, bool dinp_fresh) {
-    const int64_t G = g->groups, Cg = g->C_in / G, Cog = g->C_out / G, HW = g->H * g->W;
+    const int64_t G = g->groups, Cg = g->C_in / G, HW = g->H * g->W;
     if (!dinp && !dweight) {
         if (dbias) conv2d_bias_backward_cpu(dbias, dout, g->N, g->C_out, HW);
         return;
     }
-    const int nt = team_for((double)g->N * g->C_out * Cg * HW, Cg);
-    const bool by_cols = HW >= PW_DX_MIN_PLANE;
-    const int64_t cols = pw_dx_cols(HW), per = (HW + cols - 1) / cols, chunks = g->N * G * per;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        const int t = thread_id(), T = team_size();
-        const int64_t c0 = Cg * t / T, c1 = Cg * (t + 1) / T, ct = c1 - c0;
-        if (dbias) /* this thread's share of the bias channels */
-            bias_sums(dbias, dout, g->N, g->C_out, HW, g->C_out * t / T, g->C_out * (t + 1) / T);
-        for (int64_t it = chunks * t / T; dinp && by_cols && it < chunks * (t + 1) / T; it++) {
-            const int64_t n = it / (G * per), grp = it / per % G, j = it % per;
-            const int64_t a = j * cols, b = a + cols < HW ? a + cols : HW;
-            pointwise_dx(dinp, dout, weight, g, n, grp, 0, Cg, a, b, dinp_fresh);
-        }
-        for (int64_t n = 0; ct > 0 && n < g->N; n++) {
-            for (int64_t grp = 0; grp < G; grp++) {
-                if (dinp && !by_cols) pointwise_dx(dinp, dout, weight, g, n, grp, c0, c1, 0, HW,
-                                                   dinp_fresh);
-                if (dweight) {
-                    /* dW[grp][:, c0:c1] (Cog x ct) += dy (Cog x HW) . x[n, grp][c0:c1]^T */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Cog, (int)ct,
-                                (int)HW, 1.0f, dout + (n * g->C_out + grp * Cog) * HW, (int)HW,
-                                inp + (n * g->C_in + grp * Cg + c0) * HW, (int)HW, 1.0f,
-                                dweight + grp * Cog * Cg + c0, (int)Cg);
-                }
-            }
-        }
-    }
+    const int64_t cols = pw_dx_cols(HW), per = (HW + cols - 1) / cols;
+    pw_job j = {.dinp = dinp, .dweight = dweight, .dbias = dbias, .inp = inp, .dout = dout,
+                .weight = weight, .g = g, .chunks = g->N * G * per, .cols = cols, .per = per,
+                .by_cols = HW >= PW_DX_MIN_PLANE, .dinp_fresh = dinp_fresh};
+    run_parts(team_for((double)g->N * g->C_out * Cg * HW, Cg), pointwise_backward_part, &j);
 }
 
 /* ---------------------------------------------------------------- dispatch */

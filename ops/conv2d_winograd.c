@@ -48,7 +48,8 @@
 #include "conv2d.h"
 #include "conv2d_winograd.h"
 
-#include <cblas.h>
+#include "../core/core.h"
+
 #include <stdbool.h>
 
 #define WL 16 /* tiles per block come in multiples of 16 */
@@ -128,6 +129,31 @@ static void carve(float *ws, const wino_plan *p, float **U, float **V, float **M
     *runs = (wino_run *)(void *)align64(*M + 36 * p->K * p->Tb);
 }
 
+/* The 36 products of one block, one per chunk of tg_parallel_range (a product is the same
+ * serial SGEMM whichever thread makes it: tg_sgemm makes one call inside a chunk):
+ *   forward / dx pass   M[xi] (K x nt) = U[xi] (K x C, or its transpose) . V[xi] (C x nt)
+ *   dW pass             P[xi] (K x C) (+)= Z[xi] (K x nt) . V[xi]^T (nt x C) */
+typedef struct wino_gemms {
+    const float *A, *V;
+    float *out;
+    int64_t K, C, nt, Tb;
+    bool dx_pass, dw_pass;
+    float beta;
+} wino_gemms;
+
+static void wino_gemm_range(void *arg, int64_t x0, int64_t x1) {
+    const wino_gemms *g = arg;
+    const int64_t K = g->K, C = g->C, Tb = g->Tb;
+    for (int64_t xi = x0; xi < x1; xi++) {
+        if (g->dw_pass)
+            tg_sgemm(false, true, K, C, g->nt, 1.0f, g->A + xi * K * Tb, Tb, g->V + xi * C * Tb,
+                     Tb, g->beta, g->out + xi * K * C, C);
+        else
+            tg_sgemm(g->dx_pass, false, K, g->nt, C, 1.0f, g->A + xi * K * C,
+                     g->dx_pass ? K : C, g->V + xi * C * Tb, Tb, 0.0f, g->out + xi * K * Tb, Tb);
+    }
+}
+
 /* out = conv(in) with the transformed filters U (36, K, C), block by block; or for the dx
  * pass (dx_pass), U (36, C, K) holds their transposes and the result is added to out. */
 static void wino_conv(float *out, const float *in, const float *U, const float *bias,
@@ -139,12 +165,9 @@ static void wino_conv(float *out, const float *in, const float *U, const float *
         int64_t nruns = wino_runs(runs, p, t0, nt);
         wino_input_transform(V, in, p, runs, nruns);
         /* M[xi] (K x nt) = U[xi] (K x C) . V[xi] (C x nt): 36 single-threaded SGEMMs. */
-#pragma omp parallel for schedule(static)
-        for (int xi = 0; xi < 36; xi++)
-            cblas_sgemm(CblasRowMajor, dx_pass ? CblasTrans : CblasNoTrans, CblasNoTrans,
-                        (int)K, (int)nt, (int)C, 1.0f, U + xi * K * C,
-                        dx_pass ? (int)K : (int)C, V + xi * C * Tb, (int)Tb, 0.0f,
-                        M + xi * K * Tb, (int)Tb);
+        wino_gemms gm = {.A = U, .V = V, .out = M, .K = K, .C = C, .nt = nt, .Tb = Tb,
+                         .dx_pass = dx_pass};
+        tg_parallel_range(36, 1, wino_gemm_range, &gm);
         wino_output_transform(out, M, bias, add, p, runs, nruns);
     }
 }
@@ -185,12 +208,9 @@ void conv2d_winograd_backward_cpu(float *dinp, float *dweight, const float *dout
             int64_t nruns = wino_runs(runs, &p, t0, nt);
             wino_input_transform(V, inp, &p, runs, nruns);
             wino_dout_transform(Z, dout, &p, runs, nruns);
-            float beta = t0 == 0 ? 0.0f : 1.0f;
-#pragma omp parallel for schedule(static)
-            for (int xi = 0; xi < 36; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)C, (int)nt,
-                            1.0f, Z + xi * K * Tb, (int)Tb, V + xi * C * Tb, (int)Tb, beta,
-                            P + xi * K * C, (int)C);
+            wino_gemms gm = {.A = Z, .V = V, .out = P, .K = K, .C = C, .nt = nt, .Tb = Tb,
+                             .dw_pass = true, .beta = t0 == 0 ? 0.0f : 1.0f};
+            tg_parallel_range(36, 1, wino_gemm_range, &gm);
         }
         wino_weight_grad_transform(dweight, P, K, C);
     }

@@ -31,6 +31,8 @@
  */
 #include "conv2d_winograd.h"
 
+#include "../core/core.h"
+
 #include <stdalign.h>
 #include <stddef.h>
 #include <string.h>
@@ -40,6 +42,22 @@ enum {
     RUN_CHUNK = 32,    /* tiles of a run transformed together */
     LS = RUN_CHUNK + 16, /* floats per phase row of the scratch (room for len + 1, aligned) */
 };
+
+/* Every loop below is a list of independent jobs (a block of channel pairs, or a channel
+ * and a run of tiles) on tg_parallel_items (core/pool.c): each job writes its own outputs
+ * the same way whoever runs it, so the results are the same bits at every thread count,
+ * and a thread that a busy machine has not scheduled is not waited for. */
+#define WINO_SERIAL 16384 /* floats written at or below which one thread does it all */
+#define WINO_GRAIN 32768  /* about this many floats written per chunk */
+
+typedef struct wino_job {
+    float *dst;
+    const float *src, *bias;
+    const wino_plan *p;
+    const wino_run *runs;
+    int64_t nruns, A, B;
+    bool flag; /* flip (weight transform) or accumulate (output transform) */
+} wino_job;
 
 /* ---------------------------------------------------------------- 1-D transforms */
 /* Each works on lanes l < n at once (tiles or channels): inputs at in + k s + l, outputs
@@ -104,10 +122,14 @@ static inline void a6(const float *restrict y, ptrdiff_t s, float *restrict z, p
 #define R12 (1.0f / 12)
 #define R24 (1.0f / 24)
 
-void wino_weight_transform(float *U, const float *w, int64_t A, int64_t B, bool flip) {
+static void weight_jobs(void *arg, int64_t j0, int64_t j1) {
+    const wino_job *jb = arg;
+    float *U = jb->dst;
+    const float *w = jb->src;
+    const int64_t A = jb->A, B = jb->B;
+    const bool flip = jb->flag;
     const ptrdiff_t us = (ptrdiff_t)(A * B); /* between U's 36 positions */
-#pragma omp parallel for schedule(static)
-    for (int64_t job = 0; job < A * ((B + WB - 1) / WB); job++) {
+    for (int64_t job = j0; job < j1; job++) {
         int64_t a = job / ((B + WB - 1) / WB), b0 = job % ((B + WB - 1) / WB) * WB;
         int n = B - b0 < WB ? (int)(B - b0) : WB;
         const float *restrict g = w + (a * B + b0) * 9;
@@ -146,10 +168,19 @@ void wino_weight_transform(float *U, const float *w, int64_t A, int64_t B, bool 
     }
 }
 
-void wino_weight_grad_transform(float *dweight, const float *P, int64_t K, int64_t C) {
+void wino_weight_transform(float *U, const float *w, int64_t A, int64_t B, bool flip) {
+    wino_job jb = {.dst = U, .src = w, .A = A, .B = B, .flag = flip};
+    tg_parallel_items(A * ((B + WB - 1) / WB), 36.0 * WB, WINO_SERIAL, WINO_GRAIN, weight_jobs,
+                      &jb);
+}
+
+static void weight_grad_jobs(void *arg, int64_t j0, int64_t j1) {
+    const wino_job *jb = arg;
+    float *dweight = jb->dst;
+    const float *P = jb->src;
+    const int64_t K = jb->A, C = jb->B;
     const ptrdiff_t ps = (ptrdiff_t)(K * C); /* between P's 36 positions */
-#pragma omp parallel for schedule(static)
-    for (int64_t job = 0; job < K * ((C + WB - 1) / WB); job++) {
+    for (int64_t job = j0; job < j1; job++) {
         int64_t k = job / ((C + WB - 1) / WB), c0 = job % ((C + WB - 1) / WB) * WB;
         int n = C - c0 < WB ? (int)(C - c0) : WB;
         alignas(64) float t[6][3 * WB]; /* t[s][3 l + a]: (G^T P)[a][s] of channel l */
@@ -178,6 +209,12 @@ void wino_weight_grad_transform(float *dweight, const float *P, int64_t K, int64
             dw[3 * R + 2] += (q3 + q4 - q1 - q2) * R6 + q5;
         }
     }
+}
+
+void wino_weight_grad_transform(float *dweight, const float *P, int64_t K, int64_t C) {
+    wino_job jb = {.dst = dweight, .src = P, .A = K, .B = C};
+    tg_parallel_items(K * ((C + WB - 1) / WB), 36.0 * WB, WINO_SERIAL, WINO_GRAIN,
+                      weight_grad_jobs, &jb);
 }
 
 /* ---------------------------------------------------------------- tile transforms */
@@ -231,12 +268,16 @@ static void split_row(float *restrict P, const float *restrict row, int64_t ix0,
     }
 }
 
-void wino_input_transform(float *V, const float *in, const wino_plan *p, const wino_run *runs,
-                          int64_t nruns) {
+static void input_jobs(void *arg, int64_t j0, int64_t j1) {
+    const wino_job *jb = arg;
+    float *V = jb->dst;
+    const float *in = jb->src;
+    const wino_plan *p = jb->p;
+    const wino_run *runs = jb->runs;
+    const int64_t nruns = jb->nruns;
     const int64_t C = p->C, H = p->H, W = p->W, Tb = p->Tb;
     const ptrdiff_t vs = (ptrdiff_t)(C * Tb); /* between V's 36 positions */
-#pragma omp parallel for schedule(static)
-    for (int64_t job = 0; job < C * nruns; job++) {
+    for (int64_t job = j0; job < j1; job++) {
         int64_t c = job / nruns;
         const wino_run *run = &runs[job % nruns];
         const float *x = in + (run->n * C + c) * H * W;
@@ -262,6 +303,20 @@ void wino_input_transform(float *V, const float *in, const wino_plan *p, const w
             }
         }
     }
+}
+
+/* Floats one job of a block writes on average: 36 per tile. */
+static double per_job(const wino_run *runs, int64_t nruns) {
+    int64_t tiles = 0;
+    for (int64_t r = 0; r < nruns; r++) tiles += runs[r].len;
+    return nruns > 0 ? 36.0 * (double)tiles / (double)nruns : 1;
+}
+
+void wino_input_transform(float *V, const float *in, const wino_plan *p, const wino_run *runs,
+                          int64_t nruns) {
+    wino_job jb = {.dst = V, .src = in, .p = p, .runs = runs, .nruns = nruns};
+    tg_parallel_items(p->C * nruns, per_job(runs, nruns), WINO_SERIAL, WINO_GRAIN,
+                      input_jobs, &jb);
 }
 
 /* Output row y (cols columns from the run's first tile) from its 4 phases O[q LS + l],
@@ -294,12 +349,17 @@ static void merge_row(float *restrict y, const float *restrict O, int64_t cols, 
     }
 }
 
-void wino_output_transform(float *out, const float *M, const float *bias, bool accumulate,
-                           const wino_plan *p, const wino_run *runs, int64_t nruns) {
+static void output_jobs(void *arg, int64_t j0, int64_t j1) {
+    const wino_job *jb = arg;
+    float *out = jb->dst;
+    const float *M = jb->src, *bias = jb->bias;
+    const bool accumulate = jb->flag;
+    const wino_plan *p = jb->p;
+    const wino_run *runs = jb->runs;
+    const int64_t nruns = jb->nruns;
     const int64_t K = p->K, OH = p->OH, OW = p->OW, Tb = p->Tb;
     const ptrdiff_t ms = (ptrdiff_t)(K * Tb); /* between M's 36 positions */
-#pragma omp parallel for schedule(static)
-    for (int64_t job = 0; job < K * nruns; job++) {
+    for (int64_t job = j0; job < j1; job++) {
         int64_t k = job / nruns;
         const wino_run *run = &runs[job % nruns];
         float b = bias ? bias[k] : 0.0f;
@@ -318,12 +378,24 @@ void wino_output_transform(float *out, const float *M, const float *bias, bool a
     }
 }
 
-void wino_dout_transform(float *Z, const float *dout, const wino_plan *p, const wino_run *runs,
-                         int64_t nruns) {
+void wino_output_transform(float *out, const float *M, const float *bias, bool accumulate,
+                           const wino_plan *p, const wino_run *runs, int64_t nruns) {
+    wino_job jb = {.dst = out, .src = M, .bias = bias, .flag = accumulate, .p = p,
+                   .runs = runs, .nruns = nruns};
+    tg_parallel_items(p->K * nruns, per_job(runs, nruns) * 16 / 36, WINO_SERIAL, WINO_GRAIN,
+                      output_jobs, &jb);
+}
+
+static void dout_jobs(void *arg, int64_t j0, int64_t j1) {
+    const wino_job *jb = arg;
+    float *Z = jb->dst;
+    const float *dout = jb->src;
+    const wino_plan *p = jb->p;
+    const wino_run *runs = jb->runs;
+    const int64_t nruns = jb->nruns;
     const int64_t K = p->K, OH = p->OH, OW = p->OW, Tb = p->Tb;
     const ptrdiff_t zs = (ptrdiff_t)(K * Tb); /* between Z's 36 positions */
-#pragma omp parallel for schedule(static)
-    for (int64_t job = 0; job < K * nruns; job++) {
+    for (int64_t job = j0; job < j1; job++) {
         int64_t k = job / nruns;
         const wino_run *run = &runs[job % nruns];
         const float *dy = dout + (run->n * K + k) * OH * OW;
@@ -339,4 +411,11 @@ void wino_dout_transform(float *Z, const float *dout, const wino_plan *p, const 
             for (int r = 0; r < 6; r++) a6(e[r], LS, z + 6 * r * zs, zs, m); /* rows: . A^T */
         }
     }
+}
+
+void wino_dout_transform(float *Z, const float *dout, const wino_plan *p, const wino_run *runs,
+                         int64_t nruns) {
+    wino_job jb = {.dst = Z, .src = dout, .p = p, .runs = runs, .nruns = nruns};
+    tg_parallel_items(p->K * nruns, per_job(runs, nruns), WINO_SERIAL, WINO_GRAIN,
+                      dout_jobs, &jb);
 }
