@@ -44,14 +44,32 @@
 #include "../autograd/tape.h"
 #include "../core/dist.h"
 #include "../cuda/tg_cuda.h"
+#include "../core/core.h"
 
 #include <math.h>
 
-void batchnorm_stats_cpu(float *mean, float *var, const float *x, int64_t N, int64_t C,
-                         int64_t HW) {
+/* The three kernels run channel by channel on tg_parallel_items (core/pool.c): a channel's
+ * sums and outputs are the same whoever runs it, so the bits do not depend on the thread
+ * count, and a busy machine's absent thread is not waited for. */
+#define BN_SERIAL 65536 /* elements at or below which one thread does it all */
+#define BN_GRAIN 32768  /* about this many elements per chunk */
+
+typedef struct bn_stats_job {
+    float *mean, *var;
+    const float *x;
+    int64_t N, C, HW;
+} bn_stats_job;
+
+static void batchnorm_stats_channels(void *arg, int64_t c0, int64_t c1) {
+    const bn_stats_job *j = arg;
+    float *mean = j->mean;
+    float *var = j->var;
+    const float *x = j->x;
+    int64_t N = j->N;
+    int64_t C = j->C;
+    int64_t HW = j->HW;
     double n = (double)(N * HW);
-#pragma omp parallel for schedule(static) if (N * C * HW > 65536)
-    for (int64_t c = 0; c < C; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         double sum = 0;
         for (int64_t b = 0; b < N; b++) {
             const float *p = x + (b * C + c) * HW;
@@ -74,11 +92,32 @@ void batchnorm_stats_cpu(float *mean, float *var, const float *x, int64_t N, int
     }
 }
 
-void batchnorm_forward_cpu(float *y, const float *x, const float *mean, const float *rstd,
-                           const float *weight, const float *bias, int64_t N, int64_t C,
-                           int64_t HW) {
-#pragma omp parallel for schedule(static) if (N * C * HW > 65536)
-    for (int64_t c = 0; c < C; c++) {
+void batchnorm_stats_cpu(float *mean, float *var, const float *x, int64_t N, int64_t C,
+                         int64_t HW) {
+    bn_stats_job j = {.mean = mean, .var = var, .x = x, .N = N, .C = C, .HW = HW};
+    tg_parallel_items(C, (double)N * HW, BN_SERIAL, BN_GRAIN, batchnorm_stats_channels, &j);
+}
+
+typedef struct bn_job {
+    float *y, *dx, *dweight, *dbias;
+    const float *x, *dy, *mean, *rstd, *weight, *bias;
+    int64_t N, C, HW;
+    bool training;
+} bn_job;
+
+static void batchnorm_forward_channels(void *arg, int64_t c0, int64_t c1) {
+    const bn_job *j = arg;
+    float *y = j->y;
+    const float *x = j->x;
+    const float *mean = j->mean;
+    const float *rstd = j->rstd;
+    const float *weight = j->weight;
+    const float *bias = j->bias;
+    int64_t N = j->N;
+    int64_t C = j->C;
+    int64_t HW = j->HW;
+
+    for (int64_t c = c0; c < c1; c++) {
         /* y = x scale + shift with scale = w rstd, shift = b - mean scale. */
         float scale = rstd[c] * (weight ? weight[c] : 1.0f);
         float shift = (bias ? bias[c] : 0.0f) - mean[c] * scale;
@@ -91,13 +130,30 @@ void batchnorm_forward_cpu(float *y, const float *x, const float *mean, const fl
     }
 }
 
-void batchnorm_backward_cpu(float *dx, float *dweight, float *dbias, const float *dy,
-                            const float *x, const float *mean, const float *rstd,
-                            const float *weight, int64_t N, int64_t C, int64_t HW,
-                            bool training) {
+void batchnorm_forward_cpu(float *y, const float *x, const float *mean, const float *rstd,
+                           const float *weight, const float *bias, int64_t N, int64_t C,
+                           int64_t HW) {
+    bn_job j = {.y = y, .x = x, .mean = mean, .rstd = rstd, .weight = weight, .bias = bias,
+                .N = N, .C = C, .HW = HW};
+    tg_parallel_items(C, (double)N * HW, BN_SERIAL, BN_GRAIN, batchnorm_forward_channels, &j);
+}
+
+static void batchnorm_backward_channels(void *arg, int64_t c0, int64_t c1) {
+    const bn_job *j = arg;
+    float *dx = j->dx;
+    float *dweight = j->dweight;
+    float *dbias = j->dbias;
+    const float *dy = j->dy;
+    const float *x = j->x;
+    const float *mean = j->mean;
+    const float *rstd = j->rstd;
+    const float *weight = j->weight;
+    int64_t N = j->N;
+    int64_t C = j->C;
+    int64_t HW = j->HW;
+    bool training = j->training;
     double n = (double)(N * HW);
-#pragma omp parallel for schedule(static) if (N * C * HW > 65536)
-    for (int64_t c = 0; c < C; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         float m = mean[c], r = rstd[c];
         /* Pass 1: sum(dy) and sum(dy xhat) = rstd sum(dy (x - mean)). */
         double sum_dy = 0, sum_dy_xc = 0;
@@ -128,6 +184,15 @@ void batchnorm_backward_cpu(float *dx, float *dweight, float *dbias, const float
             }
         }
     }
+}
+
+void batchnorm_backward_cpu(float *dx, float *dweight, float *dbias, const float *dy,
+                            const float *x, const float *mean, const float *rstd,
+                            const float *weight, int64_t N, int64_t C, int64_t HW,
+                            bool training) {
+    bn_job j = {.dx = dx, .dweight = dweight, .dbias = dbias, .dy = dy, .x = x, .mean = mean,
+                .rstd = rstd, .weight = weight, .N = N, .C = C, .HW = HW, .training = training};
+    tg_parallel_items(C, (double)N * HW, BN_SERIAL, BN_GRAIN, batchnorm_backward_channels, &j);
 }
 
 typedef struct batchnorm_params {

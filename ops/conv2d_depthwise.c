@@ -43,6 +43,8 @@
  */
 #include "conv2d.h"
 
+#include "../core/core.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
@@ -288,13 +290,30 @@ static inline void select_rows(dw_rows *r, const float *plane, const float *w, i
     }
 }
 
-static void forward_fast(float *out, const float *inp, const float *weight, const float *bias,
-                         const conv2d_geom *g) {
+/* The four kernels below run on tg_parallel_items (core/pool.c): the forwards over output
+ * planes, the backwards over input channels (each owns dx of its channel and dW, db of
+ * its m output channels), each item computed the same whoever runs it. */
+#define DW_SERIAL 32768 /* multiply-adds at or below which one thread does it all */
+#define DW_GRAIN 65536  /* about this many multiply-adds per chunk */
+
+typedef struct dw_job {
+    float *out, *dinp, *dweight, *dbias;
+    const float *inp, *dout, *weight, *bias;
+    const conv2d_geom *g;
+    bool dinp_fresh;
+} dw_job;
+
+static void forward_fast_items(void *arg, int64_t p0, int64_t p1) {
+    const dw_job *j = arg;
+    float *out = j->out;
+    const float *inp = j->inp;
+    const float *weight = j->weight;
+    const float *bias = j->bias;
+    const conv2d_geom *g = j->g;
     const int64_t m = g->C_out / g->C_in, H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     const int sh = g->stride_h, sw = g->stride_w;
     const int64_t block = block_rows(W);
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < g->N * g->C_out; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         const int64_t n = p / g->C_out, o = p % g->C_out;
         const float *x = inp + (n * g->C_in + o / m) * H * W, *w = weight + o * 9;
         float *y = out + p * OH * OW, b = bias ? bias[o] : 0.0f;
@@ -313,6 +332,13 @@ static void forward_fast(float *out, const float *inp, const float *weight, cons
                 tap_row_s2(y + oh * OW, &r, b, W, OW);
         }
     }
+}
+
+static void forward_fast(float *out, const float *inp, const float *weight, const float *bias,
+                         const conv2d_geom *g) {
+    dw_job j = {.out = out, .inp = inp, .weight = weight, .bias = bias, .g = g};
+    tg_parallel_items(g->N * g->C_out, (double)g->OH * g->OW * 9,
+                      DW_SERIAL, DW_GRAIN, forward_fast_items, &j);
 }
 
 /* dX of input row ih of one channel: gathers dy rows oh with sh oh - 1 + kh = ih. */
@@ -383,15 +409,21 @@ static void dw_block_s1(double *acc, const float *dy, const float *x, int64_t oh
     for (int k = 0; k < 10; k++) acc[k] += s[k];
 }
 
-static void backward_fast(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, const conv2d_geom *g,
-                          bool dinp_fresh) {
+static void backward_fast_items(void *arg, int64_t c0, int64_t c1) {
+    const dw_job *j = arg;
+    float *dinp = j->dinp;
+    float *dweight = j->dweight;
+    float *dbias = j->dbias;
+    const float *dout = j->dout;
+    const float *inp = j->inp;
+    const float *weight = j->weight;
+    const conv2d_geom *g = j->g;
+    bool dinp_fresh = j->dinp_fresh;
     const int64_t m = g->C_out / g->C_in, H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     const int sh = g->stride_h;
     const bool want_w = dweight || dbias, flat = sh == 1 && g->stride_w == 1;
     const int64_t block = block_rows(W);
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < g->C_in; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         for (int64_t o = c * m; o < (c + 1) * m; o++) {
             double acc[10] = {0};
             const float *w = weight + o * 9;
@@ -436,6 +468,16 @@ static void backward_fast(float *dinp, float *dweight, float *dbias, const float
     }
 }
 
+static void backward_fast(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, const conv2d_geom *g,
+                          bool dinp_fresh) {
+    dw_job j = {.dinp = dinp, .dweight = dweight, .dbias = dbias, .dout = dout,
+                .inp = inp,
+                .weight = weight, .g = g, .dinp_fresh = dinp_fresh};
+    tg_parallel_items(g->C_in, (double)g->N * (g->C_out / g->C_in) * g->OH * g->OW * 9,
+                      DW_SERIAL, DW_GRAIN, backward_fast_items, &j);
+}
+
 /* ---------------------------------------------------------------- generic path */
 
 /* The output positions o in [0, n_out) whose input index o s + off lies in [0, len):
@@ -453,12 +495,16 @@ static inline void valid_range(int64_t off, int64_t s, int64_t len, int64_t n_ou
 
 /* Any kernel size, stride, padding and dilation: each output row accumulates one shifted
  * input row per tap. */
-static void forward_generic(float *out, const float *inp, const float *weight,
-                            const float *bias, const conv2d_geom *g) {
+static void forward_generic_items(void *arg, int64_t p0, int64_t p1) {
+    const dw_job *j = arg;
+    float *out = j->out;
+    const float *inp = j->inp;
+    const float *weight = j->weight;
+    const float *bias = j->bias;
+    const conv2d_geom *g = j->g;
     const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;
     const int64_t OH = g->OH, OW = g->OW, sw = g->stride_w;
-#pragma omp parallel for schedule(static)
-    for (int64_t p = 0; p < g->N * g->C_out; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         int64_t n = p / g->C_out, o = p % g->C_out;
         const float *x = inp + (n * g->C_in + o / m) * H * W;
         const float *w = weight + o * KH * KW;
@@ -481,14 +527,27 @@ static void forward_generic(float *out, const float *inp, const float *weight,
     }
 }
 
-static void backward_generic(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const conv2d_geom *g,
-                             bool dinp_fresh) {
+static void forward_generic(float *out, const float *inp, const float *weight,
+                            const float *bias, const conv2d_geom *g) {
+    dw_job j = {.out = out, .inp = inp, .weight = weight, .bias = bias, .g = g};
+    tg_parallel_items(g->N * g->C_out, (double)g->OH * g->OW * g->KH * g->KW,
+                      DW_SERIAL, DW_GRAIN, forward_generic_items, &j);
+}
+
+static void backward_generic_items(void *arg, int64_t c0, int64_t c1) {
+    const dw_job *j = arg;
+    float *dinp = j->dinp;
+    float *dweight = j->dweight;
+    float *dbias = j->dbias;
+    const float *dout = j->dout;
+    const float *inp = j->inp;
+    const float *weight = j->weight;
+    const conv2d_geom *g = j->g;
+    bool dinp_fresh = j->dinp_fresh;
     const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;
     const int64_t OH = g->OH, OW = g->OW, sw = g->stride_w;
     /* A thread owns input channel c: dx[:, c] and dW, db of its m output channels. */
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < g->C_in; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         for (int64_t n = 0; n < g->N; n++) {
             const float *x = inp + (n * g->C_in + c) * H * W;
             float *dx = dinp ? dinp + (n * g->C_in + c) * H * W : NULL;
@@ -524,6 +583,17 @@ static void backward_generic(float *dinp, float *dweight, float *dbias, const fl
             }
         }
     }
+}
+
+static void backward_generic(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const conv2d_geom *g,
+                             bool dinp_fresh) {
+    dw_job j = {.dinp = dinp, .dweight = dweight, .dbias = dbias, .dout = dout,
+                .inp = inp,
+                .weight = weight, .g = g, .dinp_fresh = dinp_fresh};
+    tg_parallel_items(g->C_in,
+                      (double)g->N * (g->C_out / g->C_in) * g->OH * g->OW * g->KH * g->KW,
+                      DW_SERIAL, DW_GRAIN, backward_generic_items, &j);
 }
 
 /* ---------------------------------------------------------------- entry points */

@@ -42,9 +42,28 @@
 #include <stdbool.h>
 #include <string.h>
 
-void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW) {
-#pragma omp parallel for schedule(static) if (planes * HW > 65536)
-    for (int64_t p = 0; p < planes; p++) {
+/* Every pooling kernel runs plane by plane on tg_parallel_range (core/pool.c): a plane is
+ * the same work whoever runs it, and a short pooling pass does not wait for a thread that
+ * a busy machine has not scheduled yet. A chunk holds at least POOL_CHUNK_MIN elements. */
+#define POOL_SERIAL 65536
+#define POOL_CHUNK_MIN 16384
+
+/* The average poolings' arguments (tg_parallel_items). */
+typedef struct avg_job {
+    float *y, *dx;
+    const float *x, *dy;
+    const pool2d_geom *g;
+    int64_t planes, HW;
+    bool fresh;
+} avg_job;
+
+static void global_avg_pool_forward_planes(void *arg, int64_t p0, int64_t p1) {
+    const avg_job *j = arg;
+    float *y = j->y;
+    const float *x = j->x;
+    int64_t HW = j->HW;
+
+    for (int64_t p = p0; p < p1; p++) {
         const float *q = x + p * HW;
         double sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -53,10 +72,20 @@ void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64
     }
 }
 
-void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW,
-                                  bool fresh) {
-#pragma omp parallel for schedule(static) if (planes * HW > 65536)
-    for (int64_t p = 0; p < planes; p++) {
+void global_avg_pool_forward_cpu(float *y, const float *x, int64_t planes, int64_t HW) {
+    avg_job j = {.y = y, .x = x, .HW = HW};
+    tg_parallel_items(planes, (double)HW,
+                      POOL_SERIAL, POOL_CHUNK_MIN, global_avg_pool_forward_planes, &j);
+}
+
+static void global_avg_pool_backward_planes(void *arg, int64_t p0, int64_t p1) {
+    const avg_job *j = arg;
+    float *dx = j->dx;
+    const float *dy = j->dy;
+    int64_t HW = j->HW;
+    bool fresh = j->fresh;
+
+    for (int64_t p = p0; p < p1; p++) {
         float g = dy[p] / (float)HW;
         float *d = dx + p * HW;
         if (fresh) {
@@ -67,6 +96,13 @@ void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, in
             for (int64_t i = 0; i < HW; i++) d[i] += g;
         }
     }
+}
+
+void global_avg_pool_backward_cpu(float *dx, const float *dy, int64_t planes, int64_t HW,
+                                  bool fresh) {
+    avg_job j = {.dx = dx, .dy = dy, .HW = HW, .fresh = fresh};
+    tg_parallel_items(planes, (double)HW,
+                      POOL_SERIAL, POOL_CHUNK_MIN, global_avg_pool_backward_planes, &j);
 }
 
 /* The real (in-image) index range [*lo, *hi) of the window of output o along one axis. */
@@ -104,12 +140,6 @@ static void max_pool2x2_plane(float *out, int32_t *idx, const float *in, int64_t
         }
     }
 }
-
-/* Max pooling runs plane by plane on tg_parallel_range (core/pool.c): a plane is the
- * same work whoever runs it, and a short pooling pass does not wait for a thread that a
- * busy machine has not scheduled yet. A chunk holds at least POOL_CHUNK_MIN elements. */
-#define POOL_SERIAL 65536
-#define POOL_CHUNK_MIN 16384
 
 typedef struct max_pool_args {
     float *y, *dx;
@@ -197,12 +227,14 @@ void max_pool2d_backward_cpu(float *dx, const float *dy, const int32_t *argmax,
     over_planes(max_pool_backward_planes, &a, (double)(g->H * g->W));
 }
 
-void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {
+static void avg_pool2d_forward_planes(void *arg, int64_t p0, int64_t p1) {
+    const avg_job *j = arg;
+    float *y = j->y;
+    const float *x = j->x;
+    const pool2d_geom *g = j->g;
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     float inv_area = 1.0f / ((float)g->kernel_h * (float)g->kernel_w); /* no int wrap */
-    double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
-#pragma omp parallel for schedule(static) if (work > 65536)
-    for (int64_t p = 0; p < g->planes; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         const float *in = x + p * H * W;
         float *out = y + p * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++) {
@@ -220,12 +252,21 @@ void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {
     }
 }
 
-void avg_pool2d_backward_cpu(float *dx, const float *dy, const pool2d_geom *g, bool fresh) {
+void avg_pool2d_forward_cpu(float *y, const float *x, const pool2d_geom *g) {
+    avg_job j = {.y = y, .x = x, .g = g};
+    tg_parallel_items(g->planes, (double)g->OH * g->OW * g->kernel_h * g->kernel_w,
+                      POOL_SERIAL, POOL_CHUNK_MIN, avg_pool2d_forward_planes, &j);
+}
+
+static void avg_pool2d_backward_planes(void *arg, int64_t p0, int64_t p1) {
+    const avg_job *j = arg;
+    float *dx = j->dx;
+    const float *dy = j->dy;
+    const pool2d_geom *g = j->g;
+    bool fresh = j->fresh;
     int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     float inv_area = 1.0f / ((float)g->kernel_h * (float)g->kernel_w); /* no int wrap */
-    double work = (double)g->planes * OH * OW * g->kernel_h * g->kernel_w; /* no wrap */
-#pragma omp parallel for schedule(static) if (work > 65536)
-    for (int64_t p = 0; p < g->planes; p++) {
+    for (int64_t p = p0; p < p1; p++) {
         float *d = dx + p * H * W;
         if (fresh) memset(d, 0, (size_t)(H * W) * sizeof(float)); /* as max pool's */
         const float *gy = dy + p * OH * OW;
@@ -241,6 +282,12 @@ void avg_pool2d_backward_cpu(float *dx, const float *dy, const pool2d_geom *g, b
             }
         }
     }
+}
+
+void avg_pool2d_backward_cpu(float *dx, const float *dy, const pool2d_geom *g, bool fresh) {
+    avg_job j = {.dx = dx, .dy = dy, .g = g, .fresh = fresh};
+    tg_parallel_items(g->planes, (double)g->OH * g->OW * g->kernel_h * g->kernel_w,
+                      POOL_SERIAL, POOL_CHUNK_MIN, avg_pool2d_backward_planes, &j);
 }
 
 /* ---------------------------------------------------------------- global average pool */

@@ -343,14 +343,18 @@ END_TEST
  * both permute paths, slice and concat, dropout, the 2x2 and the generic max pool, and an
  * embedding whose rows repeat (the scatter-add order matters), a batched matmul of 64
  * small products, a Winograd convolution with bias (transforms, 36 products, the bias
- * gradient), cross entropy (ignored targets too), MSE and BCE on 131,072 elements, then
- * the gradients clipped by their global norm (its partial sums) and an Adam step, give
- * the same bits (the parameters after two steps, the last norm and the losses' value) at
- * every thread count. Every tensor is above the ops' thresholds for running in parallel. */
+ * gradient), a depthwise convolution, batch norm (its running statistics too), average
+ * and global average pooling, cross entropy (ignored targets too), MSE and BCE on
+ * 131,072 elements, then the gradients clipped by their global norm (its partial sums)
+ * and an Adam step, give the same bits (the parameters after two steps, the last norm
+ * and the losses' value) at every thread count. Every tensor is above the ops'
+ * thresholds for running in parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define W_NUMEL (8 * 16 * 64 * 64)
 #define B_NUMEL (16 * 64)
-#define ALL_NUMEL (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 16 * 16 * 9 + 16 + 2) /* + norm, loss */
+#define ALL_NUMEL                                                                           \
+    (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 16 * 16 * 9 + 16 + 16 * 9 + \
+     4 * 16 + 2) /* + the norm and the losses' value */
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -367,7 +371,14 @@ static void train_once(int threads, float *out, int64_t nout) {
     tg_tensor *mm = tg_params_add(ps, "mm", tg_shape3(64, 32, 32));
     tg_tensor *cw = tg_params_add(ps, "cw", tg_shape4(16, 16, 3, 3));
     tg_tensor *cb = tg_params_add(ps, "cb", tg_shape1(16));
-    ck_assert(w && b && e && lw && lb && mm && cw && cb);
+    tg_tensor *dwc = tg_params_add(ps, "dwc", tg_shape4(16, 1, 3, 3));
+    tg_tensor *bnw = tg_params_add(ps, "bnw", tg_shape1(16));
+    tg_tensor *bnb = tg_params_add(ps, "bnb", tg_shape1(16));
+    tg_tensor *rm = tg_params_add_buffer(ps, "rm", tg_shape1(16), 0.0f);
+    tg_tensor *rv = tg_params_add_buffer(ps, "rv", tg_shape1(16), 1.0f);
+    ck_assert(w && b && e && lw && lb && mm && cw && cb && dwc && bnw && bnb && rm && rv);
+    tg_rng_fill_uniform(&rng, dwc->data, dwc->numel, -0.5f, 0.5f);
+    ck_assert_int_eq(tg_init_batchnorm(bnw, bnb), TG_OK);
     tg_rng_fill_uniform(&rng, cw->data, cw->numel, -0.2f, 0.2f);
     tg_rng_fill_uniform(&rng, cb->data, cb->numel, -0.5f, 0.5f);
     ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_WINOGRAD), TG_OK);
@@ -405,6 +416,12 @@ static void train_once(int threads, float *out, int64_t nout) {
         tg_tensor *prod = tg_matmul(ctx, mm, mm); /* 64 small products: the batched path */
         /* Winograd: its transforms and 36 products, and the bias gradient's channels */
         tg_tensor *cv = tg_conv2d(ctx, tg_tanh(ctx, w), cw, cb, tg_conv2d_opts_make(1, 1, 1, 1));
+        /* depthwise, batch norm (training: its running statistics too), average pooling */
+        tg_tensor *dwv =
+            tg_conv2d(ctx, tg_tanh(ctx, w), dwc, NULL, tg_conv2d_opts_make(1, 1, 1, 16));
+        tg_tensor *bn = tg_batchnorm2d(ctx, dwv, bnw, bnb, rm, rv, true, 0.1f, 1e-5f);
+        tg_tensor *ap = tg_avg_pool2d(ctx, bn, tg_pool2d_opts_make(2, 2, 0));
+        tg_tensor *gp = tg_global_avg_pool(ctx, ap);
         /* the losses' tiles and partial sums: p is (8, 64, 32, 8), 131,072 elements */
         tg_tensor *q = tg_tensor_from(ctx, tg_shape4(8, 64, 32, 8), loss_target);
         tg_tensor *losses = tg_add(ctx, tg_cross_entropy(ctx, p, class_target),
@@ -415,6 +432,8 @@ static void train_once(int threads, float *out, int64_t nout) {
         loss = tg_add(ctx, loss, losses);
         loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, prod, prod)));
         loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, cv, cv)));
+        loss = tg_add(ctx, loss, tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, ap, ap)),
+                                        tg_sum_all(ctx, tg_mul(ctx, gp, gp))));
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
         ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
         ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
@@ -424,9 +443,9 @@ static void train_once(int threads, float *out, int64_t nout) {
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
         tg_step_end(ctx);
     }
-    tg_tensor *all[] = {w, b, e, lw, lb, mm, cw, cb};
+    tg_tensor *all[] = {w, b, e, lw, lb, mm, cw, cb, dwc, bnw, bnb, rm, rv};
     int64_t at = 0;
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < 13; k++) {
         ck_assert_int_le(at + all[k]->numel, nout);
         memcpy(out + at, all[k]->data, (size_t)all[k]->numel * sizeof(float));
         at += all[k]->numel;
