@@ -24,6 +24,7 @@
 #define REDUCE_FEW_TASKS 16    /* below this many tasks, split the summed dims instead */
 #define REDUCE_MAX_KEPT 4096   /* ... provided the kept elements are this few */
 #define PARALLEL_MIN 65536     /* elements below which threads cost more than they save */
+#define BCAST_GRAIN 32768      /* about this many elements per chunk of the parallel loops */
 
 /* The shape padded with leading 1s to ndim dims. */
 static void pad_dims(tg_shape s, int ndim, int64_t *dim) {
@@ -159,50 +160,87 @@ static void reduce_range(float *acc, const float *g, const tg_bcast_reduce *p, i
     }
 }
 
+/* The three loops below run on tg_parallel_items (core/pool.c). Each item (an element of
+ * the axpy, a block of kept elements, a chunk of the summed dim with its own scratch row)
+ * is computed the same whoever runs it, and the chunks are added in order afterwards:
+ * the bits do not depend on the thread count. */
+typedef struct br_job {
+    float *dinp, *scratch;
+    const float *g;
+    const tg_bcast_reduce *p;
+    float scale;
+    int64_t nblk, tasks, chunks, kept, extent;
+    bool split_r1;
+} br_job;
+
+static void axpy_range(void *arg, int64_t i0, int64_t i1) {
+    const br_job *j = arg;
+    float *dinp = j->dinp, scale = j->scale;
+    const float *g = j->g;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) dinp[i] += scale * g[i];
+}
+
+/* Tasks t0 .. t1-1: a block of up to REDUCE_BLOCK kept elements each, summed whole. */
+static void block_range(void *arg, int64_t t0, int64_t t1) {
+    const br_job *j = arg;
+    const tg_bcast_reduce *p = j->p;
+    for (int64_t t = t0; t < t1; t++) {
+        float acc[REDUCE_BLOCK];
+        int64_t k01 = t / j->nblk, k2lo = (t % j->nblk) * REDUCE_BLOCK;
+        int64_t k0 = k01 / p->k1, k1 = k01 % p->k1;
+        int64_t nk2 = p->k2 - k2lo < REDUCE_BLOCK ? p->k2 - k2lo : REDUCE_BLOCK;
+        reduce_range(acc, j->g, p, k0, k1, k2lo, nk2, 0, p->r0, 0, p->r1);
+        float *dst = j->dinp + k01 * p->k2 + k2lo;
+        for (int64_t q = 0; q < nk2; q++) dst[q] += j->scale * acc[q];
+    }
+}
+
+/* Chunks c0 .. c1-1 of the larger summed dim, every kept element, into scratch[c]. */
+static void chunk_range(void *arg, int64_t c0, int64_t c1) {
+    const br_job *j = arg;
+    const tg_bcast_reduce *p = j->p;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t lo = j->extent * c / j->chunks, hi = j->extent * (c + 1) / j->chunks;
+        for (int64_t t = 0; t < j->tasks; t++) {
+            int64_t k01 = t / j->nblk, k2lo = (t % j->nblk) * REDUCE_BLOCK;
+            int64_t nk2 = p->k2 - k2lo < REDUCE_BLOCK ? p->k2 - k2lo : REDUCE_BLOCK;
+            float *acc = j->scratch + c * j->kept + k01 * p->k2 + k2lo;
+            if (j->split_r1)
+                reduce_range(acc, j->g, p, k01 / p->k1, k01 % p->k1, k2lo, nk2, 0, p->r0, lo, hi);
+            else
+                reduce_range(acc, j->g, p, k01 / p->k1, k01 % p->k1, k2lo, nk2, lo, hi, 0, p->r1);
+        }
+    }
+}
+
 void broadcast_reduce_cpu(float *dinp, const float *g, float scale, const tg_bcast_reduce *p,
                           float *scratch) {
     int64_t kept = p->k0 * p->k1 * p->k2;
+    br_job j = {.dinp = dinp, .scratch = scratch, .g = g, .p = p, .scale = scale,
+                .kept = kept};
     if (p->r0 == 1 && p->r1 == 1) { /* nothing broadcast: an axpy */
-#pragma omp parallel for simd schedule(static) if (kept > PARALLEL_MIN)
-        for (int64_t i = 0; i < kept; i++) dinp[i] += scale * g[i];
+        tg_parallel_items(kept, 1, PARALLEL_MIN, BCAST_GRAIN, axpy_range, &j);
         return;
     }
-    int64_t nblk = (p->k2 + REDUCE_BLOCK - 1) / REDUCE_BLOCK, tasks = p->k0 * p->k1 * nblk;
-    int64_t chunks = reduce_chunks(p);
-    if (chunks == 1) {
-        bool par = kept * p->r0 * p->r1 > PARALLEL_MIN;
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t t = 0; t < tasks; t++) {
-            float acc[REDUCE_BLOCK];
-            int64_t k01 = t / nblk, k2lo = (t % nblk) * REDUCE_BLOCK;
-            int64_t k0 = k01 / p->k1, k1 = k01 % p->k1;
-            int64_t nk2 = p->k2 - k2lo < REDUCE_BLOCK ? p->k2 - k2lo : REDUCE_BLOCK;
-            reduce_range(acc, g, p, k0, k1, k2lo, nk2, 0, p->r0, 0, p->r1);
-            float *dst = dinp + k01 * p->k2 + k2lo;
-            for (int64_t j = 0; j < nk2; j++) dst[j] += scale * acc[j];
-        }
+    j.nblk = (p->k2 + REDUCE_BLOCK - 1) / REDUCE_BLOCK;
+    j.tasks = p->k0 * p->k1 * j.nblk;
+    j.chunks = reduce_chunks(p);
+    const double summed = (double)p->r0 * (double)p->r1;
+    if (j.chunks == 1) {
+        tg_parallel_items(j.tasks, summed * (double)kept / (double)j.tasks, PARALLEL_MIN,
+                          BCAST_GRAIN, block_range, &j);
         return;
     }
     /* Few kept elements: chunk c sums its slice of the larger summed dim for all of
      * them into scratch[c][kept]; the chunks are then added in order. */
-    bool split_r1 = p->r1 >= p->r0;
-    int64_t extent = split_r1 ? p->r1 : p->r0;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < chunks; c++) {
-        int64_t lo = extent * c / chunks, hi = extent * (c + 1) / chunks;
-        for (int64_t t = 0; t < tasks; t++) {
-            int64_t k01 = t / nblk, k2lo = (t % nblk) * REDUCE_BLOCK;
-            int64_t nk2 = p->k2 - k2lo < REDUCE_BLOCK ? p->k2 - k2lo : REDUCE_BLOCK;
-            float *acc = scratch + c * kept + k01 * p->k2 + k2lo;
-            if (split_r1)
-                reduce_range(acc, g, p, k01 / p->k1, k01 % p->k1, k2lo, nk2, 0, p->r0, lo, hi);
-            else
-                reduce_range(acc, g, p, k01 / p->k1, k01 % p->k1, k2lo, nk2, lo, hi, 0, p->r1);
-        }
-    }
+    j.split_r1 = p->r1 >= p->r0;
+    j.extent = j.split_r1 ? p->r1 : p->r0;
+    tg_parallel_items(j.chunks, summed * (double)kept / (double)j.chunks, 0, 1, chunk_range,
+                      &j);
     for (int64_t i = 0; i < kept; i++) {
         float s = 0.0f;
-        for (int64_t c = 0; c < chunks; c++) s += scratch[c * kept + i];
+        for (int64_t c = 0; c < j.chunks; c++) s += scratch[c * kept + i];
         dinp[i] += scale * s;
     }
 }

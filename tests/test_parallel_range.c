@@ -401,7 +401,9 @@ static void train_once(int threads, float *out, int64_t nout) {
     ck_assert_ptr_nonnull(opt);
     float norm = 0, losses_value = 0;
     for (int step = 0; step < 2; step++) {
-        tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_tanh(ctx, w), b));
+        /* b (1, 16, 1, 64): blocks of kept elements; lb (64) over everything else: few
+         * kept elements, the summed dims in chunks (the two reduction paths) */
+        tg_tensor *h = tg_relu(ctx, tg_add(ctx, tg_add(ctx, tg_tanh(ctx, w), b), lb));
         /* softmax over the last dim (rows) and over dim 1 (tiles of the inner dims) */
         tg_tensor *sm = tg_softmax(ctx, tg_softmax(ctx, tg_causal_mask(ctx, h), -1), 1);
         tg_tensor *ln = tg_layer_norm(ctx, sm, 1, lw, lb, 1e-5f); /* partial-sum chunks */
