@@ -344,17 +344,18 @@ END_TEST
  * embedding whose rows repeat (the scatter-add order matters), a batched matmul of 64
  * small products, a Winograd convolution with bias (transforms, 36 products, the bias
  * gradient), a depthwise convolution, batch norm (its running statistics too), average
- * and global average pooling, cross entropy (ignored targets too), MSE and BCE on
+ * and global average pooling, sum, mean, max and var along a dim and max over all,
+ * cross entropy (ignored targets too), MSE and BCE on
  * 131,072 elements, then the gradients clipped by their global norm (its partial sums)
  * and an Adam step, give the same bits (the parameters after two steps, the last norm
- * and the losses' value) at every thread count. Every tensor is above the ops'
+ * and the loss' value) at every thread count. Every tensor is above the ops'
  * thresholds for running in parallel. */
 enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define W_NUMEL (8 * 16 * 64 * 64)
 #define B_NUMEL (16 * 64)
 #define ALL_NUMEL                                                                           \
     (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 16 * 16 * 9 + 16 + 16 * 9 + \
-     4 * 16 + 2) /* + the norm and the losses' value */
+     4 * 16 + 2) /* + the norm and the loss' value */
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -399,7 +400,7 @@ static void train_once(int threads, float *out, int64_t nout) {
     o.lr = 0.01;
     tg_optim *opt = tg_adam_new(ps, o);
     ck_assert_ptr_nonnull(opt);
-    float norm = 0, losses_value = 0;
+    float norm = 0, loss_value = 0;
     for (int step = 0; step < 2; step++) {
         /* b (1, 16, 1, 64): blocks of kept elements; lb (64) over everything else: few
          * kept elements, the summed dims in chunks (the two reduction paths) */
@@ -436,10 +437,17 @@ static void train_once(int threads, float *out, int64_t nout) {
         loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, cv, cv)));
         loss = tg_add(ctx, loss, tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, ap, ap)),
                                         tg_sum_all(ctx, tg_mul(ctx, gp, gp))));
+        /* the reductions' paths on cv (8, 16, 64, 64): rows (dim 3), blocks of inner
+         * columns (dims 1, 2), few long rows in chunks and the ties' count (max_all) */
+        tg_tensor *reds[] = {tg_sum(ctx, cv, 3, false), tg_mean(ctx, cv, 1, false),
+                             tg_max(ctx, cv, 2, false), tg_max(ctx, cv, 3, true),
+                             tg_var(ctx, cv, 0, false, true), tg_max_all(ctx, cv)};
+        for (int r = 0; r < 6; r++)
+            loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, reds[r], reds[r])));
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
         ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
         ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
-        losses_value = losses->data[0];
+        loss_value = loss->data[0]; /* every forward's value: sums, losses */
         ck_assert_int_eq(tg_clip_grad_norm(ps, 1.0f, &norm), TG_OK);
         ck_assert(norm > 1.0f); /* the scaling ran too */
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
@@ -454,7 +462,7 @@ static void train_once(int threads, float *out, int64_t nout) {
     }
     ck_assert_int_eq(at + 2, nout);
     out[at] = norm;
-    out[at + 1] = losses_value;
+    out[at + 1] = loss_value;
     tg_optim_free(opt);
     tg_params_free(ps);
     tg_ctx_free(ctx);
