@@ -178,45 +178,54 @@ void dist_shm_publish(dist_shm *s, int b, double share) {
     atomic_store_explicit(&me->ready[b], s->round, memory_order_release);
 }
 
-/* Sums chunk [lo, hi) over the ranks, weighted, into every rank's store. */
-static void reduce_chunk(dist_shm *s, int64_t lo, int64_t hi) {
-    int P = s->world;
-    float w[DIST_SHM_MAX_WORLD];
+/* The ranks' weighted sum of blocks [b0, b1) of 4096 gradients of a chunk, written into
+ * every rank's store; a block is the same work whoever runs it (tg_parallel_items). */
+typedef struct shm_job {
     float *g[DIST_SHM_MAX_WORLD];
-    for (int q = 0; q < P; q++) {
-        w[q] = (float)atomic_load_explicit(s->ranks[q].share, memory_order_relaxed);
-        g[q] = s->ranks[q].grads;
-    }
-    int64_t n = hi - lo;
-    if (P == 2) { /* the common case, one pass */
-        float *a = g[0] + lo, *bq = g[1] + lo, wa = w[0], wb = w[1];
-#pragma omp parallel for schedule(static) if (n > 262144)
-        for (int64_t i0 = 0; i0 < n; i0 += 4096) {
-            int64_t i1 = i0 + 4096 < n ? i0 + 4096 : n;
+    float w[DIST_SHM_MAX_WORLD];
+    int P;
+    int64_t lo, n;
+} shm_job;
+
+static void reduce_blocks(void *arg, int64_t b0, int64_t b1) {
+    const shm_job *j = arg;
+    const int P = j->P;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        int64_t i0 = blk * 4096, i1 = i0 + 4096 < j->n ? i0 + 4096 : j->n;
+        if (P == 2) { /* the common case, one pass */
+            float *a = j->g[0] + j->lo, *bq = j->g[1] + j->lo, wa = j->w[0], wb = j->w[1];
 #pragma omp simd
             for (int64_t i = i0; i < i1; i++) {
                 float v = wa * a[i] + wb * bq[i];
                 a[i] = v;
                 bq[i] = v;
             }
+            continue;
         }
-        return;
-    }
-#pragma omp parallel for schedule(static) if (n > 262144)
-    for (int64_t i0 = 0; i0 < n; i0 += 4096) {
-        int64_t i1 = i0 + 4096 < n ? i0 + 4096 : n;
         float acc[4096];
+        const float *g0 = j->g[0] + j->lo;
+        const float w0 = j->w[0];
 #pragma omp simd
-        for (int64_t i = i0; i < i1; i++) acc[i - i0] = w[0] * g[0][lo + i];
+        for (int64_t i = i0; i < i1; i++) acc[i - i0] = w0 * g0[i];
         for (int q = 1; q < P; q++) {
-            const float *gq = g[q] + lo;
-            float wq = w[q];
+            const float *gq = j->g[q] + j->lo;
+            float wq = j->w[q];
 #pragma omp simd
             for (int64_t i = i0; i < i1; i++) acc[i - i0] += wq * gq[i];
         }
         for (int q = 0; q < P; q++)
-            memcpy(g[q] + lo + i0, acc, (size_t)(i1 - i0) * sizeof(float));
+            memcpy(j->g[q] + j->lo + i0, acc, (size_t)(i1 - i0) * sizeof(float));
     }
+}
+
+/* Sums chunk [lo, hi) over the ranks, weighted, into every rank's store. */
+static void reduce_chunk(dist_shm *s, int64_t lo, int64_t hi) {
+    shm_job j = {.P = s->world, .lo = lo, .n = hi - lo};
+    for (int q = 0; q < j.P; q++) {
+        j.w[q] = (float)atomic_load_explicit(s->ranks[q].share, memory_order_relaxed);
+        j.g[q] = s->ranks[q].grads;
+    }
+    tg_parallel_items((j.n + 4095) / 4096, 4096, 262144, 32768, reduce_blocks, &j);
 }
 
 bool dist_shm_round_open(const dist_shm *s) {
