@@ -16,7 +16,8 @@
  * ONLY FOR INDEPENDENT CHUNKS. Which thread runs a chunk is decided at run time, so fn
  * must compute every element of a chunk the same way whoever runs it (element-wise
  * maps, pooling windows, optimizer updates): the results are then the same bits at any
- * thread count. A loop with per-thread partial sums must stay an OpenMP loop.
+ * thread count. A reduction gives each fixed chunk its own partial sum and adds them in
+ * order afterwards (never per-thread partials: which thread runs a chunk is not fixed).
  *
  * THE PROTOCOL. `claim` packs generation (32 bits), chunk count (16) and next chunk
  * (16) into one atomic word. The caller publishes a job under the mutex, then a new

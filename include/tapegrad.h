@@ -125,7 +125,7 @@ const char *tg_device_name(tg_device device);
  * ("no CUDA device available: built without CUDA", "... cudaGetDeviceCount: ..."). */
 tg_status tg_cuda_check(void);
 
-/* One knob for all CPU parallelism: our OpenMP loops and OpenBLAS. n <= 0 means all the
+/* One knob for all CPU parallelism: our loops and OpenBLAS. n <= 0 means all the
  * cores this process may run on (its affinity mask: a rank that mpirun bound to one core
  * gets 1). Before any call, tg_get_num_threads reports what OpenMP would use
  * (OMP_NUM_THREADS, else the affinity mask). */
