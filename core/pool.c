@@ -39,7 +39,7 @@
  * chunk alone (measured: the small-CNN epoch 30% slower idle with libgomp's default spin,
  * bench/RESULTS.md session 7). So the chunks run on the pool only when the process's
  * OpenMP threads sleep at once (OMP_WAIT_POLICY=passive without GOMP_SPINCOUNT, or
- * GOMP_SPINCOUNT=0: what the `tapegrad` program sets, tools/tapegrad.c), and otherwise as
+ * GOMP_SPINCOUNT=0: what tg_runtime_defaults sets, core/threads.c), and otherwise as
  * a static OpenMP loop over the same chunks. Either way each chunk is the same call, so
  * the results are the same bits.
  */
@@ -271,7 +271,11 @@ void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg) {
     }
 #endif
     if (pthread_mutex_trylock(&pool.submit)) { /* another thread's job has the pool */
+        /* Counted as a job of this thread: a tg_sgemm inside a chunk makes one call here
+         * as it would on the pool, so the bits do not depend on who held the pool. */
+        in_job++;
         for (int64_t b = 0; b < n; b += grain) fn(arg, b, n - b > grain ? b + grain : n);
+        in_job--;
         return;
     }
     int helpers = pool_grow(threads - 1);

@@ -1,8 +1,12 @@
 /*
- * core/threads.c — the one thread-count knob (OpenMP for our loops and OpenBLAS for
- * GEMMs), and a monotonic clock.
+ * core/threads.c — the one thread-count knob (our loops and OpenBLAS's GEMMs), the
+ * settings read at load time (tg_runtime_defaults), and a monotonic clock.
  */
+#define _GNU_SOURCE /* dl_iterate_phdr */
 #include "core.h"
+
+#include <link.h>
+#include <sys/auxv.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,13 +154,36 @@ const char *tg_blas_core_better(void) {
  * needs, and a small CNN's epoch ran 14-30x slower (issue 14; the measurements behind 0
  * are in tools/tapegrad.c and bench/RESULTS.md). Each setting has its own marker so that
  * turning one off keeps the other; the user's own variables always win. */
+/* Whether execv("/proc/self/exe", argv) would start this program again with these
+ * arguments. Not under valgrind (/proc/self/exe is valgrind's launcher, which refuses to
+ * run a program directly), nor when the program was started through the dynamic loader
+ * (`ld.so prog args`: /proc/self/exe is the loader and argv[0] no longer names it, so
+ * the re-execution would run argv[1]). The kernel then reports no interpreter base
+ * (AT_BASE 0) although the main program asks for one (PT_INTERP); a static program has
+ * neither. */
+static int main_has_interp(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++) /* the first object is the main program */
+        if (info->dlpi_phdr[i].p_type == PT_INTERP) *(bool *)data = true;
+    return 1;
+}
+
+static bool reexec_safe(void) {
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) return false;
+    if (getauxval(AT_BASE) != 0) return true; /* started by the kernel with its loader */
+    bool interp = false;
+    dl_iterate_phdr(main_has_interp, &interp);
+    return !interp;
+}
+
 bool tg_runtime_defaults(char **argv) {
     bool omp = !getenv("TAPEGRAD_OMP_DEFAULTS") && !getenv("OMP_WAIT_POLICY") &&
                !getenv("GOMP_SPINCOUNT");
     const char *core = getenv("TAPEGRAD_BLAS_FIXED") || getenv("OPENBLAS_CORETYPE")
                            ? NULL : tg_blas_core_better();
     if (!omp && !core) return true; /* in force already, or the user's choice */
-    if (!argv || !argv[0]) return false;
+    if (!argv || !argv[0] || !reexec_safe()) return false;
     if ((omp && (setenv("OMP_WAIT_POLICY", "passive", 1) != 0 ||
                  setenv("GOMP_SPINCOUNT", "0", 1) != 0 ||
                  setenv("TAPEGRAD_OMP_DEFAULTS", "applied", 1) != 0)) ||

@@ -161,11 +161,12 @@ const char *tg_blas_core_better(void);
  * kernels of tg_blas_core_better when it chose older ones. Both are read when the program
  * is loaded, so the function sets the variables and re-executes the program once (execv
  * of /proc/self/exe, the same argv; buffered output is flushed first); the second start
- * returns at once. Variables the user set win (nothing is changed), and
- * TAPEGRAD_OMP_DEFAULTS=off / TAPEGRAD_BLAS_FIXED=off (any value) keep libgomp's
- * defaults / OpenBLAS's choice. Returns true when the settings are in force (or the
- * user's own are), false when they could not be applied (no /proc, or argv NULL): the
- * program then goes on with the library defaults. */
+ * returns at once. Everything main() did before the call runs twice: call it first.
+ * Variables the user set win (nothing is changed), and TAPEGRAD_OMP_DEFAULTS=off /
+ * TAPEGRAD_BLAS_FIXED=off (any value) keep libgomp's defaults / OpenBLAS's choice.
+ * Returns true when the settings are in force (or the user's own are), false when they
+ * could not be applied: no /proc, argv NULL, under valgrind, or started through the
+ * dynamic loader (`ld.so prog`); the program then goes on with the library defaults. */
 bool tg_runtime_defaults(char **argv);
 
 /* ---------------------------------------------------------------- shapes, tensors */

@@ -8,7 +8,8 @@
 #    the CPU (tg_blas_core_better is NULL).
 # 2. The user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins: no change for OpenMP.
 # 3. TAPEGRAD_OMP_DEFAULTS=off keeps libgomp's default spin.
-# 4. The `tapegrad` program gets the same (checked through libgomp's report).
+# 4. Started through the dynamic loader (ld.so prog): no re-execution, reported.
+# 5. The `tapegrad` program gets the same (checked through libgomp's report).
 set -u
 prog=$1
 tg=$2
@@ -52,6 +53,18 @@ grep -q '^ret=1 policy=- spin=1234 marker=- ' "$out" || bad "user's GOMP_SPINCOU
 run TAPEGRAD_OMP_DEFAULTS=off "$prog"
 grep -q '^ret=1 policy=- spin=- marker=off ' "$out" || bad "TAPEGRAD_OMP_DEFAULTS=off not kept"
 [ "$(gomp_spin)" != 0 ] || bad "TAPEGRAD_OMP_DEFAULTS=off: libgomp spins 0"
+
+# Started through the dynamic loader, /proc/self/exe is the loader: no re-execution (it
+# would run argv[1]), the settings are reported not in force.
+interp=$(readelf -l "$prog" 2>/dev/null | sed -n 's/.*program interpreter: \(.*\)]$/\1/p')
+if [ -n "$interp" ] && [ -x "$interp" ]; then
+    run "$interp" "$prog" extra
+    starts=$(grep -c '^start$' "$out")
+    [ "$starts" = 1 ] || bad "through $interp: 'start' printed $starts times, want 1"
+    grep -q '^ret=0 policy=- spin=- marker=- ' "$out" || bad "through $interp: settings claimed"
+else
+    echo "no program interpreter found: the ld.so case is not checked"
+fi
 
 run "$tg" --version
 [ "$(gomp_spin)" = 0 ] || bad "tapegrad: libgomp reports GOMP_SPINCOUNT '$(gomp_spin)', want 0"

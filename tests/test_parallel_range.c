@@ -337,16 +337,79 @@ START_TEST(two_user_threads_at_once) {
 }
 END_TEST
 
+/* A loop that runs inline because another user thread's job holds the pool is still a
+ * job of its own: a tg_sgemm inside its chunks makes one serial call, as on the pool, and
+ * submits no job of its own even after the pool comes free (were it sliced, the bits
+ * would depend on who held the pool). */
+static atomic_int busy_holding, busy_release, busy_not_nested;
+
+static void sleep_us(long us) {
+    struct timespec ts = {us / 1000000, us % 1000000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void hold_pool(void *arg, int64_t b, int64_t e) {
+    (void)arg, (void)e;
+    if (b != 0) return;
+    atomic_store(&busy_holding, 1);
+    while (!atomic_load(&busy_release)) sleep_us(100);
+}
+
+static void *pool_holder(void *arg) {
+    (void)arg;
+    tg_parallel_range(2, 1, hold_pool, NULL);
+    return NULL;
+}
+
+enum { BUSY_M = 256 };
+static float busy_a[BUSY_M * BUSY_M], busy_b[BUSY_M * BUSY_M], busy_c[4][BUSY_M * BUSY_M];
+
+static void products(void *arg, int64_t x0, int64_t x1) {
+    (void)arg;
+    for (int64_t x = x0; x < x1; x++) {
+        if (!tg_parallel_range_nested()) atomic_fetch_add(&busy_not_nested, 1);
+        if (x == 1) { /* the holder's job ends: the pool is free for the rest */
+            atomic_store(&busy_release, 1);
+            sleep_us(20000);
+        }
+        tg_sgemm(false, false, BUSY_M, BUSY_M, BUSY_M, 1.0f, busy_a, BUSY_M, busy_b, BUSY_M, 0.0f,
+                 busy_c[x], BUSY_M);
+    }
+}
+
+START_TEST(inline_behind_a_busy_pool_is_a_job) {
+    tg_parallel_range_use(TG_RANGE_POOL);
+    const int saved = tg_get_num_threads();
+    tg_set_num_threads(2);
+    for (int i = 0; i < BUSY_M * BUSY_M; i++) {
+        busy_a[i] = (float)(i % 7) * 0.1f;
+        busy_b[i] = (float)(i % 5) * 0.3f;
+    }
+    pthread_t holder;
+    ck_assert_int_eq(pthread_create(&holder, NULL, pool_holder, NULL), 0);
+    while (!atomic_load(&busy_holding)) sleep_us(100);
+    tg_range_stats s0 = tg_parallel_range_stats();
+    tg_parallel_range(4, 1, products, NULL);
+    tg_range_stats s1 = tg_parallel_range_stats();
+    pthread_join(holder, NULL);
+    int not_nested = atomic_load(&busy_not_nested);
+    ck_assert_msg(not_nested == 0, "%d of 4 chunks run inline were not a job", not_nested);
+    ck_assert_int_eq(s1.jobs - s0.jobs, 0); /* no slices submitted from the chunks */
+    tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
+}
+END_TEST
+
 /* The ops moved onto tg_parallel_range, through the public API, at 1, 2 and 3 threads:
  * forward and backward of tanh, a broadcast add, relu, the causal mask, softmax over rows
  * and over tiles of inner dims, layer norm with weight and bias (its partial-sum chunks),
  * both permute paths, slice and concat, dropout, the 2x2 and the generic max pool, and an
  * embedding whose rows repeat (the scatter-add order matters), a batched matmul of 64
  * small products, a Winograd convolution with bias (transforms, 36 products, the bias
- * gradient), a depthwise convolution, batch norm (its running statistics too), average
- * and global average pooling, sum, mean, max and var along a dim and max over all,
- * cross entropy (ignored targets too), MSE and BCE on
- * 131,072 elements, then the gradients clipped by their global norm (its partial sums)
+ * gradient), depthwise convolutions (3x3 and the generic path), batch norm (its running
+ * statistics too), average and global average pooling, sum, mean, max and var along a
+ * dim and max over all, cross entropy (ignored targets too), MSE and BCE (targets with
+ * gradients) on 131,072 elements, then the gradients clipped by their global norm
  * and an Adam step, give the same bits (the parameters after two steps, the last norm
  * and the loss' value) at every thread count. Every tensor is above the ops'
  * thresholds for running in parallel. */
@@ -355,7 +418,7 @@ enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
 #define B_NUMEL (16 * 64)
 #define ALL_NUMEL                                                                           \
     (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 16 * 16 * 9 + 16 + 16 * 9 + \
-     4 * 16 + 2) /* + the norm and the loss' value */
+     16 * 25 + 4 * 16 + 2) /* + the norm and the loss' value */
 
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
@@ -373,12 +436,14 @@ static void train_once(int threads, float *out, int64_t nout) {
     tg_tensor *cw = tg_params_add(ps, "cw", tg_shape4(16, 16, 3, 3));
     tg_tensor *cb = tg_params_add(ps, "cb", tg_shape1(16));
     tg_tensor *dwc = tg_params_add(ps, "dwc", tg_shape4(16, 1, 3, 3));
+    tg_tensor *dwc5 = tg_params_add(ps, "dwc5", tg_shape4(16, 1, 5, 5));
     tg_tensor *bnw = tg_params_add(ps, "bnw", tg_shape1(16));
     tg_tensor *bnb = tg_params_add(ps, "bnb", tg_shape1(16));
     tg_tensor *rm = tg_params_add_buffer(ps, "rm", tg_shape1(16), 0.0f);
     tg_tensor *rv = tg_params_add_buffer(ps, "rv", tg_shape1(16), 1.0f);
-    ck_assert(w && b && e && lw && lb && mm && cw && cb && dwc && bnw && bnb && rm && rv);
+    ck_assert(w && b && e && lw && lb && mm && cw && cb && dwc && dwc5 && bnw && bnb && rm && rv);
     tg_rng_fill_uniform(&rng, dwc->data, dwc->numel, -0.5f, 0.5f);
+    tg_rng_fill_uniform(&rng, dwc5->data, dwc5->numel, -0.2f, 0.2f);
     ck_assert_int_eq(tg_init_batchnorm(bnw, bnb), TG_OK);
     tg_rng_fill_uniform(&rng, cw->data, cw->numel, -0.2f, 0.2f);
     tg_rng_fill_uniform(&rng, cb->data, cb->numel, -0.5f, 0.5f);
@@ -393,9 +458,7 @@ static void train_once(int threads, float *out, int64_t nout) {
     /* every used row at 4 positions: the scatter-add order matters */
     for (int i = 0; i < EMB_N; i++) idx[i] = (int32_t)((i * 37) % (EMB_V / 2));
     static int32_t class_target[8 * 32 * 8]; /* 64 classes along dim 1 */
-    static float loss_target[8 * 64 * 32 * 8];
     for (int i = 0; i < 8 * 32 * 8; i++) class_target[i] = i % 7 == 3 ? -100 : i * 5 % 64;
-    tg_rng_fill_uniform(&rng, loss_target, 8 * 64 * 32 * 8, 0, 1);
     tg_adam_opts o = tg_adam_opts_default();
     o.lr = 0.01;
     tg_optim *opt = tg_adam_new(ps, o);
@@ -425,11 +488,14 @@ static void train_once(int threads, float *out, int64_t nout) {
         tg_tensor *bn = tg_batchnorm2d(ctx, dwv, bnw, bnb, rm, rv, true, 0.1f, 1e-5f);
         tg_tensor *ap = tg_avg_pool2d(ctx, bn, tg_pool2d_opts_make(2, 2, 0));
         tg_tensor *gp = tg_global_avg_pool(ctx, ap);
+        /* a 5x5 depthwise kernel: the generic path */
+        tg_tensor *dw5 =
+            tg_conv2d(ctx, tg_tanh(ctx, w), dwc5, NULL, tg_conv2d_opts_make(1, 2, 1, 16));
         /* the losses' tiles and partial sums: p is (8, 64, 32, 8), 131,072 elements */
-        tg_tensor *q = tg_tensor_from(ctx, tg_shape4(8, 64, 32, 8), loss_target);
+        /* targets that need gradients too: MSE's dtarget and BCE's dt paths */
         tg_tensor *losses = tg_add(ctx, tg_cross_entropy(ctx, p, class_target),
-                                   tg_add(ctx, tg_mse_loss(ctx, p, q),
-                                          tg_bce_with_logits(ctx, p, q)));
+                                   tg_add(ctx, tg_mse_loss(ctx, p, tg_tanh(ctx, p)),
+                                          tg_bce_with_logits(ctx, p, tg_sigmoid(ctx, p))));
         tg_tensor *loss = tg_add(ctx, tg_sum_all(ctx, tg_mul(ctx, p, p)),
                                  tg_sum_all(ctx, tg_mul(ctx, em, em)));
         loss = tg_add(ctx, loss, losses);
@@ -442,6 +508,7 @@ static void train_once(int threads, float *out, int64_t nout) {
         tg_tensor *reds[] = {tg_sum(ctx, cv, 3, false), tg_mean(ctx, cv, 1, false),
                              tg_max(ctx, cv, 2, false), tg_max(ctx, cv, 3, true),
                              tg_var(ctx, cv, 0, false, true), tg_max_all(ctx, cv)};
+        loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, dw5, dw5)));
         for (int r = 0; r < 6; r++)
             loss = tg_add(ctx, loss, tg_sum_all(ctx, tg_mul(ctx, reds[r], reds[r])));
         ck_assert_msg(loss != NULL, "%s", tg_error_message());
@@ -453,9 +520,9 @@ static void train_once(int threads, float *out, int64_t nout) {
         ck_assert_int_eq(tg_optim_step(opt), TG_OK);
         tg_step_end(ctx);
     }
-    tg_tensor *all[] = {w, b, e, lw, lb, mm, cw, cb, dwc, bnw, bnb, rm, rv};
+    tg_tensor *all[] = {w, b, e, lw, lb, mm, cw, cb, dwc, dwc5, bnw, bnb, rm, rv};
     int64_t at = 0;
-    for (int k = 0; k < 13; k++) {
+    for (int k = 0; k < 14; k++) {
         ck_assert_int_le(at + all[k]->numel, nout);
         memcpy(out + at, all[k]->data, (size_t)all[k]->numel * sizeof(float));
         at += all[k]->numel;
@@ -484,6 +551,67 @@ START_TEST(moved_ops_same_bits_every_thread_count) {
     }
     free(one);
     free(many);
+    tg_set_num_threads(saved);
+    tg_parallel_range_use(TG_RANGE_AUTO);
+}
+END_TEST
+
+/* The im2col + SGEMM and pointwise convolutions run in one part per thread, so their bits
+ * may depend on the thread count (where a column chunk starts), but not on the executor:
+ * at 2 and 3 threads the pool and a static OpenMP loop give the same gradients. */
+enum { PC_N = 2, PC_C = 32, PC_H = 64 }; /* a plane of 4096: dx in column chunks */
+#define PC_X (PC_N * PC_C * PC_H * PC_H)
+#define PC_ALL (PC_X + 2 * PC_C * PC_C * 9 + PC_C * PC_C + 2 * PC_C + 1)
+
+static void conv_parts_once(int threads, tg_range_exec e, float *out) {
+    tg_set_num_threads(threads);
+    tg_parallel_range_use(e);
+    tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
+    tg_params *ps = tg_params_new(TG_DEVICE_CPU);
+    ck_assert(ctx && ps);
+    ck_assert_int_eq(tg_ctx_set_conv_algo(ctx, TG_CONV_ALGO_GEMM), TG_OK);
+    tg_tensor *x = tg_params_add(ps, "x", tg_shape4(PC_N, PC_C, PC_H, PC_H));
+    tg_tensor *w3 = tg_params_add(ps, "w3", tg_shape4(PC_C, PC_C, 3, 3));
+    tg_tensor *w3b = tg_params_add(ps, "w3b", tg_shape4(PC_C, PC_C, 3, 3)); /* no bias */
+    tg_tensor *w1 = tg_params_add(ps, "w1", tg_shape4(PC_C, PC_C, 1, 1));
+    tg_tensor *b3 = tg_params_add(ps, "b3", tg_shape1(PC_C));
+    tg_tensor *b1 = tg_params_add(ps, "b1", tg_shape1(PC_C));
+    ck_assert(x && w3 && w3b && w1 && b3 && b1);
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    tg_tensor *all[] = {x, w3, w3b, w1, b3, b1};
+    for (int k = 0; k < 6; k++) tg_rng_fill_uniform(&rng, all[k]->data, all[k]->numel, -0.3f, 0.3f);
+    tg_conv2d_opts same = tg_conv2d_opts_make(1, 1, 1, 1), one = tg_conv2d_opts_make(1, 0, 1, 1);
+    tg_tensor *y = tg_conv2d(ctx, tg_conv2d(ctx, x, w3, b3, same), w1, b1, one);
+    y = tg_conv2d(ctx, y, w3b, NULL, tg_conv2d_opts_make(2, 1, 1, 1)); /* strided too */
+    tg_tensor *loss = tg_sum_all(ctx, tg_mul(ctx, y, y));
+    ck_assert_msg(loss != NULL, "%s", tg_error_message());
+    ck_assert_int_eq(tg_backward(ctx, loss), TG_OK);
+    int64_t at = 0;
+    for (int k = 0; k < 6; k++) {
+        memcpy(out + at, all[k]->grad, (size_t)all[k]->numel * sizeof(float));
+        at += all[k]->numel;
+    }
+    out[at++] = loss->data[0];
+    ck_assert_int_eq(at, PC_ALL);
+    tg_params_free(ps);
+    tg_ctx_free(ctx);
+}
+
+START_TEST(conv_parts_same_bits_on_both_executors) {
+    const int saved = tg_get_num_threads();
+    float *pool = malloc(PC_ALL * sizeof(float)), *omp = malloc(PC_ALL * sizeof(float));
+    ck_assert(pool && omp);
+    for (int threads = 2; threads <= 3; threads++) {
+        conv_parts_once(threads, TG_RANGE_POOL, pool);
+        conv_parts_once(threads, TG_RANGE_OPENMP, omp);
+        int64_t i = 0;
+        while (i < PC_ALL && !memcmp(&pool[i], &omp[i], sizeof(float))) i++;
+        ck_assert_msg(i == PC_ALL, "%d threads: gradient %lld is %.9g on the pool, %.9g on OpenMP",
+                      threads, (long long)i, i < PC_ALL ? pool[i] : 0.0, i < PC_ALL ? omp[i] : 0.0);
+    }
+    free(pool);
+    free(omp);
     tg_set_num_threads(saved);
     tg_parallel_range_use(TG_RANGE_AUTO);
 }
@@ -547,7 +675,9 @@ Suite *parallel_range_suite(void) {
     tcase_add_loop_test(tc, calls_from_a_chunk_run_inline, 0, 2);
     tcase_add_loop_test(tc, calls_from_an_openmp_region, 0, 2);
     tcase_add_loop_test(tc, two_user_threads_at_once, 0, 2);
+    tcase_add_test(tc, inline_behind_a_busy_pool_is_a_job);
     tcase_add_loop_test(tc, moved_ops_same_bits_every_thread_count, 0, 2);
+    tcase_add_test(tc, conv_parts_same_bits_on_both_executors);
     tcase_add_test(tc, auto_follows_the_openmp_wait_policy);
     suite_add_tcase(s, tc);
     return s;
