@@ -62,12 +62,9 @@ typedef struct bn_stats_job {
 
 static void batchnorm_stats_channels(void *arg, int64_t c0, int64_t c1) {
     const bn_stats_job *j = arg;
-    float *mean = j->mean;
-    float *var = j->var;
+    float *mean = j->mean, *var = j->var;
     const float *x = j->x;
-    int64_t N = j->N;
-    int64_t C = j->C;
-    int64_t HW = j->HW;
+    int64_t N = j->N, C = j->C, HW = j->HW;
     double n = (double)(N * HW);
     for (int64_t c = c0; c < c1; c++) {
         double sum = 0;
@@ -108,14 +105,9 @@ typedef struct bn_job {
 static void batchnorm_forward_channels(void *arg, int64_t c0, int64_t c1) {
     const bn_job *j = arg;
     float *y = j->y;
-    const float *x = j->x;
-    const float *mean = j->mean;
-    const float *rstd = j->rstd;
-    const float *weight = j->weight;
+    const float *x = j->x, *mean = j->mean, *rstd = j->rstd, *weight = j->weight;
     const float *bias = j->bias;
-    int64_t N = j->N;
-    int64_t C = j->C;
-    int64_t HW = j->HW;
+    int64_t N = j->N, C = j->C, HW = j->HW;
 
     for (int64_t c = c0; c < c1; c++) {
         /* y = x scale + shift with scale = w rstd, shift = b - mean scale. */
@@ -140,17 +132,9 @@ void batchnorm_forward_cpu(float *y, const float *x, const float *mean, const fl
 
 static void batchnorm_backward_channels(void *arg, int64_t c0, int64_t c1) {
     const bn_job *j = arg;
-    float *dx = j->dx;
-    float *dweight = j->dweight;
-    float *dbias = j->dbias;
-    const float *dy = j->dy;
-    const float *x = j->x;
-    const float *mean = j->mean;
-    const float *rstd = j->rstd;
-    const float *weight = j->weight;
-    int64_t N = j->N;
-    int64_t C = j->C;
-    int64_t HW = j->HW;
+    float *dx = j->dx, *dweight = j->dweight, *dbias = j->dbias;
+    const float *dy = j->dy, *x = j->x, *mean = j->mean, *rstd = j->rstd, *weight = j->weight;
+    int64_t N = j->N, C = j->C, HW = j->HW;
     bool training = j->training;
     double n = (double)(N * HW);
     for (int64_t c = c0; c < c1; c++) {

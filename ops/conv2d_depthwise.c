@@ -306,9 +306,7 @@ typedef struct dw_job {
 static void forward_fast_items(void *arg, int64_t p0, int64_t p1) {
     const dw_job *j = arg;
     float *out = j->out;
-    const float *inp = j->inp;
-    const float *weight = j->weight;
-    const float *bias = j->bias;
+    const float *inp = j->inp, *weight = j->weight, *bias = j->bias;
     const conv2d_geom *g = j->g;
     const int64_t m = g->C_out / g->C_in, H = g->H, W = g->W, OH = g->OH, OW = g->OW;
     const int sh = g->stride_h, sw = g->stride_w;
@@ -411,12 +409,8 @@ static void dw_block_s1(double *acc, const float *dy, const float *x, int64_t oh
 
 static void backward_fast_items(void *arg, int64_t c0, int64_t c1) {
     const dw_job *j = arg;
-    float *dinp = j->dinp;
-    float *dweight = j->dweight;
-    float *dbias = j->dbias;
-    const float *dout = j->dout;
-    const float *inp = j->inp;
-    const float *weight = j->weight;
+    float *dinp = j->dinp, *dweight = j->dweight, *dbias = j->dbias;
+    const float *dout = j->dout, *inp = j->inp, *weight = j->weight;
     const conv2d_geom *g = j->g;
     bool dinp_fresh = j->dinp_fresh;
     const int64_t m = g->C_out / g->C_in, H = g->H, W = g->W, OH = g->OH, OW = g->OW;
@@ -498,9 +492,7 @@ static inline void valid_range(int64_t off, int64_t s, int64_t len, int64_t n_ou
 static void forward_generic_items(void *arg, int64_t p0, int64_t p1) {
     const dw_job *j = arg;
     float *out = j->out;
-    const float *inp = j->inp;
-    const float *weight = j->weight;
-    const float *bias = j->bias;
+    const float *inp = j->inp, *weight = j->weight, *bias = j->bias;
     const conv2d_geom *g = j->g;
     const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;
     const int64_t OH = g->OH, OW = g->OW, sw = g->stride_w;
@@ -536,12 +528,8 @@ static void forward_generic(float *out, const float *inp, const float *weight,
 
 static void backward_generic_items(void *arg, int64_t c0, int64_t c1) {
     const dw_job *j = arg;
-    float *dinp = j->dinp;
-    float *dweight = j->dweight;
-    float *dbias = j->dbias;
-    const float *dout = j->dout;
-    const float *inp = j->inp;
-    const float *weight = j->weight;
+    float *dinp = j->dinp, *dweight = j->dweight, *dbias = j->dbias;
+    const float *dout = j->dout, *inp = j->inp, *weight = j->weight;
     const conv2d_geom *g = j->g;
     bool dinp_fresh = j->dinp_fresh;
     const int64_t m = g->C_out / g->C_in, KH = g->KH, KW = g->KW, H = g->H, W = g->W;

@@ -420,6 +420,13 @@ enum { EMB_V = 512, EMB_D = 128, EMB_N = 1024 };
     (W_NUMEL + B_NUMEL + EMB_V * EMB_D + 2 * 64 + 64 * 32 * 32 + 16 * 16 * 9 + 16 + 16 * 9 + \
      16 * 25 + 4 * 16 + 2) /* + the norm and the loss' value */
 
+/* The first index at which a and b differ bit for bit, or n. */
+static int64_t first_difference(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    while (i < n && !memcmp(&a[i], &b[i], sizeof(float))) i++;
+    return i;
+}
+
 static void train_once(int threads, float *out, int64_t nout) {
     tg_set_num_threads(threads);
     tg_ctx *ctx = tg_ctx_new(TG_DEVICE_CPU);
@@ -544,8 +551,7 @@ START_TEST(moved_ops_same_bits_every_thread_count) {
     train_once(1, one, n);
     for (int threads = 2; threads <= 3; threads++) {
         train_once(threads, many, n);
-        int64_t i = 0;
-        while (i < n && !memcmp(&one[i], &many[i], sizeof(float))) i++;
+        int64_t i = first_difference(one, many, n);
         ck_assert_msg(i == n, "%d threads: parameter %lld is %.9g, with 1 thread %.9g",
                       threads, (long long)i, i < n ? many[i] : 0.0, i < n ? one[i] : 0.0);
     }
@@ -605,8 +611,7 @@ START_TEST(conv_parts_same_bits_on_both_executors) {
     for (int threads = 2; threads <= 3; threads++) {
         conv_parts_once(threads, TG_RANGE_POOL, pool);
         conv_parts_once(threads, TG_RANGE_OPENMP, omp);
-        int64_t i = 0;
-        while (i < PC_ALL && !memcmp(&pool[i], &omp[i], sizeof(float))) i++;
+        int64_t i = first_difference(pool, omp, PC_ALL);
         ck_assert_msg(i == PC_ALL, "%d threads: gradient %lld is %.9g on the pool, %.9g on OpenMP",
                       threads, (long long)i, i < PC_ALL ? pool[i] : 0.0, i < PC_ALL ? omp[i] : 0.0);
     }
