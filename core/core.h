@@ -240,15 +240,7 @@ void tg_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
 
 /* ------------------------------------------------------------ short loops (core/pool.c) */
 
-/* fn(arg, begin, end) over [0, n) in chunks of `grain` (<= 0: about 8 per thread; raised
- * so that there are at most 65,535), run by the calling thread and by whichever of the
- * library's threads wake while chunks are left: nothing waits for a thread that has not
- * started, so a short loop does not stall on a busy machine (core/pool.c). Only for
- * chunks that compute every element the same whoever runs them: then the bits do not
- * depend on the thread count. Inline when one thread is set, inside an OpenMP region or
- * another tg_parallel_range, or while another thread's loop has the pool. */
-typedef void (*tg_range_fn)(void *arg, int64_t begin, int64_t end);
-void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg);
+/* tg_parallel_range and tg_range_fn are public (include/tapegrad.h). */
 /* The kernels' common use: fn over `items` items of about `per_item` elements each, as one
  * call fn(arg, 0, items) on the calling thread when they hold `serial_max` elements or
  * fewer (threads would cost more than they save), else on tg_parallel_range in chunks of

@@ -153,6 +153,21 @@ const char *tg_blas_core(void);
  * release falls back to its oldest x86-64 kernels ("Prescott"), 5-6x slower SGEMM on an
  * AVX-512 CPU. tg_runtime_defaults sets it. */
 const char *tg_blas_core_better(void);
+/* The loop every built-in CPU kernel runs on, for your own ops' kernels too: fn(arg, begin,
+ * end) over [0, n) in chunks of `grain` elements (<= 0: about 8 chunks per thread; raised
+ * so that there are at most 65,535), run by the calling thread and by whichever of the
+ * library's threads wake while chunks are left. Nothing waits for a thread that has not
+ * started, so a loop does not stall when other processes hold the cores (an OpenMP
+ * `parallel for` waits at its closing barrier for every thread of its team). fn must
+ * compute each element the same whoever runs its chunk (write only the chunk's own
+ * outputs; give reductions one partial per chunk and add them in order afterwards): the
+ * results are then the same bits at every thread count. Runs inline with one thread, in
+ * an OpenMP region, inside another chunk, or while another thread's loop has the pool.
+ * With libgomp's spinning wait policy the chunks run as a static OpenMP loop instead
+ * (spinning OpenMP threads would hold the cores; tg_runtime_defaults turns spinning off). */
+typedef void (*tg_range_fn)(void *arg, int64_t begin, int64_t end);
+void tg_parallel_range(int64_t n, int64_t grain, tg_range_fn fn, void *arg);
+
 /* Call first thing in main(), before any other tapegrad or OpenMP call: runs the program
  * with the settings tapegrad measured for a machine other processes also use. OpenMP's
  * waiting threads sleep at once instead of spinning (OMP_WAIT_POLICY=passive,
@@ -683,8 +698,9 @@ float tg_lr_at(const tg_lr_schedule *s, int64_t step);
  *   - both return TG_OK, or a status after tg_fail(...) with a message.
  *   - pointers are device pointers on the context's device (host memory on the CPU). A
  *     descriptor without a CUDA entry is refused on a CUDA context with a clear error.
- *   - kernels: plain functions of raw pointers and sizes; parallelise with OpenMP if you
- *     like (tapegrad's thread count is tg_get_num_threads()).
+ *   - kernels: plain functions of raw pointers and sizes; parallelise them with
+ *     tg_parallel_range (what the built-in kernels use: it does not stall on a busy
+ *     machine) or OpenMP (tapegrad's thread count is tg_get_num_threads()).
  */
 
 #define TG_MAX_INPUTS 4      /* inputs per op (an entry may be NULL: optional bias) */
