@@ -39,6 +39,18 @@ typedef struct red_job {
     int correction;
 } red_job;
 
+/* The common split of the reductions along a dim: whole rows (inner = 1), or tasks of
+ * INNER_BLOCK columns of one outer index (inner > 1). */
+static void rows_or_blocks(red_job *j, tg_range_fn rows, tg_range_fn blocks) {
+    if (j->inner == 1) {
+        tg_parallel_items(j->outer, (double)j->n, PAR_MIN, GRAIN, rows, j);
+        return;
+    }
+    j->nblk = (j->inner + INNER_BLOCK - 1) / INNER_BLOCK;
+    tg_parallel_items(j->outer * j->nblk, (double)j->n * (double)j->inner / (double)j->nblk,
+                      PAR_MIN, GRAIN, blocks, j);
+}
+
 /* ---------------------------------------------------------------- sum / mean */
 
 static double run_sum(const float *x, int64_t n) {
@@ -116,12 +128,8 @@ void sum_forward_cpu(float *out, const float *x, int64_t outer, int64_t n, int64
             }
             return;
         }
-        tg_parallel_items(outer, (double)n, PAR_MIN, GRAIN, sum_rows, &j);
-        return;
     }
-    j.nblk = (inner + INNER_BLOCK - 1) / INNER_BLOCK;
-    tg_parallel_items(outer * j.nblk, (double)n * (double)inner / (double)j.nblk, PAR_MIN, GRAIN,
-                      sum_blocks, &j);
+    rows_or_blocks(&j, sum_rows, sum_blocks);
 }
 
 /* Blocks b0 .. b1-1 of CHUNK elements of the flat dx (rows of n), crossing rows. */
@@ -247,12 +255,8 @@ void max_forward_cpu(float *out, int64_t *argmax, const float *x, int64_t outer,
             }
             return;
         }
-        tg_parallel_items(outer, (double)n, PAR_MIN, GRAIN, max_rows, &j);
-        return;
     }
-    j.nblk = (inner + INNER_BLOCK - 1) / INNER_BLOCK;
-    tg_parallel_items(outer * j.nblk, (double)n * (double)inner / (double)j.nblk, PAR_MIN, GRAIN,
-                      max_blocks, &j);
+    rows_or_blocks(&j, max_rows, max_blocks);
 }
 
 static void max_back_rows(void *arg, int64_t o0, int64_t o1) {
