@@ -10,7 +10,8 @@
     X(shape) X(linear) X(pool) X(loss) X(sgd) X(adam) X(example) X(bad_input) X(models) X(io) \
     X(winograd) X(user) X(matmul) X(layout) X(reduce) X(safetensors) X(softmax)       \
     X(layernorm) X(dropout) X(embedding) X(nll) X(clip) X(schedule) X(limits)         \
-    X(fastdiv) X(unary) X(gpt) X(conv_auto) X(fresh_grads) X(gemm) X(parallel_range)
+    X(fastdiv) X(unary) X(gpt) X(conv_auto) X(fresh_grads) X(gemm) X(parallel_range) \
+    X(same_bits)
 
 #define DECLARE(name) Suite *name##_suite(void);
 SUITES(DECLARE)
